@@ -1,0 +1,22 @@
+//! Topic routing for RouteMQ Gateway.
+//!
+//! A [`RouteTable`] is built once from a tree of [`Group`]s and routes. Building
+//! rejects malformed patterns and any two routes that could match the same
+//! topic, so matching at run time is unambiguous and never fails for a reason
+//! the operator could have been told at start-up.
+#![forbid(unsafe_code)]
+
+mod error;
+mod filter;
+mod group;
+mod pattern;
+mod table;
+
+pub use error::RouteError;
+pub use filter::{filter_matches, is_valid_topic_name, SubscriptionFilter};
+pub use group::{Group, RouteSpec};
+pub use pattern::{Segment, TopicPattern};
+pub use table::{Match, Params, Qos, Route, RouteTable};
+
+#[cfg(test)]
+mod tests;
