@@ -1,0 +1,133 @@
+use std::fmt;
+
+/// Which side of the gateway a failure came from, as in pingora: it tells an
+/// operator where to look and a client whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The request itself was at fault.
+    Downstream,
+    /// The upstream service or its discovery failed.
+    Upstream,
+    /// The gateway failed.
+    Internal,
+}
+
+/// Every error the gateway answers with. Each kind knows its HTTP-style
+/// status and the stable `type` string clients can match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidTopic,
+    InvalidJson,
+    InvalidParam,
+    InvalidHeader,
+    RouteNotFound,
+    PayloadTooLarge,
+    HeadersTooLarge,
+    DeadlineExceeded,
+    /// The upstream answered 4xx; its status is passed through.
+    UpstreamRejected(u16),
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    NoHealthyInstance,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidTopic
+            | ErrorKind::InvalidJson
+            | ErrorKind::InvalidParam
+            | ErrorKind::InvalidHeader => 400,
+            ErrorKind::RouteNotFound => 404,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::HeadersTooLarge => 431,
+            ErrorKind::UpstreamRejected(status) => status,
+            ErrorKind::UpstreamError => 502,
+            ErrorKind::UpstreamUnavailable | ErrorKind::NoHealthyInstance => 503,
+            ErrorKind::DeadlineExceeded | ErrorKind::UpstreamTimeout => 504,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    pub fn type_name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidTopic => "invalid_topic",
+            ErrorKind::InvalidJson => "invalid_json",
+            ErrorKind::InvalidParam => "invalid_param",
+            ErrorKind::InvalidHeader => "invalid_header",
+            ErrorKind::RouteNotFound => "route_not_found",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::DeadlineExceeded => "deadline_exceeded",
+            ErrorKind::UpstreamRejected(_) => "upstream_rejected",
+            ErrorKind::UpstreamError => "upstream_error",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamUnavailable => "upstream_unavailable",
+            ErrorKind::NoHealthyInstance => "no_healthy_instance",
+            ErrorKind::Internal => "internal_error",
+        }
+    }
+
+    pub fn side(self) -> Side {
+        match self {
+            ErrorKind::InvalidTopic
+            | ErrorKind::InvalidJson
+            | ErrorKind::InvalidParam
+            | ErrorKind::InvalidHeader
+            | ErrorKind::RouteNotFound
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::HeadersTooLarge
+            | ErrorKind::DeadlineExceeded => Side::Downstream,
+            ErrorKind::UpstreamRejected(_)
+            | ErrorKind::UpstreamError
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamUnavailable
+            | ErrorKind::NoHealthyInstance => Side::Upstream,
+            ErrorKind::Internal => Side::Internal,
+        }
+    }
+
+    /// Whether the same request may succeed if the client sends it again.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::UpstreamTimeout
+                | ErrorKind::UpstreamUnavailable
+                | ErrorKind::NoHealthyInstance
+                | ErrorKind::UpstreamError
+        )
+    }
+}
+
+/// An error reply in the making: what went wrong, said for the client.
+#[derive(Debug, Clone)]
+pub struct GatewayError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The upstream's body, for errors it answered itself (4xx pass-through).
+    pub upstream_body: Option<serde_json::Value>,
+}
+
+impl GatewayError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        GatewayError {
+            kind,
+            message: message.into(),
+            upstream_body: None,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.kind.type_name(), self.status(), self.message)
+    }
+}
+
+impl std::error::Error for GatewayError {}

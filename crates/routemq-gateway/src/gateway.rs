@@ -1,0 +1,382 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fred::prelude::Client;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT};
+use reqwest::Method;
+use routemq_router::{filter_matches, is_valid_topic_name, Params, RouteTable, SubscriptionFilter};
+use serde_json::{Map, Value};
+
+use crate::metrics::MetricsRecorder;
+use crate::registry::{Balancer, RegistryCache};
+use crate::request::is_acceptable_request_id;
+use crate::upstream::{self, HeaderPolicy, PathTemplate, UpstreamRequest};
+use crate::{ErrorKind, GatewayError, Headers, Inbound, Outbound, Reply, ReplyAddress};
+
+/// The gateway's own routes (`gateway/*`), answered without an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    Health,
+    Services,
+    Metrics,
+}
+
+/// What a route does with a request.
+#[derive(Debug, Clone)]
+pub enum RouteTarget {
+    Forward(ForwardRoute),
+    Builtin(Builtin),
+}
+
+/// Forwarding to a service: the HTTP method and path the topic maps to.
+#[derive(Debug, Clone)]
+pub struct ForwardRoute {
+    pub service: String,
+    pub method: Method,
+    pub path: PathTemplate,
+    pub timeout: Duration,
+    pub headers: HeaderPolicy,
+}
+
+/// Bounds on what a request may carry; beyond them it gets a typed error.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_payload_bytes: usize,
+    pub max_user_properties: usize,
+    /// Sum of user-property names and values.
+    pub max_header_bytes: usize,
+    pub max_param_bytes: usize,
+    pub max_response_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload_bytes: 256 * 1024,
+            max_user_properties: 64,
+            max_header_bytes: 16 * 1024,
+            max_param_bytes: 256,
+            max_response_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Everything a gateway needs, built by the runtime from its configuration.
+pub struct GatewayParts {
+    pub routes: RouteTable<RouteTarget>,
+    pub redis: Client,
+    pub http: reqwest::Client,
+    pub cache: Arc<RegistryCache>,
+    pub metrics: Arc<MetricsRecorder>,
+    pub limits: Limits,
+    pub worker_id: String,
+    /// Round-robin counter values leased per Redis round trip (1 = exact per request).
+    pub round_robin_lease: u32,
+}
+
+/// One worker's request pipeline. Stateless apart from read caches and
+/// metric counters, so any number of identical workers behave as one.
+pub struct Gateway {
+    pub(crate) routes: RouteTable<RouteTarget>,
+    pub(crate) redis: Client,
+    http: reqwest::Client,
+    pub(crate) cache: Arc<RegistryCache>,
+    balancer: Balancer,
+    metrics: Arc<MetricsRecorder>,
+    limits: Limits,
+    pub(crate) worker_id: String,
+    pub(crate) started: Instant,
+}
+
+/// An answer and the upstream service it came from, for metrics.
+struct Answer {
+    reply: Reply,
+    service: Option<String>,
+}
+
+impl Answer {
+    fn error(error: GatewayError, request_id: &str, service: Option<String>) -> Answer {
+        Answer {
+            reply: Reply::error(&error, request_id, service.as_deref()),
+            service,
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(parts: GatewayParts) -> Gateway {
+        let balancer = Balancer::new(Arc::clone(&parts.cache), parts.redis.clone(), parts.round_robin_lease);
+        Gateway {
+            routes: parts.routes,
+            redis: parts.redis,
+            http: parts.http,
+            cache: parts.cache,
+            balancer,
+            metrics: parts.metrics,
+            limits: parts.limits,
+            worker_id: parts.worker_id,
+            started: Instant::now(),
+        }
+    }
+
+    /// The topic filters this gateway serves.
+    pub fn filters(&self) -> &[SubscriptionFilter] {
+        self.routes.filters()
+    }
+
+    /// Handles one request and returns the reply to publish, or `None` when
+    /// the request has no usable reply address (it is still processed and logged).
+    pub async fn handle(&self, inbound: Inbound) -> Option<Outbound> {
+        let started = Instant::now();
+        let headers = Headers::from_properties(&inbound.user_properties);
+        let request_id = headers
+            .get("x-request-id")
+            .filter(|id| is_acceptable_request_id(id))
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let mut address = inbound.response_topic.clone().map(|topic| ReplyAddress {
+            topic,
+            correlation_data: inbound.correlation_data.clone(),
+            from_payload: false,
+        });
+        if let Some(refused) = address.as_ref().and_then(|a| self.refuse_reply_topic(&a.topic)) {
+            tracing::warn!(request_id, reason = refused, "request refused: unusable response topic");
+            return None;
+        }
+        let answer = self.process(&inbound, &headers, &request_id, &mut address).await;
+        let status = answer.reply.status;
+        self.metrics.record(answer.service.as_deref(), status, started.elapsed());
+        let topic = String::from_utf8_lossy(&inbound.topic);
+        match address {
+            Some(address) => {
+                tracing::debug!(request_id, %topic, status, "request answered");
+                Some(Outbound::new(address, answer.reply, &request_id))
+            }
+            None => {
+                tracing::info!(request_id, %topic, status, "request processed without a reply address");
+                None
+            }
+        }
+    }
+
+    /// Why a reply may not go to `topic`, if it may not: wildcards cannot be
+    /// published to, `$` topics belong to the broker, and a topic the gateway
+    /// serves would loop the reply back in as a request.
+    fn refuse_reply_topic(&self, topic: &str) -> Option<&'static str> {
+        if !is_valid_topic_name(topic) {
+            return Some("empty or contains a wildcard");
+        }
+        if topic.starts_with('$') {
+            return Some("reserved `$` topic");
+        }
+        if self.routes.filters().iter().any(|f| filter_matches(&f.filter, topic)) {
+            return Some("falls under a filter the gateway serves");
+        }
+        None
+    }
+
+    async fn process(
+        &self,
+        inbound: &Inbound,
+        headers: &Headers,
+        request_id: &str,
+        address: &mut Option<ReplyAddress>,
+    ) -> Answer {
+        if let Err(error) = self.check_limits(inbound, headers) {
+            return Answer::error(error, request_id, None);
+        }
+        let Ok(topic) = std::str::from_utf8(&inbound.topic) else {
+            return Answer::error(
+                GatewayError::new(ErrorKind::InvalidTopic, "topic is not valid UTF-8"),
+                request_id,
+                None,
+            );
+        };
+        let mut body = match parse_payload(&inbound.payload) {
+            Ok(body) => body,
+            Err(error) => return Answer::error(error, request_id, None),
+        };
+        if address.is_none() {
+            *address = take_payload_address(&mut body);
+            if let Some(refused) = address.as_ref().and_then(|a| self.refuse_reply_topic(&a.topic)) {
+                tracing::warn!(request_id, reason = refused, "payload reply_to refused");
+                *address = None;
+            }
+        }
+        if inbound.deadline().is_some_and(|deadline| Instant::now() >= deadline) {
+            let error = GatewayError::new(ErrorKind::DeadlineExceeded, "the request expired before it was processed");
+            return Answer::error(error, request_id, None);
+        }
+        let Some(found) = self.routes.find(topic) else {
+            let error = GatewayError::new(ErrorKind::RouteNotFound, format!("no route for topic `{topic}`"));
+            return Answer::error(error, request_id, None);
+        };
+        if let Err(error) = self.check_params(&found.params) {
+            return Answer::error(error, request_id, None);
+        }
+        match &found.route.target {
+            RouteTarget::Builtin(builtin) => Answer {
+                reply: self.builtin(*builtin).await,
+                service: None,
+            },
+            RouteTarget::Forward(route) => {
+                let service = Some(route.service.clone());
+                match self
+                    .forward(route, &found.params, body, headers, request_id, inbound.deadline())
+                    .await
+                {
+                    Ok(reply) => Answer { reply, service },
+                    Err(error) => Answer::error(error, request_id, service),
+                }
+            }
+        }
+    }
+
+    fn check_limits(&self, inbound: &Inbound, headers: &Headers) -> Result<(), GatewayError> {
+        let limits = &self.limits;
+        if inbound.payload.len() > limits.max_payload_bytes {
+            return Err(GatewayError::new(
+                ErrorKind::PayloadTooLarge,
+                format!("payload of {} bytes exceeds the limit of {}", inbound.payload.len(), limits.max_payload_bytes),
+            ));
+        }
+        if headers.len() > limits.max_user_properties {
+            return Err(GatewayError::new(
+                ErrorKind::HeadersTooLarge,
+                format!("{} user properties exceed the limit of {}", headers.len(), limits.max_user_properties),
+            ));
+        }
+        let header_bytes: usize = headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+        if header_bytes > limits.max_header_bytes {
+            return Err(GatewayError::new(
+                ErrorKind::HeadersTooLarge,
+                format!("user properties of {header_bytes} bytes exceed the limit of {}", limits.max_header_bytes),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_params(&self, params: &Params<'_>) -> Result<(), GatewayError> {
+        for (name, value) in params.iter() {
+            if value.len() > self.limits.max_param_bytes {
+                return Err(GatewayError::new(
+                    ErrorKind::InvalidParam,
+                    format!("parameter `{name}` is longer than {} bytes", self.limits.max_param_bytes),
+                ));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(GatewayError::new(
+                    ErrorKind::InvalidParam,
+                    format!("parameter `{name}` contains control characters"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn forward(
+        &self,
+        route: &ForwardRoute,
+        params: &Params<'_>,
+        body: Value,
+        headers: &Headers,
+        request_id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Reply, GatewayError> {
+        let started = Instant::now();
+        let path = route.path.render(|name| params.get(name))?;
+        let timeout = match deadline {
+            Some(deadline) => route.timeout.min(deadline.saturating_duration_since(started)),
+            None => route.timeout,
+        };
+        let sends_body = !matches!(route.method, Method::GET | Method::HEAD | Method::DELETE);
+        let (body, query) = if sends_body {
+            let bytes = serde_json::to_vec(&body)
+                .map_err(|error| GatewayError::new(ErrorKind::Internal, error.to_string()))?;
+            (Some(Bytes::from(bytes)), Vec::new())
+        } else {
+            (None, query_pairs(&body))
+        };
+        let mut header_map = HeaderMap::new();
+        route.headers.apply(headers, &mut header_map)?;
+        header_map.insert(HeaderName::from_static("x-request-id"), header_value(request_id)?);
+        header_map.insert(HeaderName::from_static("x-gateway-service"), header_value(&route.service)?);
+        header_map.insert(ACCEPT, HeaderValue::from_static("application/json"));
+
+        let mut refused_instance: Option<String> = None;
+        loop {
+            let instance = self.balancer.pick(&route.service, refused_instance.as_deref()).await?;
+            let request = UpstreamRequest {
+                method: route.method.clone(),
+                base_url: &instance.url,
+                path: &path,
+                query: &query,
+                body: body.clone(),
+                headers: header_map.clone(),
+                timeout,
+                max_response_bytes: self.limits.max_response_bytes,
+            };
+            match upstream::forward(&self.http, request).await {
+                Ok(response) => {
+                    let seconds = started.elapsed().as_secs_f64();
+                    return Ok(Reply::success(response.status, response.body, request_id, &route.service, seconds));
+                }
+                // A refused connection never reached the instance: one retry elsewhere is safe.
+                Err(error) if error.kind == ErrorKind::UpstreamUnavailable && refused_instance.is_none() => {
+                    tracing::debug!(instance = %instance.instance_id, "connection refused, trying another instance");
+                    refused_instance = Some(instance.instance_id.clone());
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+fn header_value(value: &str) -> Result<HeaderValue, GatewayError> {
+    HeaderValue::from_str(value).map_err(|_| GatewayError::new(ErrorKind::InvalidHeader, "header value not allowed in HTTP"))
+}
+
+/// An empty payload is an empty object, so bodiless requests (`get`, `list`) need no `{}`.
+fn parse_payload(payload: &[u8]) -> Result<Value, GatewayError> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_slice(payload)
+        .map_err(|error| GatewayError::new(ErrorKind::InvalidJson, format!("payload is not valid JSON: {error}")))
+}
+
+/// MQTT 3.1.1 clients have no Response Topic: they put `reply_to` and
+/// `correlation_id` in the payload, which are removed before forwarding.
+fn take_payload_address(body: &mut Value) -> Option<ReplyAddress> {
+    let object = body.as_object_mut()?;
+    let Some(Value::String(topic)) = object.remove("reply_to") else {
+        return None;
+    };
+    let correlation_data = match object.remove("correlation_id") {
+        Some(Value::String(id)) => Some(Bytes::from(id)),
+        Some(Value::Number(number)) => Some(Bytes::from(number.to_string())),
+        _ => None,
+    };
+    Some(ReplyAddress {
+        topic,
+        correlation_data,
+        from_payload: true,
+    })
+}
+
+/// Bodiless methods carry a JSON object's scalar fields as the query string.
+fn query_pairs(body: &Value) -> Vec<(String, String)> {
+    let Some(object) = body.as_object() else {
+        return Vec::new();
+    };
+    object
+        .iter()
+        .filter_map(|(key, value)| match value {
+            Value::String(text) => Some((key.clone(), text.clone())),
+            Value::Number(number) => Some((key.clone(), number.to_string())),
+            Value::Bool(flag) => Some((key.clone(), flag.to_string())),
+            _ => None,
+        })
+        .collect()
+}

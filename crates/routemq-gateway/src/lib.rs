@@ -1,0 +1,22 @@
+//! The RouteMQ Gateway request pipeline.
+//!
+//! The MQTT runtime hands each incoming PUBLISH to [`Gateway::handle`] as an
+//! [`Inbound`] and publishes the [`Outbound`] reply it gets back. Everything in
+//! between — validation, routing, service discovery, load balancing, upstream
+//! forwarding and metrics — lives here, with its Redis scripts in `scripts/`.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod error;
+mod gateway;
+pub mod metrics;
+pub mod redis;
+pub mod registry;
+mod reply;
+mod request;
+pub mod upstream;
+
+pub use error::{ErrorKind, GatewayError, Side};
+pub use gateway::{Builtin, ForwardRoute, Gateway, GatewayParts, Limits, RouteTarget};
+pub use reply::{Outbound, Reply};
+pub use request::{Headers, Inbound, ReplyAddress};

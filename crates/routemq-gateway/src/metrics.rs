@@ -1,0 +1,162 @@
+//! Cluster-wide gateway metrics. Each worker adds to local counters on the hot
+//! path (one uncontended lock, no I/O) and a background task flushes them to
+//! one Redis hash in batches; `gateway/metrics` reads the totals.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use fred::prelude::*;
+use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::redis::{keys, scripts};
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ServiceCounters {
+    requests: i64,
+    errors: i64,
+    time_us: i64,
+}
+
+#[derive(Debug, Default)]
+struct Batch {
+    total: i64,
+    successful: i64,
+    failed: i64,
+    services: HashMap<String, ServiceCounters>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    fn into_deltas(self) -> Vec<(String, i64)> {
+        let mut deltas = vec![
+            ("gateway:total_requests".to_string(), self.total),
+            ("gateway:successful_requests".to_string(), self.successful),
+            ("gateway:failed_requests".to_string(), self.failed),
+        ];
+        for (service, counters) in self.services {
+            deltas.push((format!("service:{service}:requests"), counters.requests));
+            deltas.push((format!("service:{service}:errors"), counters.errors));
+            deltas.push((format!("service:{service}:time_us"), counters.time_us));
+        }
+        deltas.retain(|(_, delta)| *delta != 0);
+        deltas
+    }
+}
+
+/// A batch that failed to flush keeps its id, so resending it cannot count twice.
+struct Pending {
+    batch_id: String,
+    deltas: Vec<(String, i64)>,
+}
+
+#[derive(Default)]
+pub struct MetricsRecorder {
+    batch: Mutex<Batch>,
+}
+
+/// How long Redis remembers a flushed batch id; far longer than any retry.
+const BATCH_MARKER_EXPIRY: Duration = Duration::from_secs(600);
+
+impl MetricsRecorder {
+    /// Counts one answered request. `service` is the upstream it was forwarded
+    /// to, if any; a status of 400 or more counts as a failure, as in the reference.
+    pub fn record(&self, service: Option<&str>, status: u16, elapsed: Duration) {
+        let failed = status >= 400;
+        let mut batch = self.batch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        batch.total += 1;
+        if failed {
+            batch.failed += 1;
+        } else {
+            batch.successful += 1;
+        }
+        let Some(service) = service else {
+            return;
+        };
+        let counters = match batch.services.get_mut(service) {
+            Some(counters) => counters,
+            None => batch.services.entry(service.to_string()).or_default(),
+        };
+        counters.requests += 1;
+        counters.errors += i64::from(failed);
+        counters.time_us += i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX);
+    }
+
+    fn take(&self) -> Batch {
+        let mut batch = self.batch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::take(&mut *batch)
+    }
+
+    /// Flushes every `interval`, and once more when cancelled.
+    pub async fn run_flush(&self, redis: Client, interval: Duration, cancel: CancellationToken) {
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopping = tokio::select! {
+                _ = cancel.cancelled() => true,
+                _ = ticker.tick() => false,
+            };
+            let batch = self.take();
+            if !batch.is_empty() {
+                pending.push(Pending {
+                    batch_id: uuid::Uuid::new_v4().to_string(),
+                    deltas: batch.into_deltas(),
+                });
+            }
+            let mut kept = Vec::new();
+            for batch in pending.drain(..) {
+                if let Err(error) = scripts::flush_metrics(&redis, &batch.batch_id, &batch.deltas, BATCH_MARKER_EXPIRY).await {
+                    tracing::warn!(%error, "metrics flush failed, will retry");
+                    kept.push(batch);
+                }
+            }
+            pending = kept;
+            if stopping {
+                return;
+            }
+        }
+    }
+}
+
+/// The reference's `gateway/metrics` report, from the cluster-wide totals.
+pub async fn read_report(redis: &Client) -> anyhow::Result<Value> {
+    let fields: HashMap<String, i64> = redis.hgetall(keys::METRICS).await?;
+    let get = |name: &str| fields.get(name).copied().unwrap_or(0);
+    let total = get("gateway:total_requests");
+    let successful = get("gateway:successful_requests");
+    let mut services = Map::new();
+    let mut names: Vec<&str> = fields
+        .keys()
+        .filter_map(|key| key.strip_prefix("service:")?.strip_suffix(":requests"))
+        .collect();
+    names.sort_unstable();
+    for name in names {
+        let requests = get(&format!("service:{name}:requests"));
+        let errors = get(&format!("service:{name}:errors"));
+        let time_us = get(&format!("service:{name}:time_us"));
+        let per_request = |value: i64| value as f64 / requests.max(1) as f64;
+        services.insert(
+            name.to_string(),
+            json!({
+                "total_requests": requests,
+                "avg_response_time": per_request(time_us) / 1e6,
+                "error_rate": per_request(errors) * 100.0,
+            }),
+        );
+    }
+    Ok(json!({
+        "gateway": {
+            "total_requests": total,
+            "successful_requests": successful,
+            "failed_requests": get("gateway:failed_requests"),
+            "success_rate": successful as f64 / total.max(1) as f64 * 100.0,
+            "rate_limit_hits": get("gateway:rate_limit_hits"),
+        },
+        "services": services,
+    }))
+}

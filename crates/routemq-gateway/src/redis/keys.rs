@@ -1,0 +1,26 @@
+//! Redis key names. Every key a script touches shares the hash tag of its
+//! service (`{svc:NAME}`) or of the gateway (`{routemq}`), so each script's
+//! keys live in one Redis Cluster slot.
+
+pub const SERVICES: &str = "{routemq}:services";
+pub const METRICS: &str = "{routemq}:metrics";
+
+pub fn metrics_batch(batch_id: &str) -> String {
+    format!("{{routemq}}:metrics:batch:{batch_id}")
+}
+
+pub fn instances(service: &str) -> String {
+    format!("{{svc:{service}}}:instances")
+}
+
+pub fn instance(service: &str, instance_id: &str) -> String {
+    format!("{{svc:{service}}}:instance:{instance_id}")
+}
+
+pub fn round_robin(service: &str) -> String {
+    format!("{{svc:{service}}}:rr")
+}
+
+pub fn probe_lock(service: &str, instance_id: &str) -> String {
+    format!("{{svc:{service}}}:probe:{instance_id}")
+}

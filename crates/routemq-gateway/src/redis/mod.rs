@@ -1,0 +1,8 @@
+//! The gateway's Redis layer: connection policy, key names and one typed
+//! wrapper per Lua script in `scripts/`.
+
+mod connect;
+pub mod keys;
+pub mod scripts;
+
+pub use connect::{connect, RedisSettings};

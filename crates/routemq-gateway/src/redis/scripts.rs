@@ -1,0 +1,121 @@
+//! One typed wrapper per Lua script. Scripts run with EVALSHA and are
+//! reloaded on NOSCRIPT (a restarted or new cluster node), so callers never
+//! see the script cache.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use fred::prelude::*;
+use fred::types::scripts::Script;
+
+use super::keys;
+
+static NEXT_INDEX: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/next_index.lua")));
+static REGISTER_INSTANCE: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/register_instance.lua")));
+static HEARTBEAT: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/heartbeat.lua")));
+static DEREGISTER_INSTANCE: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/deregister_instance.lua")));
+static SET_HEALTH: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/set_health.lua")));
+static FLUSH_METRICS: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/flush_metrics.lua")));
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Leases `lease` values of a service's round-robin counter; returns the last
+/// value leased, so the caller owns `(last - lease, last]`.
+pub async fn next_index(client: &Client, service: &str, lease: u32, idle_expiry: Duration) -> FredResult<u64> {
+    NEXT_INDEX
+        .evalsha_with_reload(
+            client,
+            vec![keys::round_robin(service)],
+            vec![i64::from(lease.max(1)), millis(idle_expiry)],
+        )
+        .await
+}
+
+/// An instance as registered; `ttl` of `None` keeps it until deregistered.
+pub struct Registration<'a> {
+    pub service: &'a str,
+    pub instance_id: &'a str,
+    pub url: &'a str,
+    pub health_check_url: &'a str,
+    pub ttl: Option<Duration>,
+}
+
+/// Registers an instance; returns Redis's time of registration in ms.
+pub async fn register_instance(client: &Client, registration: &Registration<'_>) -> FredResult<i64> {
+    let ttl_ms = registration.ttl.map(millis).unwrap_or(0);
+    REGISTER_INSTANCE
+        .evalsha_with_reload(
+            client,
+            vec![
+                keys::instance(registration.service, registration.instance_id),
+                keys::instances(registration.service),
+            ],
+            vec![
+                registration.instance_id.to_string(),
+                registration.service.to_string(),
+                registration.url.to_string(),
+                registration.health_check_url.to_string(),
+                ttl_ms.to_string(),
+            ],
+        )
+        .await
+}
+
+/// Refreshes an instance's heartbeat; false when it is not registered.
+pub async fn heartbeat(client: &Client, service: &str, instance_id: &str) -> FredResult<bool> {
+    let refreshed: i64 = HEARTBEAT
+        .evalsha_with_reload(client, vec![keys::instance(service, instance_id)], Vec::<String>::new())
+        .await?;
+    Ok(refreshed == 1)
+}
+
+/// Removes an instance; returns how many instances the service still has.
+pub async fn deregister_instance(client: &Client, service: &str, instance_id: &str) -> FredResult<u64> {
+    DEREGISTER_INSTANCE
+        .evalsha_with_reload(
+            client,
+            vec![keys::instance(service, instance_id), keys::instances(service)],
+            vec![instance_id.to_string()],
+        )
+        .await
+}
+
+/// Records a probe verdict; false when the instance no longer exists.
+pub async fn set_health(client: &Client, service: &str, instance_id: &str, healthy: bool) -> FredResult<bool> {
+    let status = if healthy { "healthy" } else { "unhealthy" };
+    let recorded: i64 = SET_HEALTH
+        .evalsha_with_reload(client, vec![keys::instance(service, instance_id)], vec![status.to_string()])
+        .await?;
+    Ok(recorded == 1)
+}
+
+/// Adds a batch of metric deltas once, however often it is sent.
+pub async fn flush_metrics(
+    client: &Client,
+    batch_id: &str,
+    deltas: &[(String, i64)],
+    marker_expiry: Duration,
+) -> FredResult<bool> {
+    let mut args = Vec::with_capacity(1 + deltas.len() * 2);
+    args.push(millis(marker_expiry).to_string());
+    for (field, delta) in deltas {
+        args.push(field.clone());
+        args.push(delta.to_string());
+    }
+    let applied: i64 = FLUSH_METRICS
+        .evalsha_with_reload(
+            client,
+            vec![keys::METRICS.to_string(), keys::metrics_batch(batch_id)],
+            args,
+        )
+        .await?;
+    Ok(applied == 1)
+}

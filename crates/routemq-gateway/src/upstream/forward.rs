@@ -1,0 +1,110 @@
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::{Method, Url};
+use serde_json::Value;
+
+use crate::{ErrorKind, GatewayError};
+
+/// One HTTP call to one upstream instance.
+#[derive(Debug)]
+pub struct UpstreamRequest<'a> {
+    pub method: Method,
+    pub base_url: &'a str,
+    /// Already rendered and percent-encoded.
+    pub path: &'a str,
+    pub query: &'a [(String, String)],
+    pub body: Option<Bytes>,
+    pub headers: HeaderMap,
+    pub timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+/// A 2xx answer: its status and body (JSON when it parses, else a string).
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// Sends the request and maps every failure to the error a client should see:
+/// upstream 4xx passed through with its body, 5xx → 502, timeout → 504,
+/// connection refused → 503 (kind `UpstreamUnavailable`, safe to retry elsewhere
+/// because the request never reached the instance).
+pub async fn forward(client: &reqwest::Client, request: UpstreamRequest<'_>) -> Result<UpstreamResponse, GatewayError> {
+    let url = build_url(request.base_url, request.path, request.query)?;
+    let mut builder = client
+        .request(request.method, url)
+        .headers(request.headers)
+        .timeout(request.timeout);
+    if let Some(body) = request.body {
+        builder = builder.header(CONTENT_TYPE, "application/json").body(body);
+    }
+    let mut response = builder.send().await.map_err(|error| classify(&error))?;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.contains("json"));
+    let mut raw = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| classify(&error))? {
+        if raw.len() + chunk.len() > request.max_response_bytes {
+            return Err(GatewayError::new(
+                ErrorKind::UpstreamError,
+                format!("upstream response exceeds {} bytes", request.max_response_bytes),
+            ));
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    let body = parse_body(&raw, is_json);
+    if status.is_success() {
+        return Ok(UpstreamResponse {
+            status: status.as_u16(),
+            body,
+        });
+    }
+    if status.is_client_error() {
+        let mut error = GatewayError::new(
+            ErrorKind::UpstreamRejected(status.as_u16()),
+            format!("upstream answered {status}"),
+        );
+        error.upstream_body = Some(body);
+        return Err(error);
+    }
+    Err(GatewayError::new(ErrorKind::UpstreamError, format!("upstream answered {status}")))
+}
+
+fn build_url(base: &str, path: &str, query: &[(String, String)]) -> Result<Url, GatewayError> {
+    let joined = format!("{}{}", base.trim_end_matches('/'), path);
+    let mut url = Url::parse(&joined).map_err(|error| {
+        GatewayError::new(ErrorKind::Internal, format!("bad upstream url `{joined}`: {error}"))
+    })?;
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
+}
+
+fn parse_body(raw: &[u8], is_json: bool) -> Value {
+    if raw.is_empty() {
+        return Value::Null;
+    }
+    if is_json {
+        if let Ok(value) = serde_json::from_slice(raw) {
+            return value;
+        }
+    }
+    Value::String(String::from_utf8_lossy(raw).into_owned())
+}
+
+fn classify(error: &reqwest::Error) -> GatewayError {
+    if error.is_timeout() {
+        return GatewayError::new(ErrorKind::UpstreamTimeout, "upstream did not answer in time");
+    }
+    if error.is_connect() {
+        return GatewayError::new(ErrorKind::UpstreamUnavailable, "upstream refused the connection");
+    }
+    GatewayError::new(ErrorKind::UpstreamError, format!("upstream call failed: {error}"))
+}

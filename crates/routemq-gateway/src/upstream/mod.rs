@@ -1,0 +1,12 @@
+//! Forwarding a request to an upstream instance over HTTP.
+
+mod forward;
+mod headers;
+mod path;
+
+pub use forward::{forward, UpstreamRequest, UpstreamResponse};
+pub use headers::{HeaderPolicy, NEVER_FORWARDED};
+pub use path::{PathTemplate, PathTemplateError};
+
+#[cfg(test)]
+mod tests;
