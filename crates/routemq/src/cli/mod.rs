@@ -1,0 +1,189 @@
+//! The `routemq` command line.
+
+mod services;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use routemq_gateway::RouteTarget;
+use tokio_util::sync::CancellationToken;
+
+use crate::{config, demo, runtime, telemetry};
+
+#[derive(Parser)]
+#[command(name = "routemq", version, about = "RouteMQ Gateway: an MQTT 5 API gateway cluster")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one gateway worker.
+    Worker {
+        #[arg(long)]
+        config: PathBuf,
+        /// Unique id of this worker; also its MQTT client id. Default: routemq-<random>.
+        #[arg(long)]
+        worker_id: Option<String>,
+        /// Tokio worker threads; 1 runs a single-threaded runtime, the fastest on small machines.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Validate a configuration file.
+    CheckConfig { file: PathBuf },
+    /// Print the route table of a configuration file.
+    Routes { file: PathBuf },
+    /// Manage the service registry in Redis.
+    Services {
+        #[command(subcommand)]
+        command: services::ServicesCommand,
+        /// Redis URL.
+        #[arg(long, env = "ROUTEMQ_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+        redis: String,
+    },
+    /// Start the demo microservices (user, order, payment, notification, and the v2 services).
+    DemoServices {
+        /// Instances per service.
+        #[arg(long, default_value_t = 2)]
+        instances: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+        /// First port; instances take consecutive ports. 0 picks free ports.
+        #[arg(long, default_value_t = 8101)]
+        base_port: u16,
+        /// Also register the instances in Redis, heartbeat them, and deregister on exit.
+        #[arg(long)]
+        register: bool,
+        #[arg(long, env = "ROUTEMQ_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        redis: String,
+        /// Registration ttl, refreshed by heartbeats at a third of it.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        ttl: Duration,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging();
+    let threads = match &cli.command {
+        Command::Worker { threads, .. } => *threads,
+        _ => 1,
+    };
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    };
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(cli.command)),
+        Err(error) => Err(error.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Worker { config, worker_id, .. } => {
+            let config = config::load(&config)?;
+            let worker_id = worker_id.unwrap_or_else(|| format!("routemq-{}", uuid::Uuid::new_v4().simple()));
+            runtime::run_worker(config, worker_id, shutdown_on_signal()).await
+        }
+        Command::CheckConfig { file } => {
+            let config = config::load(&file)?;
+            println!("{}: ok, {} routes", file.display(), config.routes.routes().len());
+            Ok(())
+        }
+        Command::Routes { file } => {
+            let config = config::load(&file)?;
+            print_routes(&config);
+            Ok(())
+        }
+        Command::Services { command, redis } => services::run(command, &redis).await,
+        Command::DemoServices {
+            instances,
+            host,
+            base_port,
+            register,
+            redis,
+            ttl,
+        } => run_demo(instances, host, base_port, register.then_some(redis), ttl).await,
+    }
+}
+
+fn print_routes(config: &config::WorkerConfig) {
+    println!("{:<48} {:<4} {:<22} TARGET", "TOPIC", "QOS", "SERVICE");
+    for route in config.routes.routes() {
+        let (service, target) = match &route.target {
+            RouteTarget::Forward(forward) => (forward.service.clone(), format!("{} {:?}", forward.method, forward.path)),
+            RouteTarget::Builtin(builtin) => ("-".to_string(), format!("builtin {builtin:?}")),
+        };
+        println!("{:<48} {:<4} {:<22} {}", route.pattern.to_string(), route.qos as u8, service, target);
+    }
+    println!();
+    for filter in config.routes.filters() {
+        println!("subscribes {} (qos {})", filter.shared(&config.mqtt.share_group), filter.qos as u8);
+    }
+}
+
+/// A token cancelled on SIGTERM or SIGINT.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = terminate => tracing::info!("sigterm received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("sigint received"),
+        }
+        cancel.cancel();
+    });
+    token
+}
+
+async fn run_demo(
+    instances: u16,
+    host: IpAddr,
+    base_port: u16,
+    register_in: Option<String>,
+    ttl: Duration,
+) -> anyhow::Result<()> {
+    let stop = shutdown_on_signal();
+    let mut started = Vec::new();
+    let mut port = base_port;
+    for service in demo::DEMO_SERVICES {
+        for index in 1..=instances {
+            let instance_id = format!("{service}-{index}");
+            let bind = SocketAddr::new(host, port);
+            let instance = demo::start_instance(service, &instance_id, bind, stop.clone()).await?;
+            println!("{:<22} {:<26} {}", instance.service, instance.instance_id, instance.url());
+            started.push(instance);
+            if base_port != 0 {
+                port = port.checked_add(1).ok_or_else(|| anyhow::anyhow!("ran out of ports"))?;
+            }
+        }
+    }
+    match register_in {
+        Some(redis_url) => services::register_and_heartbeat(&redis_url, &started, ttl, stop).await,
+        None => {
+            stop.cancelled().await;
+            Ok(())
+        }
+    }
+}

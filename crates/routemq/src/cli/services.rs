@@ -1,0 +1,163 @@
+use std::time::Duration;
+
+use clap::Subcommand;
+use fred::prelude::*;
+use routemq_gateway::redis::scripts::Registration;
+use routemq_gateway::redis::{connect, RedisSettings};
+use routemq_gateway::registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::demo::DemoInstance;
+
+#[derive(Subcommand)]
+pub enum ServicesCommand {
+    /// Register (or re-register) a service instance.
+    Register {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        url: String,
+        /// Default: <service>-<random>.
+        #[arg(long)]
+        instance_id: Option<String>,
+        #[arg(long, default_value = "/health")]
+        health_path: String,
+        /// Expire the instance unless a heartbeat comes within this time; default: never expires.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Refresh an instance's heartbeat (and its ttl).
+    Heartbeat {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        instance_id: String,
+        /// Keep sending heartbeats at this interval until interrupted.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        every: Option<Duration>,
+    },
+    /// Remove an instance.
+    Deregister {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        instance_id: String,
+    },
+    /// List services and their instances.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn client(url: &str) -> anyhow::Result<Client> {
+    let client = connect(&RedisSettings::new(url)).await?;
+    client
+        .wait_for_connect()
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot reach Redis at {url}: {error}"))?;
+    Ok(client)
+}
+
+pub async fn run(command: ServicesCommand, redis_url: &str) -> anyhow::Result<()> {
+    let redis = client(redis_url).await?;
+    match command {
+        ServicesCommand::Register {
+            service,
+            url,
+            instance_id,
+            health_path,
+            ttl,
+        } => {
+            reqwest::Url::parse(&url).map_err(|error| anyhow::anyhow!("--url `{url}` is invalid: {error}"))?;
+            let instance_id = instance_id.unwrap_or_else(|| format!("{service}-{}", uuid::Uuid::new_v4().simple()));
+            let health_check_url = format!("{}{}", url.trim_end_matches('/'), health_path);
+            let registration = Registration {
+                service: &service,
+                instance_id: &instance_id,
+                url: &url,
+                health_check_url: &health_check_url,
+                ttl,
+            };
+            registry::register(&redis, &registration).await?;
+            println!("registered {instance_id} of {service} at {url}");
+        }
+        ServicesCommand::Heartbeat {
+            service,
+            instance_id,
+            every,
+        } => {
+            registry::heartbeat(&redis, &service, &instance_id).await?;
+            if let Some(every) = every {
+                loop {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => break,
+                        _ = tokio::time::sleep(every) => registry::heartbeat(&redis, &service, &instance_id).await?,
+                    }
+                }
+            }
+        }
+        ServicesCommand::Deregister { service, instance_id } => {
+            registry::deregister(&redis, &service, &instance_id).await?;
+            println!("deregistered {instance_id} of {service}");
+        }
+        ServicesCommand::List { json } => {
+            let services = registry::list_services(&redis).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&services)?);
+                return Ok(());
+            }
+            println!("{:<22} {:<34} {:<10} URL", "SERVICE", "INSTANCE", "STATUS");
+            for (service, instances) in &services {
+                for instance in instances {
+                    let status = if instance.is_healthy() { "healthy" } else { "unhealthy" };
+                    println!("{service:<22} {:<34} {status:<10} {}", instance.instance_id, instance.url);
+                }
+            }
+        }
+    }
+    redis.quit().await.ok();
+    Ok(())
+}
+
+/// Registers the demo instances with a ttl, heartbeats them at a third of it
+/// and deregisters them when `stop` fires.
+pub async fn register_and_heartbeat(
+    redis_url: &str,
+    instances: &[DemoInstance],
+    ttl: Duration,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let redis = client(redis_url).await?;
+    for instance in instances {
+        let url = instance.url();
+        let health_check_url = format!("{url}/health");
+        let registration = Registration {
+            service: &instance.service,
+            instance_id: &instance.instance_id,
+            url: &url,
+            health_check_url: &health_check_url,
+            ttl: Some(ttl),
+        };
+        registry::register(&redis, &registration).await?;
+    }
+    println!("registered {} instances in {redis_url}", instances.len());
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(ttl / 3) => {
+                for instance in instances {
+                    if let Err(error) = registry::heartbeat(&redis, &instance.service, &instance.instance_id).await {
+                        tracing::warn!(%error, instance = %instance.instance_id, "heartbeat failed");
+                    }
+                }
+            }
+        }
+    }
+    for instance in instances {
+        registry::deregister(&redis, &instance.service, &instance.instance_id).await.ok();
+    }
+    redis.quit().await.ok();
+    Ok(())
+}

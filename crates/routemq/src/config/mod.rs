@@ -1,0 +1,11 @@
+//! Worker configuration: one TOML file parsed into a raw form (`raw.rs`),
+//! then validated into typed values (`validate.rs`). Every error names the
+//! file and line, and a broken file never half-starts a worker.
+
+mod raw;
+mod validate;
+
+pub use validate::{load, parse, ConfigError, MqttSettings, WorkerConfig};
+
+#[cfg(test)]
+mod tests;

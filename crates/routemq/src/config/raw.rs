@@ -1,0 +1,126 @@
+//! The configuration file exactly as written. No defaults are applied and
+//! nothing is checked here beyond TOML types.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub mqtt: RawMqtt,
+    #[serde(default)]
+    pub redis: RawRedis,
+    #[serde(default)]
+    pub gateway: RawGateway,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub registry: RawRegistry,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
+    pub groups: Vec<Spanned<RawGroup>>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    pub url: Option<String>,
+    pub client_id: Option<String>,
+    pub share_group: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub keep_alive: Option<Duration>,
+    pub max_packet_size: Option<u32>,
+    pub max_in_flight: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub command_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    #[serde(default, with = "humantime_serde")]
+    pub drain_timeout: Option<Duration>,
+    pub round_robin_lease: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_payload_bytes: Option<usize>,
+    pub max_user_properties: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub max_param_bytes: Option<usize>,
+    pub max_response_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    #[serde(default, with = "humantime_serde")]
+    pub refresh_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub health_check_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub health_check_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    #[serde(default, with = "humantime_serde")]
+    pub flush_interval: Option<Duration>,
+}
+
+/// Settings a group passes down to every route and group beneath it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInherited {
+    pub service: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub forward_headers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub prefix: String,
+    #[serde(default)]
+    pub middleware: Vec<String>,
+    pub service: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub forward_headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<RawGroup>>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub topic: String,
+    pub qos: Option<u8>,
+    #[serde(default)]
+    pub middleware: Vec<String>,
+    pub service: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub handler: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub forward_headers: Option<Vec<String>>,
+}

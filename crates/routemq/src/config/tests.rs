@@ -1,0 +1,103 @@
+use routemq_gateway::RouteTarget;
+
+use super::{parse, WorkerConfig};
+
+const SHIPPED: &str = include_str!("../../../../deploy/gateway.toml");
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse_text(text: &str) -> Result<WorkerConfig, String> {
+    parse(text, "test.toml", &no_env).map_err(|error| error.to_string())
+}
+
+#[test]
+fn the_shipped_config_reproduces_the_reference_route_table() {
+    let config = parse(SHIPPED, "gateway.toml", &no_env).expect("shipped config is valid");
+    let patterns: Vec<String> = config.routes.routes().iter().map(|r| r.pattern.to_string()).collect();
+    for expected in [
+        "api/v1/users/create",
+        "api/v1/users/get/{user_id}",
+        "api/v1/users/update/{user_id}",
+        "api/v1/users/delete/{user_id}",
+        "api/v1/users/list",
+        "api/v1/orders/create",
+        "api/v1/orders/get/{order_id}",
+        "api/v1/orders/update/{order_id}",
+        "api/v1/orders/cancel/{order_id}",
+        "api/v1/orders/list/{user_id}",
+        "api/v1/payments/process",
+        "api/v1/payments/refund/{payment_id}",
+        "api/v1/payments/status/{payment_id}",
+        "api/v1/notifications/send",
+        "api/v1/notifications/templates/{template_id}",
+        "api/v2/users/{action}",
+        "api/v2/orders/{action}",
+        "gateway/health",
+        "gateway/services",
+        "gateway/metrics",
+    ] {
+        assert!(patterns.contains(&expected.to_string()), "missing {expected}");
+    }
+    assert_eq!(patterns.len(), 20);
+    let found = config.routes.find("api/v1/users/get/42").expect("matches");
+    let RouteTarget::Forward(route) = &found.route.target else {
+        panic!("users/get forwards");
+    };
+    assert_eq!(route.service, "user-service");
+    assert_eq!(route.method, reqwest::Method::GET);
+    assert_eq!(route.timeout, std::time::Duration::from_secs(30));
+    let filters: Vec<String> = config.routes.filters().iter().map(|f| f.shared("gw")).collect();
+    assert_eq!(filters, ["$share/gw/api/#", "$share/gw/gateway/#"]);
+}
+
+#[test]
+fn environment_overrides_the_addresses() {
+    let env = |name: &str| match name {
+        "ROUTEMQ_MQTT_URL" => Some("mqtt://broker.example:1999".to_string()),
+        "ROUTEMQ_REDIS_URL" => Some("redis://cache.example:7000".to_string()),
+        _ => None,
+    };
+    let config = parse(SHIPPED, "gateway.toml", &env).expect("valid");
+    assert_eq!((config.mqtt.host.as_str(), config.mqtt.port), ("broker.example", 1999));
+    assert_eq!(config.redis.url, "redis://cache.example:7000");
+}
+
+#[test]
+fn errors_name_the_file_and_line() {
+    let cases = [
+        (
+            "[[routes]]\ntopic = \"a\"\nhandler = \"health\"\n\n[[routes]]\ntopic = \"a\"\nhandler = \"metrics\"\n",
+            "test.toml:5: route `a` conflicts with route `a`",
+        ),
+        (
+            "[[groups]]\nprefix = \"api\"\nservice = \"s\"\nroutes = [\n  { topic = \"get/{id}\", path = \"/x/{other}\" },\n]\n",
+            "test.toml:5: route `api/get/{id}`: path parameter `{other}` is not in the topic",
+        ),
+        (
+            "[[groups]]\nprefix = \"api\"\nroutes = [\n  { topic = \"x\", path = \"/x\" },\n]\n",
+            "test.toml:4: route `api/x`: no `service`",
+        ),
+        (
+            "[[groups]]\nprefix = \"api\"\nservice = \"s\"\nroutes = [\n\n  { topic = \"a/+\", path = \"/x\" },\n]\n",
+            "test.toml:6: topic pattern `api/a/+` is invalid",
+        ),
+        ("[mqtt]\nkeep_alive = \"soon\"\n", "test.toml:2:"),
+        ("[mqtt]\nunknown = 1\n", "test.toml:2: unknown field `unknown`"),
+        (
+            "[[groups]]\nprefix = \"api\"\nmiddleware = [\"auth\"]\nroutes = [{ topic = \"x\", handler = \"health\" }]\n",
+            "test.toml:1: middleware `auth` is not available",
+        ),
+        (
+            "[[routes]]\ntopic = \"a\"\nservice = \"s\"\npath = \"/a\"\nforward_headers = [\"x-user-id\"]\n",
+            "header `x-user-id` is never forwarded",
+        ),
+        ("[[routes]]\ntopic = \"a\"\nhandler = \"health\"\nqos = 3\n", "qos must be 0, 1 or 2"),
+        ("", "no routes are configured"),
+    ];
+    for (text, expected) in cases {
+        let error = parse_text(text).expect_err(text);
+        assert!(error.contains(expected), "expected `{expected}` in `{error}`");
+    }
+}

@@ -1,0 +1,65 @@
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::{Event, EventLoop};
+use rumqttc::Outgoing;
+use tokio::sync::mpsc;
+
+/// What the event loop tells the worker.
+pub enum LoopEvent {
+    /// Connected; `session_present` false means subscriptions must be made again.
+    Connected { session_present: bool },
+    Request(Box<Publish>, Instant),
+    Unsubscribed,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Drives the rumqttc event loop in its own task. It never awaits a client
+/// call (that can deadlock the loop); it only forwards events. `poll`
+/// reconnects on the next call, so failures back off exponentially here.
+/// Returns once the client has sent DISCONNECT or the worker stopped listening.
+pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<LoopEvent>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match event_loop.poll().await {
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if events.send(LoopEvent::Request(Box::new(publish), Instant::now())).is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = MIN_BACKOFF;
+                tracing::info!(session_present = ack.session_present, "connected to the broker");
+                let connected = LoopEvent::Connected {
+                    session_present: ack.session_present,
+                };
+                if events.send(connected).is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::UnsubAck(_))) => {
+                if events.send(LoopEvent::Unsubscribed).is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                tracing::info!(codes = ?ack.return_codes, "subscribed");
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                tracing::info!("disconnected from the broker");
+                return;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                if events.is_closed() {
+                    return;
+                }
+                tracing::warn!(%error, retry_in = ?backoff, "broker connection lost");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The MQTT runtime: connects to the broker, joins the shared subscriptions
+//! derived from the route table, feeds requests to the gateway pipeline and
+//! publishes its replies.
+
+mod event_loop;
+mod message;
+mod worker;
+
+pub use worker::run_worker;
