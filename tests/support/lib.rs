@@ -1,1 +1,329 @@
+//! Fixtures for the end-to-end tests: real `mosquitto` and `redis-server`
+//! processes (and a 3-node Redis Cluster) on free loopback ports, gateway
+//! worker processes, and HTTP upstreams. Every process is killed on drop.
+#![forbid(unsafe_code)]
 
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub mod upstream;
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not open port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Process {
+    child: Child,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+
+    /// Sends a signal with `kill(1)`, e.g. `"TERM"`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Mosquitto {
+    pub port: u16,
+    _process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_inflight_messages 0\npersistence false\n"
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (apt-get install mosquitto)");
+        let process = Process { child };
+        wait_for_port(port, "mosquitto");
+        Mosquitto {
+            port,
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+pub struct Redis {
+    pub port: u16,
+    process: Process,
+    _dir: tempfile::TempDir,
+}
+
+fn spawn_redis(port: u16, dir: &Path, extra: &[&str]) -> Process {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (apt-get install redis-server)");
+    let process = Process { child };
+    wait_for_port(port, "redis-server");
+    process
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let process = spawn_redis(port, dir.path(), &[]);
+        Redis {
+            port,
+            process,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL), to test how the gateway copes.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+/// Three masters, no replicas, slots spread by `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    _nodes: Vec<Process>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let nodes = ports
+            .iter()
+            .map(|port| {
+                let node_dir = dir.path().join(port.to_string());
+                std::fs::create_dir_all(&node_dir).expect("node dir");
+                spawn_redis(*port, &node_dir, &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            })
+            .collect();
+        let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in &ports {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli runs");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cluster did not become ready");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        RedisCluster {
+            ports,
+            _nodes: nodes,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis-cluster://127.0.0.1:{}", self.ports[0])
+    }
+}
+
+/// Runs a `routemq` CLI command to completion and returns its stdout. `bin`
+/// is the test package's `CARGO_BIN_EXE_routemq-under-test`, known only to
+/// the integration tests themselves.
+pub fn routemq(bin: &Path, args: &[&str], redis_url: &str) -> Result<String, String> {
+    let output = Command::new(bin)
+        .args(args)
+        .env("ROUTEMQ_REDIS_URL", redis_url)
+        .output()
+        .expect("routemq runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)))
+    }
+}
+
+/// A gateway worker process whose log lines are collected for assertions.
+pub struct Worker {
+    pub id: String,
+    pub process: Process,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Worker {
+    /// Starts `routemq worker` and waits until it has subscribed.
+    pub fn start(bin: &Path, config: &Path, id: &str, mqtt_url: &str, redis_url: &str) -> Worker {
+        let child = Command::new(bin)
+            .args(["worker", "--config"])
+            .arg(config)
+            .args(["--worker-id", id])
+            .env("ROUTEMQ_MQTT_URL", mqtt_url)
+            .env("ROUTEMQ_REDIS_URL", redis_url)
+            .env("RUST_LOG", "info,routemq_gateway=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("worker starts");
+        let mut process = Process { child };
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = process.child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let worker = Worker {
+            id: id.to_string(),
+            process,
+            log,
+        };
+        worker.wait_for_log_blocking("subscribed", Duration::from_secs(20));
+        worker
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log_lines().iter().filter(|line| line.contains(needle)).count()
+    }
+
+    /// Waits for a log line without blocking the test's async runtime.
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.count_log(needle) == 0 {
+            assert!(Instant::now() < deadline, "{}", self.missing(needle));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn wait_for_log_blocking(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.count_log(needle) == 0 {
+            assert!(Instant::now() < deadline, "{}", self.missing(needle));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn missing(&self, needle: &str) -> String {
+        format!("worker {} never logged `{needle}`; log:\n{}", self.id, self.log_lines().join("\n"))
+    }
+}
+
+/// Writes a gateway config to a temp file. `routes` is appended after the
+/// fast-test defaults (short registry and health intervals).
+pub fn write_config(dir: &Path, routes: &str) -> PathBuf {
+    let path = dir.join("gateway.toml");
+    let text = format!(
+        r#"[gateway]
+drain_timeout = "10s"
+
+[limits]
+max_payload_bytes = 4096
+max_user_properties = 16
+max_header_bytes = 2048
+max_param_bytes = 64
+
+[registry]
+refresh_interval = "100ms"
+health_check_interval = "200ms"
+health_check_timeout = "500ms"
+
+[metrics]
+flush_interval = "100ms"
+
+{routes}
+"#
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}

@@ -16,6 +16,9 @@ use super::event_loop::{drive, LoopEvent};
 use super::message;
 use crate::config::WorkerConfig;
 
+/// After the last request of a drain, how long to wait for one more already in transit.
+const DRAIN_QUIET_PERIOD: Duration = Duration::from_millis(100);
+
 /// Runs one worker until `shutdown` fires, then drains: it unsubscribes (no
 /// new requests), finishes the requests it accepted within the drain timeout,
 /// flushes metrics and disconnects cleanly.
@@ -141,21 +144,37 @@ pub async fn run_worker(config: WorkerConfig, worker_id: String, shutdown: Cance
     let mut unsubscribed = 0;
     let drain_deadline = tokio::time::sleep(config.drain_timeout);
     tokio::pin!(drain_deadline);
-    // Requests delivered before the UNSUBACKs were accepted: take them too.
-    while unsubscribed < filters.len() {
+    requests.close();
+    // Requests delivered before or even after the UNSUBACKs were accepted by
+    // this connection: a clean-start session's unacked messages are dropped by
+    // some brokers at disconnect, so each one is answered before we leave.
+    loop {
         tokio::select! {
-            _ = &mut drain_deadline => break,
+            biased;
             event = events.recv() => match event.and_then(dispatch) {
                 Some(LoopEvent::Unsubscribed) => unsubscribed += 1,
                 Some(_) => {}
-                None => break,
+                None if event_task.is_finished() => break,
+                None => {}
             },
+            _ = requests.wait(), if unsubscribed >= filters.len() => {
+                // Give a message already on the wire a moment to arrive.
+                match tokio::time::timeout(DRAIN_QUIET_PERIOD, events.recv()).await {
+                    Ok(Some(event)) => {
+                        tracing::debug!("request arrived after unsubscribe");
+                        dispatch(event);
+                    }
+                    _ => {
+                        tracing::info!("drained");
+                        break;
+                    }
+                }
+            }
+            _ = &mut drain_deadline => {
+                tracing::warn!(abandoned = requests.len(), "drain timeout passed");
+                break;
+            }
         }
-    }
-    requests.close();
-    tokio::select! {
-        _ = requests.wait() => tracing::info!("drained"),
-        _ = &mut drain_deadline => tracing::warn!(abandoned = requests.len(), "drain timeout passed"),
     }
     background_stop.cancel();
     background.close();

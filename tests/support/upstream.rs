@@ -1,0 +1,38 @@
+//! Real HTTP upstreams for the tests: the demo service, plus instances that
+//! fail in chosen ways.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+/// Serves `router` on a free loopback port until the runtime stops.
+pub async fn serve(router: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    addr
+}
+
+/// An upstream whose `/health` is fine but whose every other path answers
+/// `status` with a JSON body.
+pub async fn fixed_status(status: u16) -> SocketAddr {
+    let router = Router::new().route("/health", get(|| async { "ok" })).fallback(any(move || async move {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (code, Json(json!({"detail": format!("fixed {status}")})))
+    }));
+    serve(router).await
+}
+
+/// An upstream that answers after `delay`.
+pub async fn slow(delay: Duration) -> SocketAddr {
+    let router = Router::new().route("/health", get(|| async { "ok" })).fallback(any(move || async move {
+        tokio::time::sleep(delay).await;
+        Json(json!({"slow": true}))
+    }));
+    serve(router).await
+}
