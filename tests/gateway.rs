@@ -70,7 +70,9 @@ impl Stack {
         let redis = Redis::start();
         let dir = tempfile::tempdir().expect("temp dir");
         let config = write_config(dir.path(), ROUTES);
-        let redis_client = connect(&RedisSettings::new(redis.url())).await.expect("redis client");
+        let redis_client = connect(&RedisSettings::new(redis.url()))
+            .await
+            .expect("redis client");
         redis_client.wait_for_connect().await.expect("redis up");
         let mut stack = Stack {
             mosquitto,
@@ -88,7 +90,13 @@ impl Stack {
     }
 
     fn add_worker(&mut self, id: &str) {
-        let worker = Worker::start(std::path::Path::new(BIN), &self.config, id, &self.mosquitto.url(), &self.redis.url());
+        let worker = Worker::start(
+            std::path::Path::new(BIN),
+            &self.config,
+            id,
+            &self.mosquitto.url(),
+            &self.redis.url(),
+        );
         self.workers.push(worker);
     }
 
@@ -102,7 +110,9 @@ impl Stack {
             health_check_url: &health,
             ttl: None,
         };
-        registry::register(&self.redis_client, &registration).await.expect("register");
+        registry::register(&self.redis_client, &registration)
+            .await
+            .expect("register");
     }
 
     /// Starts demo instances of `service` and registers them.
@@ -110,15 +120,18 @@ impl Stack {
         for index in 1..=count {
             let id = format!("{service}-{index}");
             let bind = "127.0.0.1:0".parse().expect("addr");
-            let instance = routemq::demo::start_instance(service, &id, bind, self.stop_upstreams.clone())
-                .await
-                .expect("demo instance");
+            let instance =
+                routemq::demo::start_instance(service, &id, bind, self.stop_upstreams.clone())
+                    .await
+                    .expect("demo instance");
             self.register(service, &id, instance.addr).await;
         }
     }
 
     async fn client(&self) -> RequestClient {
-        RequestClient::connect(&self.mosquitto.url()).await.expect("client connects")
+        RequestClient::connect(&self.mosquitto.url())
+            .await
+            .expect("client connects")
     }
 
     /// Waits until every worker's registry cache has caught up (refresh is 100 ms).
@@ -148,7 +161,10 @@ async fn ask(client: &RequestClient, topic: &str, payload: &str) -> Reply {
 }
 
 fn error_type(reply: &Reply) -> String {
-    reply.json()["error"]["type"].as_str().unwrap_or_default().to_string()
+    reply.json()["error"]["type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test]
@@ -162,10 +178,16 @@ async fn two_workers_share_load_and_round_robin_is_exact_across_them() {
         let request_id = format!("req-{id}");
         let opts = RequestOptions {
             request_id: Some(request_id.clone()),
-            headers: vec![("accept-language".into(), "fr".into()), ("x-user-id".into(), "admin".into())],
+            headers: vec![
+                ("accept-language".into(), "fr".into()),
+                ("x-user-id".into(), "admin".into()),
+            ],
             ..options()
         };
-        let reply = client.request(&format!("api/v1/users/get/{id}"), "", &opts).await.expect("reply");
+        let reply = client
+            .request(&format!("api/v1/users/get/{id}"), "", &opts)
+            .await
+            .expect("reply");
         assert_eq!(reply.status, 200, "{:?}", reply.json());
         assert_eq!(reply.content_type.as_deref(), Some("application/json"));
         assert_eq!(reply.property("x-request-id"), Some(request_id.as_str()));
@@ -177,14 +199,27 @@ async fn two_workers_share_load_and_round_robin_is_exact_across_them() {
         let data = &body["data"];
         assert_eq!(data["path"], format!("/users/{id}"));
         assert_eq!(data["method"], "GET");
-        assert_eq!(data["request_id"], request_id.as_str(), "X-Request-ID reaches the upstream");
+        assert_eq!(
+            data["request_id"],
+            request_id.as_str(),
+            "X-Request-ID reaches the upstream"
+        );
         assert_eq!(data["gateway_service"], "user-service");
         assert_eq!(data["accept_language"], "fr", "allowed header forwarded");
-        assert_eq!(data["user_id"], Value::Null, "spoofed identity header stripped");
-        *per_instance.entry(data["instance"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+        assert_eq!(
+            data["user_id"],
+            Value::Null,
+            "spoofed identity header stripped"
+        );
+        *per_instance
+            .entry(data["instance"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
     }
     assert_eq!(per_instance.len(), 3, "{per_instance:?}");
-    assert!(per_instance.values().all(|&count| count == 10), "shared round robin is exact: {per_instance:?}");
+    assert!(
+        per_instance.values().all(|&count| count == 10),
+        "shared round robin is exact: {per_instance:?}"
+    );
     for worker in &stack.workers {
         assert!(
             worker.count_log("request answered") >= 5,
@@ -220,66 +255,133 @@ async fn concurrent_requests_each_get_their_own_reply() {
 async fn bad_input_gets_typed_error_replies_and_the_worker_keeps_going() {
     let stack = Stack::start(1).await;
     stack.demo_instances("user-service", 1).await;
-    stack.register("e404-service", "e404-1", upstream::fixed_status(404).await).await;
-    stack.register("e500-service", "e500-1", upstream::fixed_status(500).await).await;
-    stack.register("slow-service", "slow-1", upstream::slow(Duration::from_secs(3)).await).await;
+    stack
+        .register("e404-service", "e404-1", upstream::fixed_status(404).await)
+        .await;
+    stack
+        .register("e500-service", "e500-1", upstream::fixed_status(500).await)
+        .await;
+    stack
+        .register(
+            "slow-service",
+            "slow-1",
+            upstream::slow(Duration::from_secs(3)).await,
+        )
+        .await;
     stack.settle().await;
     let client = stack.client().await;
 
-    let reply = match client.request("api/v1/users/create", "{not json", &options()).await {
+    let reply = match client
+        .request("api/v1/users/create", "{not json", &options())
+        .await
+    {
         Ok(reply) => reply,
         Err(error) => panic!("{error}: {}", stack.workers[0].log_lines().join("\n")),
     };
-    assert_eq!((reply.status, error_type(&reply)), (400, "invalid_json".into()));
+    assert_eq!(
+        (reply.status, error_type(&reply)),
+        (400, "invalid_json".into())
+    );
     assert_eq!(reply.json()["error"]["code"], 400);
     assert!(reply.json()["request_id"].is_string());
 
     let reply = ask(&client, "api/v1/users/unknown", "{}").await;
-    assert_eq!((reply.status, error_type(&reply)), (404, "route_not_found".into()));
+    assert_eq!(
+        (reply.status, error_type(&reply)),
+        (404, "route_not_found".into())
+    );
 
     let big = format!("{{\"blob\":\"{}\"}}", "x".repeat(5000));
     let reply = ask(&client, "api/v1/users/create", &big).await;
-    assert_eq!((reply.status, error_type(&reply)), (413, "payload_too_large".into()));
+    assert_eq!(
+        (reply.status, error_type(&reply)),
+        (413, "payload_too_large".into())
+    );
 
     let many = RequestOptions {
-        headers: (0..20).map(|i| (format!("h{i}"), "v".to_string())).collect(),
+        headers: (0..20)
+            .map(|i| (format!("h{i}"), "v".to_string()))
+            .collect(),
         ..options()
     };
-    let reply = client.request("api/v1/users/get/1", "", &many).await.expect("reply");
-    assert_eq!((reply.status, error_type(&reply)), (431, "headers_too_large".into()));
+    let reply = client
+        .request("api/v1/users/get/1", "", &many)
+        .await
+        .expect("reply");
+    assert_eq!(
+        (reply.status, error_type(&reply)),
+        (431, "headers_too_large".into())
+    );
 
     let huge = RequestOptions {
         headers: vec![("authorization".into(), "y".repeat(3000))],
         ..options()
     };
-    let reply = client.request("api/v1/users/get/1", "", &huge).await.expect("reply");
-    assert_eq!((reply.status, error_type(&reply)), (431, "headers_too_large".into()));
+    let reply = client
+        .request("api/v1/users/get/1", "", &huge)
+        .await
+        .expect("reply");
+    assert_eq!(
+        (reply.status, error_type(&reply)),
+        (431, "headers_too_large".into())
+    );
 
     for hostile in ["..", "."] {
         let reply = ask(&client, &format!("api/v1/users/get/{hostile}"), "").await;
-        assert_eq!((reply.status, error_type(&reply)), (400, "invalid_param".into()), "{hostile}");
+        assert_eq!(
+            (reply.status, error_type(&reply)),
+            (400, "invalid_param".into()),
+            "{hostile}"
+        );
     }
     let reply = ask(&client, &format!("api/v1/users/get/{}", "9".repeat(65)), "").await;
-    assert_eq!((reply.status, error_type(&reply)), (400, "invalid_param".into()));
+    assert_eq!(
+        (reply.status, error_type(&reply)),
+        (400, "invalid_param".into())
+    );
 
-    for (param, path) in [("%2F", "/users/%252F"), ("a?b=1", "/users/a%3Fb%3D1"), ("..%2Fadmin", "/users/..%252Fadmin")] {
+    for (param, path) in [
+        ("%2F", "/users/%252F"),
+        ("a?b=1", "/users/a%3Fb%3D1"),
+        ("..%2Fadmin", "/users/..%252Fadmin"),
+    ] {
         let reply = ask(&client, &format!("api/v1/users/get/{param}"), "").await;
         assert_eq!(reply.status, 200);
-        assert_eq!(reply.json()["data"]["path"], path, "param {param} stays inside its segment");
+        assert_eq!(
+            reply.json()["data"]["path"],
+            path,
+            "param {param} stays inside its segment"
+        );
     }
 
     let reply = ask(&client, "api/t/ghost", "").await;
-    assert_eq!((reply.status, error_type(&reply)), (503, "no_healthy_instance".into()));
+    assert_eq!(
+        (reply.status, error_type(&reply)),
+        (503, "no_healthy_instance".into())
+    );
 
     let reply = ask(&client, "api/t/e404", "").await;
-    assert_eq!((reply.status, error_type(&reply)), (404, "upstream_rejected".into()));
-    assert_eq!(reply.json()["data"]["detail"], "fixed 404", "upstream 4xx body passed through");
+    assert_eq!(
+        (reply.status, error_type(&reply)),
+        (404, "upstream_rejected".into())
+    );
+    assert_eq!(
+        reply.json()["data"]["detail"],
+        "fixed 404",
+        "upstream 4xx body passed through"
+    );
 
     let reply = ask(&client, "api/t/e500", "").await;
-    assert_eq!((reply.status, error_type(&reply)), (502, "upstream_error".into()));
+    assert_eq!(
+        (reply.status, error_type(&reply)),
+        (502, "upstream_error".into())
+    );
 
     let reply = ask(&client, "api/t/slow", "").await;
-    assert_eq!((reply.status, error_type(&reply)), (504, "upstream_timeout".into()));
+    assert_eq!(
+        (reply.status, error_type(&reply)),
+        (504, "upstream_timeout".into())
+    );
 
     // A 1 s message expiry caps the 30 s route timeout.
     let expiring = RequestOptions {
@@ -287,9 +389,18 @@ async fn bad_input_gets_typed_error_replies_and_the_worker_keeps_going() {
         ..options()
     };
     let started = std::time::Instant::now();
-    let reply = client.request("api/t/slow-long", "", &expiring).await.expect("reply");
-    assert_eq!((reply.status, error_type(&reply)), (504, "upstream_timeout".into()));
-    assert!(started.elapsed() < Duration::from_millis(2900), "the deadline, not the upstream, ended it");
+    let reply = client
+        .request("api/t/slow-long", "", &expiring)
+        .await
+        .expect("reply");
+    assert_eq!(
+        (reply.status, error_type(&reply)),
+        (504, "upstream_timeout".into())
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2900),
+        "the deadline, not the upstream, ended it"
+    );
 
     let reply = ask(&client, "api/v1/users/get/after-all-that", "").await;
     assert_eq!(reply.status, 200, "worker still serves");
@@ -300,12 +411,21 @@ async fn an_unreachable_instance_is_skipped_then_marked_unhealthy() {
     let stack = Stack::start(1).await;
     stack.demo_instances("user-service", 1).await;
     let closed_port = routemq_tests::free_port();
-    stack.register("user-service", "user-service-dead", SocketAddr::from(([127, 0, 0, 1], closed_port))).await;
+    stack
+        .register(
+            "user-service",
+            "user-service-dead",
+            SocketAddr::from(([127, 0, 0, 1], closed_port)),
+        )
+        .await;
     stack.settle().await;
     let client = stack.client().await;
     for id in 0..6 {
         let reply = ask(&client, &format!("api/v1/users/get/{id}"), "").await;
-        assert_eq!(reply.status, 200, "a refused connection is retried on another instance");
+        assert_eq!(
+            reply.status, 200,
+            "a refused connection is retried on another instance"
+        );
         assert_eq!(reply.json()["data"]["instance"], "user-service-1");
     }
     let reply = ask(&client, "gateway/health", "").await;
@@ -321,14 +441,31 @@ async fn an_unreachable_instance_is_skipped_then_marked_unhealthy() {
 }
 
 /// A raw MQTT 5 client that records what arrives on `filter`.
-async fn observer(url: &str, filter: &str) -> (AsyncClient, mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Publish>) {
-    let port: u16 = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-    let mut options = MqttOptions::new(format!("observer-{}", uuid::Uuid::new_v4().simple()), "127.0.0.1", port);
+async fn observer(
+    url: &str,
+    filter: &str,
+) -> (
+    AsyncClient,
+    mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Publish>,
+) {
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let mut options = MqttOptions::new(
+        format!("observer-{}", uuid::Uuid::new_v4().simple()),
+        "127.0.0.1",
+        port,
+    );
     options.set_max_packet_size(Some(1 << 20));
     let (client, mut event_loop) = AsyncClient::new(options, 64);
     let (tx, rx) = mpsc::unbounded_channel();
     let (subscribed_tx, mut subscribed) = mpsc::unbounded_channel();
-    client.subscribe(filter, QoS::AtLeastOnce).await.expect("subscribe");
+    client
+        .subscribe(filter, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
     tokio::spawn(async move {
         while let Ok(event) = event_loop.poll().await {
             match event {
@@ -360,7 +497,13 @@ async fn replies_never_loop_into_served_topics_or_wildcards() {
         ..PublishProperties::default()
     };
     sender
-        .publish_with_properties("api/v1/users/create", QoS::AtLeastOnce, false, "{}", properties)
+        .publish_with_properties(
+            "api/v1/users/create",
+            QoS::AtLeastOnce,
+            false,
+            "{}",
+            properties,
+        )
         .await
         .expect("publish");
     let wildcard = json!({"reply_to": "replies/+", "correlation_id": "c2"}).to_string();
@@ -368,13 +511,24 @@ async fn replies_never_loop_into_served_topics_or_wildcards() {
         .publish("api/v1/users/create", QoS::AtLeastOnce, false, wildcard)
         .await
         .expect("publish");
-    stack.workers[0].wait_for_log("unusable response topic", Duration::from_secs(5)).await;
-    stack.workers[0].wait_for_log("payload reply_to refused", Duration::from_secs(5)).await;
+    stack.workers[0]
+        .wait_for_log("unusable response topic", Duration::from_secs(5))
+        .await;
+    stack.workers[0]
+        .wait_for_log("payload reply_to refused", Duration::from_secs(5))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(looped.try_recv().is_err(), "nothing published to a served topic");
+    assert!(
+        looped.try_recv().is_err(),
+        "nothing published to a served topic"
+    );
 
     let client = stack.client().await;
-    assert_eq!(ask(&client, "api/v1/users/get/1", "").await.status, 200, "worker unaffected");
+    assert_eq!(
+        ask(&client, "api/v1/users/get/1", "").await.status,
+        200,
+        "worker unaffected"
+    );
 }
 
 #[tokio::test]
@@ -383,7 +537,9 @@ async fn mqtt_311_clients_put_the_reply_address_in_the_payload() {
     stack.demo_instances("user-service", 1).await;
     stack.settle().await;
     let (client, mut replies) = observer(&stack.mosquitto.url(), "legacy/replies/7").await;
-    let request = json!({"name": "Ada", "reply_to": "legacy/replies/7", "correlation_id": "corr-7"}).to_string();
+    let request =
+        json!({"name": "Ada", "reply_to": "legacy/replies/7", "correlation_id": "corr-7"})
+            .to_string();
     client
         .publish("api/v1/users/create", QoS::AtLeastOnce, false, request)
         .await
@@ -395,7 +551,11 @@ async fn mqtt_311_clients_put_the_reply_address_in_the_payload() {
     let body: Value = serde_json::from_slice(&reply.payload).expect("json");
     assert_eq!(body["status"], "success");
     assert_eq!(body["correlation_id"], "corr-7");
-    assert_eq!(body["data"]["received"], json!({"name": "Ada"}), "reply address stripped before forwarding");
+    assert_eq!(
+        body["data"]["received"],
+        json!({"name": "Ada"}),
+        "reply address stripped before forwarding"
+    );
     assert_eq!(body["data"]["method"], "POST");
 }
 
@@ -406,10 +566,20 @@ async fn a_request_without_a_reply_address_is_processed_and_logged() {
     stack.settle().await;
     let (client, _) = observer(&stack.mosquitto.url(), "unused").await;
     client
-        .publish("api/v1/users/create", QoS::AtLeastOnce, false, "{\"fire\":\"and forget\"}")
+        .publish(
+            "api/v1/users/create",
+            QoS::AtLeastOnce,
+            false,
+            "{\"fire\":\"and forget\"}",
+        )
         .await
         .expect("publish");
-    stack.workers[0].wait_for_log("request processed without a reply address", Duration::from_secs(10)).await;
+    stack.workers[0]
+        .wait_for_log(
+            "request processed without a reply address",
+            Duration::from_secs(10),
+        )
+        .await;
     let line = stack.workers[0]
         .log_lines()
         .into_iter()
@@ -425,11 +595,28 @@ async fn mosquitto_rr_gets_a_reply() {
     stack.settle().await;
     let port = stack.mosquitto.port.to_string();
     let output = tokio::process::Command::new("mosquitto_rr")
-        .args(["-p", &port, "-V", "5", "-t", "api/v1/users/get/42", "-e", "rr/replies", "-m", "", "-W", "10"])
+        .args([
+            "-p",
+            &port,
+            "-V",
+            "5",
+            "-t",
+            "api/v1/users/get/42",
+            "-e",
+            "rr/replies",
+            "-m",
+            "",
+            "-W",
+            "10",
+        ])
         .output()
         .await
         .expect("mosquitto_rr is installed (apt-get install mosquitto-clients)");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let body: Value = serde_json::from_slice(&output.stdout).expect("json reply");
     assert_eq!(body["status"], "success");
     assert_eq!(body["data"]["path"], "/users/42");
@@ -445,7 +632,10 @@ async fn sigterm_under_load_loses_no_accepted_request() {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(32));
     let mut tasks = Vec::new();
     for id in 0..total {
-        let permit = Arc::clone(&in_flight).acquire_owned().await.expect("permit");
+        let permit = Arc::clone(&in_flight)
+            .acquire_owned()
+            .await
+            .expect("permit");
         let client = Arc::clone(&client);
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
@@ -454,7 +644,9 @@ async fn sigterm_under_load_loses_no_accepted_request() {
                 timeout: Duration::from_secs(20),
                 ..RequestOptions::default()
             };
-            client.request(&format!("api/v1/users/get/{id}"), "", &opts).await
+            client
+                .request(&format!("api/v1/users/get/{id}"), "", &opts)
+                .await
         }));
         if id == total / 3 {
             stack.workers[0].process.signal("TERM");
@@ -474,9 +666,14 @@ async fn sigterm_under_load_loses_no_accepted_request() {
         answered += 1;
     }
     assert_eq!(answered, total);
-    let status = stack.workers[0].process.wait_exit(Duration::from_secs(15)).expect("worker exits");
+    let status = stack.workers[0]
+        .process
+        .wait_exit(Duration::from_secs(15))
+        .expect("worker exits");
     assert!(status.success(), "clean exit after drain: {status:?}");
-    stack.workers[0].wait_for_log("drained", Duration::from_secs(1)).await;
+    stack.workers[0]
+        .wait_for_log("drained", Duration::from_secs(1))
+        .await;
     assert!(stack.workers[1].count_log("request answered") > 0);
 }
 
@@ -487,9 +684,17 @@ async fn gateway_metrics_are_cluster_wide() {
     stack.settle().await;
     let client = stack.client().await;
     for id in 0..10 {
-        assert_eq!(ask(&client, &format!("api/v1/users/get/{id}"), "").await.status, 200);
+        assert_eq!(
+            ask(&client, &format!("api/v1/users/get/{id}"), "")
+                .await
+                .status,
+            200
+        );
     }
-    assert_eq!(ask(&client, "api/v1/users/create", "{oops").await.status, 400);
+    assert_eq!(
+        ask(&client, "api/v1/users/create", "{oops").await.status,
+        400
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let report = ask(&client, "gateway/metrics", "").await.json();
     assert_eq!(report["gateway"]["total_requests"], 11, "{report}");
@@ -497,7 +702,12 @@ async fn gateway_metrics_are_cluster_wide() {
     assert_eq!(report["gateway"]["failed_requests"], 1);
     assert_eq!(report["services"]["user-service"]["total_requests"], 10);
     assert_eq!(report["services"]["user-service"]["error_rate"], 0.0);
-    assert!(report["services"]["user-service"]["avg_response_time"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(
+        report["services"]["user-service"]["avg_response_time"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0
+    );
 }
 
 #[tokio::test]
@@ -511,10 +721,19 @@ async fn a_redis_outage_does_not_stop_forwarding() {
     let mut instances = std::collections::HashSet::new();
     for id in 0..6 {
         let reply = ask(&client, &format!("api/v1/users/get/{id}"), "").await;
-        assert_eq!(reply.status, 200, "served from the cached registry: {:?}", reply.json());
+        assert_eq!(
+            reply.status,
+            200,
+            "served from the cached registry: {:?}",
+            reply.json()
+        );
         instances.insert(reply.json()["data"]["instance"].to_string());
     }
-    assert_eq!(instances.len(), 2, "the local round robin still spreads load");
+    assert_eq!(
+        instances.len(),
+        2,
+        "the local round robin still spreads load"
+    );
     let health = ask(&client, "gateway/health", "").await.json();
     assert_eq!(health["redis"], "unhealthy");
     assert_eq!(health["status"], "degraded");

@@ -28,50 +28,96 @@ fn registration<'a>(service: &'a str, id: &'a str, ttl: Option<Duration>) -> Reg
 async fn exercise_scripts(redis: &Client) {
     // Register twice (idempotent), list, and see the instance.
     for _ in 0..2 {
-        registry::register(redis, &registration("svc-a", "a-1", None)).await.expect("register");
+        registry::register(redis, &registration("svc-a", "a-1", None))
+            .await
+            .expect("register");
     }
-    registry::register(redis, &registration("svc-b", "b-1", Some(Duration::from_millis(300))))
-        .await
-        .expect("register with ttl");
+    registry::register(
+        redis,
+        &registration("svc-b", "b-1", Some(Duration::from_millis(300))),
+    )
+    .await
+    .expect("register with ttl");
     let listing = registry::list_services(redis).await.expect("list");
     assert_eq!(listing["svc-a"].len(), 1);
     assert_eq!(listing["svc-a"][0].status, InstanceStatus::Healthy);
 
     // Round-robin leases never overlap and never skip.
-    let first = scripts::next_index(redis, "svc-a", 1, Duration::from_secs(60)).await.expect("rr");
-    let leased = scripts::next_index(redis, "svc-a", 8, Duration::from_secs(60)).await.expect("rr");
+    let first = scripts::next_index(redis, "svc-a", 1, Duration::from_secs(60))
+        .await
+        .expect("rr");
+    let leased = scripts::next_index(redis, "svc-a", 8, Duration::from_secs(60))
+        .await
+        .expect("rr");
     assert_eq!(leased, first + 8);
 
     // Health verdicts apply to live instances only and never re-create one.
-    assert!(scripts::set_health(redis, "svc-a", "a-1", false).await.expect("health"));
+    assert!(scripts::set_health(redis, "svc-a", "a-1", false)
+        .await
+        .expect("health"));
     let listing = registry::list_services(redis).await.expect("list");
     assert_eq!(listing["svc-a"][0].status, InstanceStatus::Unhealthy);
-    assert!(!scripts::set_health(redis, "svc-a", "never-registered", true).await.expect("health"));
-    let exists: i64 = redis.exists(keys::instance("svc-a", "never-registered")).await.expect("exists");
+    assert!(
+        !scripts::set_health(redis, "svc-a", "never-registered", true)
+            .await
+            .expect("health")
+    );
+    let exists: i64 = redis
+        .exists(keys::instance("svc-a", "never-registered"))
+        .await
+        .expect("exists");
     assert_eq!(exists, 0);
 
     // Heartbeats keep a ttl instance alive; once expired it is gone and pruned.
-    registry::heartbeat(redis, "svc-b", "b-1").await.expect("heartbeat while alive");
+    registry::heartbeat(redis, "svc-b", "b-1")
+        .await
+        .expect("heartbeat while alive");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(registry::heartbeat(redis, "svc-b", "b-1").await.is_err());
     let listing = registry::list_services(redis).await.expect("list");
     assert!(listing["svc-b"].is_empty());
-    let members: Vec<String> = redis.smembers(keys::instances("svc-b")).await.expect("members");
-    assert!(members.is_empty(), "expired id pruned from the instance set");
+    let members: Vec<String> = redis
+        .smembers(keys::instances("svc-b"))
+        .await
+        .expect("members");
+    assert!(
+        members.is_empty(),
+        "expired id pruned from the instance set"
+    );
 
     // Deregistering twice is harmless and drops the empty service.
     for _ in 0..2 {
-        registry::deregister(redis, "svc-a", "a-1").await.expect("deregister");
+        registry::deregister(redis, "svc-a", "a-1")
+            .await
+            .expect("deregister");
     }
     let services: Vec<String> = redis.smembers(keys::SERVICES).await.expect("services");
     assert!(!services.contains(&"svc-a".to_string()));
 
     // A metrics batch counts once however often it is sent.
-    let deltas = vec![("gateway:total_requests".to_string(), 5), ("service:x:requests".to_string(), 2)];
-    assert!(scripts::flush_metrics(redis, "batch-1", &deltas, Duration::from_secs(60)).await.expect("flush"));
-    assert!(!scripts::flush_metrics(redis, "batch-1", &deltas, Duration::from_secs(60)).await.expect("flush"));
-    assert!(scripts::flush_metrics(redis, "batch-2", &deltas, Duration::from_secs(60)).await.expect("flush"));
-    let total: i64 = redis.hget(keys::METRICS, "gateway:total_requests").await.expect("hget");
+    let deltas = vec![
+        ("gateway:total_requests".to_string(), 5),
+        ("service:x:requests".to_string(), 2),
+    ];
+    assert!(
+        scripts::flush_metrics(redis, "batch-1", &deltas, Duration::from_secs(60))
+            .await
+            .expect("flush")
+    );
+    assert!(
+        !scripts::flush_metrics(redis, "batch-1", &deltas, Duration::from_secs(60))
+            .await
+            .expect("flush")
+    );
+    assert!(
+        scripts::flush_metrics(redis, "batch-2", &deltas, Duration::from_secs(60))
+            .await
+            .expect("flush")
+    );
+    let total: i64 = redis
+        .hget(keys::METRICS, "gateway:total_requests")
+        .await
+        .expect("hget");
     assert_eq!(total, 10);
 }
 
@@ -93,8 +139,12 @@ async fn scripts_work_on_a_redis_cluster() {
 async fn scripts_are_reloaded_after_a_script_flush() {
     let server = Redis::start();
     let redis = client(&server.url()).await;
-    scripts::next_index(&redis, "svc", 1, Duration::from_secs(60)).await.expect("first");
+    scripts::next_index(&redis, "svc", 1, Duration::from_secs(60))
+        .await
+        .expect("first");
     let _: () = redis.script_flush(false).await.expect("flush scripts");
-    let value = scripts::next_index(&redis, "svc", 1, Duration::from_secs(60)).await.expect("reloaded on NOSCRIPT");
+    let value = scripts::next_index(&redis, "svc", 1, Duration::from_secs(60))
+        .await
+        .expect("reloaded on NOSCRIPT");
     assert_eq!(value, 2);
 }

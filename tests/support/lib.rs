@@ -122,7 +122,16 @@ pub struct Redis {
 
 fn spawn_redis(port: u16, dir: &Path, extra: &[&str]) -> Process {
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .arg("--dir")
         .arg(dir)
         .args(extra)
@@ -173,7 +182,11 @@ impl RedisCluster {
             .map(|port| {
                 let node_dir = dir.path().join(port.to_string());
                 std::fs::create_dir_all(&node_dir).expect("node dir");
-                spawn_redis(*port, &node_dir, &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                spawn_redis(
+                    *port,
+                    &node_dir,
+                    &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
+                )
             })
             .collect();
         let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -224,7 +237,10 @@ pub fn routemq(bin: &Path, args: &[&str], redis_url: &str) -> Result<String, Str
     if output.status.success() {
         Ok(stdout)
     } else {
-        Err(format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)))
+        Err(format!(
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
     }
 }
 
@@ -274,7 +290,10 @@ impl Worker {
 
     /// How many log lines contain `needle`.
     pub fn count_log(&self, needle: &str) -> usize {
-        self.log_lines().iter().filter(|line| line.contains(needle)).count()
+        self.log_lines()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
     }
 
     /// Waits for a log line without blocking the test's async runtime.
@@ -295,7 +314,11 @@ impl Worker {
     }
 
     fn missing(&self, needle: &str) -> String {
-        format!("worker {} never logged `{needle}`; log:\n{}", self.id, self.log_lines().join("\n"))
+        format!(
+            "worker {} never logged `{needle}`; log:\n{}",
+            self.id,
+            self.log_lines().join("\n")
+        )
     }
 }
 

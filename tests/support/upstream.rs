@@ -21,18 +21,22 @@ pub async fn serve(router: Router) -> SocketAddr {
 /// An upstream whose `/health` is fine but whose every other path answers
 /// `status` with a JSON body.
 pub async fn fixed_status(status: u16) -> SocketAddr {
-    let router = Router::new().route("/health", get(|| async { "ok" })).fallback(any(move || async move {
-        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (code, Json(json!({"detail": format!("fixed {status}")})))
-    }));
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .fallback(any(move || async move {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (code, Json(json!({"detail": format!("fixed {status}")})))
+        }));
     serve(router).await
 }
 
 /// An upstream that answers after `delay`.
 pub async fn slow(delay: Duration) -> SocketAddr {
-    let router = Router::new().route("/health", get(|| async { "ok" })).fallback(any(move || async move {
-        tokio::time::sleep(delay).await;
-        Json(json!({"slow": true}))
-    }));
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .fallback(any(move || async move {
+            tokio::time::sleep(delay).await;
+            Json(json!({"slow": true}))
+        }));
     serve(router).await
 }

@@ -25,9 +25,15 @@ pub enum ClientError {
     #[error("could not connect to the broker within {0:?}")]
     ConnectTimeout(Duration),
     #[error("mqtt client: {0}")]
-    Mqtt(#[from] rumqttc::v5::ClientError),
+    Mqtt(Box<rumqttc::v5::ClientError>),
     #[error("invalid broker url `{0}`")]
     Url(String),
+}
+
+impl From<rumqttc::v5::ClientError> for ClientError {
+    fn from(error: rumqttc::v5::ClientError) -> Self {
+        ClientError::Mqtt(Box::new(error))
+    }
 }
 
 /// A reply as the gateway sent it.
@@ -109,7 +115,13 @@ impl RequestClient {
         let pending: Pending = Arc::default();
         let reply_topic = format!("routemq/replies/{client_id}");
         let (ready_tx, mut ready) = watch::channel(false);
-        tokio::spawn(drive(event_loop, client.clone(), reply_topic.clone(), Arc::clone(&pending), ready_tx));
+        tokio::spawn(drive(
+            event_loop,
+            client.clone(),
+            reply_topic.clone(),
+            Arc::clone(&pending),
+            ready_tx,
+        ));
         let connect_timeout = Duration::from_secs(10);
         tokio::time::timeout(connect_timeout, ready.wait_for(|ready| *ready))
             .await
@@ -141,7 +153,10 @@ impl RequestClient {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut attempt = 0;
         loop {
-            match self.request_once(topic, payload.clone(), options, &request_id).await {
+            match self
+                .request_once(topic, payload.clone(), options, &request_id)
+                .await
+            {
                 Err(ClientError::Timeout(_)) if attempt < options.retries => attempt += 1,
                 other => return other,
             }
@@ -164,7 +179,9 @@ impl RequestClient {
             response_topic: Some(self.reply_topic.clone()),
             correlation_data: Some(correlation.clone()),
             user_properties,
-            message_expiry_interval: options.expiry.map(|e| e.as_secs().try_into().unwrap_or(u32::MAX)),
+            message_expiry_interval: options
+                .expiry
+                .map(|e| e.as_secs().try_into().unwrap_or(u32::MAX)),
             content_type: Some("application/json".into()),
             ..PublishProperties::default()
         };
@@ -205,7 +222,9 @@ impl RequestClient {
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<Bytes, oneshot::Sender<Reply>>> {
-        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -226,7 +245,9 @@ fn parse_broker_url(url: &str) -> Result<(String, u16), ClientError> {
     let rest = rest.trim_end_matches('/');
     match rest.rsplit_once(':') {
         Some((host, port)) => {
-            let port = port.parse().map_err(|_| ClientError::Url(url.to_string()))?;
+            let port = port
+                .parse()
+                .map_err(|_| ClientError::Url(url.to_string()))?;
             Ok((host.to_string(), port))
         }
         None => Ok((rest.to_string(), 1883)),
@@ -253,7 +274,8 @@ async fn drive(
                 backoff = Duration::from_millis(50);
                 if !ack.session_present {
                     // try_subscribe: awaiting a client call inside the poll loop can deadlock.
-                    if let Err(error) = client.try_subscribe(reply_topic.clone(), QoS::AtLeastOnce) {
+                    if let Err(error) = client.try_subscribe(reply_topic.clone(), QoS::AtLeastOnce)
+                    {
                         tracing::error!(%error, "could not subscribe to the reply topic");
                     }
                 }
@@ -304,8 +326,14 @@ mod tests {
 
     #[test]
     fn broker_urls() {
-        assert_eq!(parse_broker_url("mqtt://127.0.0.1:1884").ok(), Some(("127.0.0.1".into(), 1884)));
-        assert_eq!(parse_broker_url("tcp://broker").ok(), Some(("broker".into(), 1883)));
+        assert_eq!(
+            parse_broker_url("mqtt://127.0.0.1:1884").ok(),
+            Some(("127.0.0.1".into(), 1884))
+        );
+        assert_eq!(
+            parse_broker_url("tcp://broker").ok(),
+            Some(("broker".into(), 1883))
+        );
         assert!(parse_broker_url("http://x").is_err());
         assert!(parse_broker_url("mqtt://x:notaport").is_err());
     }

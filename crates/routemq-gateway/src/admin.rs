@@ -9,7 +9,10 @@ use crate::gateway::{Builtin, Gateway};
 use crate::{metrics, Reply};
 
 fn unix_seconds() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 impl Gateway {

@@ -126,7 +126,13 @@ impl GatewayError {
 
 impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.kind.type_name(), self.status(), self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.kind.type_name(),
+            self.status(),
+            self.message
+        )
     }
 }
 

@@ -106,7 +106,11 @@ impl Answer {
 
 impl Gateway {
     pub fn new(parts: GatewayParts) -> Gateway {
-        let balancer = Balancer::new(Arc::clone(&parts.cache), parts.redis.clone(), parts.round_robin_lease);
+        let balancer = Balancer::new(
+            Arc::clone(&parts.cache),
+            parts.redis.clone(),
+            parts.round_robin_lease,
+        );
         Gateway {
             routes: parts.routes,
             redis: parts.redis,
@@ -140,13 +144,23 @@ impl Gateway {
             correlation_data: inbound.correlation_data.clone(),
             from_payload: false,
         });
-        if let Some(refused) = address.as_ref().and_then(|a| self.refuse_reply_topic(&a.topic)) {
-            tracing::warn!(request_id, reason = refused, "request refused: unusable response topic");
+        if let Some(refused) = address
+            .as_ref()
+            .and_then(|a| self.refuse_reply_topic(&a.topic))
+        {
+            tracing::warn!(
+                request_id,
+                reason = refused,
+                "request refused: unusable response topic"
+            );
             return None;
         }
-        let answer = self.process(&inbound, &headers, &request_id, &mut address).await;
+        let answer = self
+            .process(&inbound, &headers, &request_id, &mut address)
+            .await;
         let status = answer.reply.status;
-        self.metrics.record(answer.service.as_deref(), status, started.elapsed());
+        self.metrics
+            .record(answer.service.as_deref(), status, started.elapsed());
         let topic = String::from_utf8_lossy(&inbound.topic);
         match address {
             Some(address) => {
@@ -170,7 +184,12 @@ impl Gateway {
         if topic.starts_with('$') {
             return Some("reserved `$` topic");
         }
-        if self.routes.filters().iter().any(|f| filter_matches(&f.filter, topic)) {
+        if self
+            .routes
+            .filters()
+            .iter()
+            .any(|f| filter_matches(&f.filter, topic))
+        {
             return Some("falls under a filter the gateway serves");
         }
         None
@@ -199,17 +218,29 @@ impl Gateway {
         };
         if address.is_none() {
             *address = take_payload_address(&mut body);
-            if let Some(refused) = address.as_ref().and_then(|a| self.refuse_reply_topic(&a.topic)) {
+            if let Some(refused) = address
+                .as_ref()
+                .and_then(|a| self.refuse_reply_topic(&a.topic))
+            {
                 tracing::warn!(request_id, reason = refused, "payload reply_to refused");
                 *address = None;
             }
         }
-        if inbound.deadline().is_some_and(|deadline| Instant::now() >= deadline) {
-            let error = GatewayError::new(ErrorKind::DeadlineExceeded, "the request expired before it was processed");
+        if inbound
+            .deadline()
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            let error = GatewayError::new(
+                ErrorKind::DeadlineExceeded,
+                "the request expired before it was processed",
+            );
             return Answer::error(error, request_id, None);
         }
         let Some(found) = self.routes.find(topic) else {
-            let error = GatewayError::new(ErrorKind::RouteNotFound, format!("no route for topic `{topic}`"));
+            let error = GatewayError::new(
+                ErrorKind::RouteNotFound,
+                format!("no route for topic `{topic}`"),
+            );
             return Answer::error(error, request_id, None);
         };
         if let Err(error) = self.check_params(&found.params) {
@@ -223,7 +254,14 @@ impl Gateway {
             RouteTarget::Forward(route) => {
                 let service = Some(route.service.clone());
                 match self
-                    .forward(route, &found.params, body, headers, request_id, inbound.deadline())
+                    .forward(
+                        route,
+                        &found.params,
+                        body,
+                        headers,
+                        request_id,
+                        inbound.deadline(),
+                    )
                     .await
                 {
                     Ok(reply) => Answer { reply, service },
@@ -238,20 +276,34 @@ impl Gateway {
         if inbound.payload.len() > limits.max_payload_bytes {
             return Err(GatewayError::new(
                 ErrorKind::PayloadTooLarge,
-                format!("payload of {} bytes exceeds the limit of {}", inbound.payload.len(), limits.max_payload_bytes),
+                format!(
+                    "payload of {} bytes exceeds the limit of {}",
+                    inbound.payload.len(),
+                    limits.max_payload_bytes
+                ),
             ));
         }
         if headers.len() > limits.max_user_properties {
             return Err(GatewayError::new(
                 ErrorKind::HeadersTooLarge,
-                format!("{} user properties exceed the limit of {}", headers.len(), limits.max_user_properties),
+                format!(
+                    "{} user properties exceed the limit of {}",
+                    headers.len(),
+                    limits.max_user_properties
+                ),
             ));
         }
-        let header_bytes: usize = headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+        let header_bytes: usize = headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
         if header_bytes > limits.max_header_bytes {
             return Err(GatewayError::new(
                 ErrorKind::HeadersTooLarge,
-                format!("user properties of {header_bytes} bytes exceed the limit of {}", limits.max_header_bytes),
+                format!(
+                    "user properties of {header_bytes} bytes exceed the limit of {}",
+                    limits.max_header_bytes
+                ),
             ));
         }
         Ok(())
@@ -262,7 +314,10 @@ impl Gateway {
             if value.len() > self.limits.max_param_bytes {
                 return Err(GatewayError::new(
                     ErrorKind::InvalidParam,
-                    format!("parameter `{name}` is longer than {} bytes", self.limits.max_param_bytes),
+                    format!(
+                        "parameter `{name}` is longer than {} bytes",
+                        self.limits.max_param_bytes
+                    ),
                 ));
             }
             if value.chars().any(char::is_control) {
@@ -287,7 +342,9 @@ impl Gateway {
         let started = Instant::now();
         let path = route.path.render(|name| params.get(name))?;
         let timeout = match deadline {
-            Some(deadline) => route.timeout.min(deadline.saturating_duration_since(started)),
+            Some(deadline) => route
+                .timeout
+                .min(deadline.saturating_duration_since(started)),
             None => route.timeout,
         };
         let sends_body = !matches!(route.method, Method::GET | Method::HEAD | Method::DELETE);
@@ -300,13 +357,22 @@ impl Gateway {
         };
         let mut header_map = HeaderMap::new();
         route.headers.apply(headers, &mut header_map)?;
-        header_map.insert(HeaderName::from_static("x-request-id"), header_value(request_id)?);
-        header_map.insert(HeaderName::from_static("x-gateway-service"), header_value(&route.service)?);
+        header_map.insert(
+            HeaderName::from_static("x-request-id"),
+            header_value(request_id)?,
+        );
+        header_map.insert(
+            HeaderName::from_static("x-gateway-service"),
+            header_value(&route.service)?,
+        );
         header_map.insert(ACCEPT, HeaderValue::from_static("application/json"));
 
         let mut refused_instance: Option<String> = None;
         loop {
-            let instance = self.balancer.pick(&route.service, refused_instance.as_deref()).await?;
+            let instance = self
+                .balancer
+                .pick(&route.service, refused_instance.as_deref())
+                .await?;
             let request = UpstreamRequest {
                 method: route.method.clone(),
                 base_url: &instance.url,
@@ -320,10 +386,19 @@ impl Gateway {
             match upstream::forward(&self.http, request).await {
                 Ok(response) => {
                     let seconds = started.elapsed().as_secs_f64();
-                    return Ok(Reply::success(response.status, response.body, request_id, &route.service, seconds));
+                    return Ok(Reply::success(
+                        response.status,
+                        response.body,
+                        request_id,
+                        &route.service,
+                        seconds,
+                    ));
                 }
                 // A refused connection never reached the instance: one retry elsewhere is safe.
-                Err(error) if error.kind == ErrorKind::UpstreamUnavailable && refused_instance.is_none() => {
+                Err(error)
+                    if error.kind == ErrorKind::UpstreamUnavailable
+                        && refused_instance.is_none() =>
+                {
                     tracing::debug!(instance = %instance.instance_id, "connection refused, trying another instance");
                     refused_instance = Some(instance.instance_id.clone());
                 }
@@ -334,7 +409,9 @@ impl Gateway {
 }
 
 fn header_value(value: &str) -> Result<HeaderValue, GatewayError> {
-    HeaderValue::from_str(value).map_err(|_| GatewayError::new(ErrorKind::InvalidHeader, "header value not allowed in HTTP"))
+    HeaderValue::from_str(value).map_err(|_| {
+        GatewayError::new(ErrorKind::InvalidHeader, "header value not allowed in HTTP")
+    })
 }
 
 /// An empty payload is an empty object, so bodiless requests (`get`, `list`) need no `{}`.
@@ -342,8 +419,12 @@ fn parse_payload(payload: &[u8]) -> Result<Value, GatewayError> {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }
-    serde_json::from_slice(payload)
-        .map_err(|error| GatewayError::new(ErrorKind::InvalidJson, format!("payload is not valid JSON: {error}")))
+    serde_json::from_slice(payload).map_err(|error| {
+        GatewayError::new(
+            ErrorKind::InvalidJson,
+            format!("payload is not valid JSON: {error}"),
+        )
+    })
 }
 
 /// MQTT 3.1.1 clients have no Response Topic: they put `reply_to` and

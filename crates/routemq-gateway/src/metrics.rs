@@ -67,7 +67,10 @@ impl MetricsRecorder {
     /// to, if any; a status of 400 or more counts as a failure, as in the reference.
     pub fn record(&self, service: Option<&str>, status: u16, elapsed: Duration) {
         let failed = status >= 400;
-        let mut batch = self.batch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut batch = self
+            .batch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         batch.total += 1;
         if failed {
             batch.failed += 1;
@@ -87,7 +90,10 @@ impl MetricsRecorder {
     }
 
     fn take(&self) -> Batch {
-        let mut batch = self.batch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut batch = self
+            .batch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         std::mem::take(&mut *batch)
     }
 
@@ -110,7 +116,14 @@ impl MetricsRecorder {
             }
             let mut kept = Vec::new();
             for batch in pending.drain(..) {
-                if let Err(error) = scripts::flush_metrics(&redis, &batch.batch_id, &batch.deltas, BATCH_MARKER_EXPIRY).await {
+                if let Err(error) = scripts::flush_metrics(
+                    &redis,
+                    &batch.batch_id,
+                    &batch.deltas,
+                    BATCH_MARKER_EXPIRY,
+                )
+                .await
+                {
                     tracing::warn!(%error, "metrics flush failed, will retry");
                     kept.push(batch);
                 }

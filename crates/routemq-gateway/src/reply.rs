@@ -13,7 +13,13 @@ pub struct Reply {
 
 impl Reply {
     /// The reference's success envelope.
-    pub fn success(status: u16, data: Value, request_id: &str, service: &str, seconds: f64) -> Reply {
+    pub fn success(
+        status: u16,
+        data: Value,
+        request_id: &str,
+        service: &str,
+        seconds: f64,
+    ) -> Reply {
         Reply {
             status,
             body: json!({
@@ -68,7 +74,9 @@ pub struct Outbound {
 impl Outbound {
     pub(crate) fn new(address: ReplyAddress, mut reply: Reply, request_id: &str) -> Outbound {
         if address.from_payload {
-            if let (Some(correlation), Some(body)) = (&address.correlation_data, reply.body.as_object_mut()) {
+            if let (Some(correlation), Some(body)) =
+                (&address.correlation_data, reply.body.as_object_mut())
+            {
                 body.insert(
                     "correlation_id".into(),
                     Value::String(String::from_utf8_lossy(correlation).into_owned()),
@@ -78,7 +86,11 @@ impl Outbound {
         let payload = serde_json::to_vec(&reply.body).unwrap_or_else(|_| b"{}".to_vec());
         Outbound {
             topic: address.topic,
-            correlation_data: if address.from_payload { None } else { address.correlation_data },
+            correlation_data: if address.from_payload {
+                None
+            } else {
+                address.correlation_data
+            },
             payload: Bytes::from(payload),
             user_properties: vec![
                 ("status".into(), reply.status.to_string()),

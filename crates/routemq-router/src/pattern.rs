@@ -30,7 +30,9 @@ impl TopicPattern {
             return Err(invalid("it is empty"));
         }
         if pattern.starts_with('$') {
-            return Err(invalid("topics starting with `$` are reserved by the broker"));
+            return Err(invalid(
+                "topics starting with `$` are reserved by the broker",
+            ));
         }
         let mut segments = Vec::new();
         for level in pattern.split('/') {
@@ -45,7 +47,10 @@ impl TopicPattern {
             .collect();
         names.sort_unstable();
         if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(invalid(&format!("parameter `{{{}}}` appears twice", pair[0])));
+            return Err(invalid(&format!(
+                "parameter `{{{}}}` appears twice",
+                pair[0]
+            )));
         }
         Ok(TopicPattern { segments })
     }

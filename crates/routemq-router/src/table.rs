@@ -157,7 +157,11 @@ fn descend(node: &Node, levels: &[&str]) -> Option<usize> {
     let Some((level, rest)) = levels.split_first() else {
         return node.route;
     };
-    if let Some(found) = node.literals.get(*level).and_then(|child| descend(child, rest)) {
+    if let Some(found) = node
+        .literals
+        .get(*level)
+        .and_then(|child| descend(child, rest))
+    {
         return Some(found);
     }
     if level.is_empty() {

@@ -8,9 +8,11 @@ fn reference_table() -> RouteTable<&'static str> {
         .route("create", Qos::ExactlyOnce, "user-service")
         .route("get/{user_id}", Qos::AtLeastOnce, "user-service")
         .route("list", Qos::AtLeastOnce, "user-service");
-    let orders = Group::new("orders")
-        .middleware(["circuit_breaker"])
-        .route("list/{user_id}", Qos::AtLeastOnce, "order-service");
+    let orders = Group::new("orders").middleware(["circuit_breaker"]).route(
+        "list/{user_id}",
+        Qos::AtLeastOnce,
+        "order-service",
+    );
     let api_v1 = Group::new("api/v1")
         .middleware(["cors", "auth"])
         .group(users)
@@ -29,7 +31,10 @@ fn matches_nested_group_routes_with_params_and_middleware() {
     assert_eq!(found.params.get("user_id"), Some("42"));
     assert_eq!(found.route.middleware, ["cors", "auth", "circuit_breaker"]);
     assert_eq!(found.route.qos, Qos::AtLeastOnce);
-    assert_eq!(found.route.pattern.to_string(), "api/v1/users/get/{user_id}");
+    assert_eq!(
+        found.route.pattern.to_string(),
+        "api/v1/users/get/{user_id}"
+    );
 }
 
 #[test]
@@ -50,11 +55,11 @@ fn unknown_and_partial_topics_do_not_match() {
 
 #[test]
 fn backtracks_from_a_literal_branch_to_a_param_branch() {
-    let table = RouteTable::build(
-        Group::root()
-            .route("a/b/c", Qos::AtMostOnce, 1)
-            .route("a/{x}/d", Qos::AtMostOnce, 2),
-    )
+    let table = RouteTable::build(Group::root().route("a/b/c", Qos::AtMostOnce, 1).route(
+        "a/{x}/d",
+        Qos::AtMostOnce,
+        2,
+    ))
     .expect("no overlap");
     let found = table.find("a/b/d").expect("param branch matches");
     assert_eq!(found.route.target, 2);

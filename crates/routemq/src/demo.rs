@@ -62,7 +62,9 @@ pub async fn start_instance(
         .fallback(echo)
         .with_state(identity);
     tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
         if let Err(error) = served {
             tracing::error!(%error, "demo service stopped");
         }
@@ -87,9 +89,18 @@ async fn echo(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let received: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let status = if method == Method::POST { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if method == Method::POST {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let reply = json!({
         "service": identity.service,
         "instance": identity.instance,

@@ -4,8 +4,14 @@ use tracing_subscriber::EnvFilter;
 /// `ROUTEMQ_LOG_FORMAT=json`.
 pub fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let json = std::env::var("ROUTEMQ_LOG_FORMAT").is_ok_and(|format| format == "json");
-    let result = if json { builder.json().try_init() } else { builder.try_init() };
+    let result = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
     result.ok();
 }

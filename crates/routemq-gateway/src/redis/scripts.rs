@@ -29,7 +29,12 @@ fn millis(duration: Duration) -> i64 {
 
 /// Leases `lease` values of a service's round-robin counter; returns the last
 /// value leased, so the caller owns `(last - lease, last]`.
-pub async fn next_index(client: &Client, service: &str, lease: u32, idle_expiry: Duration) -> FredResult<u64> {
+pub async fn next_index(
+    client: &Client,
+    service: &str,
+    lease: u32,
+    idle_expiry: Duration,
+) -> FredResult<u64> {
     NEXT_INDEX
         .evalsha_with_reload(
             client,
@@ -49,7 +54,10 @@ pub struct Registration<'a> {
 }
 
 /// Registers an instance; returns Redis's time of registration in ms.
-pub async fn register_instance(client: &Client, registration: &Registration<'_>) -> FredResult<i64> {
+pub async fn register_instance(
+    client: &Client,
+    registration: &Registration<'_>,
+) -> FredResult<i64> {
     let ttl_ms = registration.ttl.map(millis).unwrap_or(0);
     REGISTER_INSTANCE
         .evalsha_with_reload(
@@ -72,27 +80,47 @@ pub async fn register_instance(client: &Client, registration: &Registration<'_>)
 /// Refreshes an instance's heartbeat; false when it is not registered.
 pub async fn heartbeat(client: &Client, service: &str, instance_id: &str) -> FredResult<bool> {
     let refreshed: i64 = HEARTBEAT
-        .evalsha_with_reload(client, vec![keys::instance(service, instance_id)], Vec::<String>::new())
+        .evalsha_with_reload(
+            client,
+            vec![keys::instance(service, instance_id)],
+            Vec::<String>::new(),
+        )
         .await?;
     Ok(refreshed == 1)
 }
 
 /// Removes an instance; returns how many instances the service still has.
-pub async fn deregister_instance(client: &Client, service: &str, instance_id: &str) -> FredResult<u64> {
+pub async fn deregister_instance(
+    client: &Client,
+    service: &str,
+    instance_id: &str,
+) -> FredResult<u64> {
     DEREGISTER_INSTANCE
         .evalsha_with_reload(
             client,
-            vec![keys::instance(service, instance_id), keys::instances(service)],
+            vec![
+                keys::instance(service, instance_id),
+                keys::instances(service),
+            ],
             vec![instance_id.to_string()],
         )
         .await
 }
 
 /// Records a probe verdict; false when the instance no longer exists.
-pub async fn set_health(client: &Client, service: &str, instance_id: &str, healthy: bool) -> FredResult<bool> {
+pub async fn set_health(
+    client: &Client,
+    service: &str,
+    instance_id: &str,
+    healthy: bool,
+) -> FredResult<bool> {
     let status = if healthy { "healthy" } else { "unhealthy" };
     let recorded: i64 = SET_HEALTH
-        .evalsha_with_reload(client, vec![keys::instance(service, instance_id)], vec![status.to_string()])
+        .evalsha_with_reload(
+            client,
+            vec![keys::instance(service, instance_id)],
+            vec![status.to_string()],
+        )
         .await?;
     Ok(recorded == 1)
 }

@@ -38,7 +38,11 @@ impl Balancer {
 
     /// Picks the next healthy instance of `service`, skipping `exclude` (an
     /// instance that just refused a connection) when another is available.
-    pub async fn pick(&self, service: &str, exclude: Option<&str>) -> Result<Arc<Instance>, GatewayError> {
+    pub async fn pick(
+        &self,
+        service: &str,
+        exclude: Option<&str>,
+    ) -> Result<Arc<Instance>, GatewayError> {
         let snapshot = self.cache.snapshot();
         let healthy: Vec<&Arc<Instance>> = snapshot
             .services
@@ -69,7 +73,8 @@ impl Balancer {
         if let Some(ticket) = self.take_leased(service) {
             return ticket;
         }
-        match scripts::next_index(&self.redis, service, self.lease_size, COUNTER_IDLE_EXPIRY).await {
+        match scripts::next_index(&self.redis, service, self.lease_size, COUNTER_IDLE_EXPIRY).await
+        {
             Ok(last) => {
                 let first = last.saturating_sub(u64::from(self.lease_size));
                 if self.lease_size > 1 {
@@ -85,7 +90,10 @@ impl Balancer {
     }
 
     fn take_leased(&self, service: &str) -> Option<u64> {
-        let mut leases = self.leases.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut leases = self
+            .leases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let ranges = leases.get_mut(service)?;
         let front = ranges.front_mut()?;
         let ticket = front.next();
@@ -99,7 +107,13 @@ impl Balancer {
         if range.is_empty() {
             return;
         }
-        let mut leases = self.leases.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        leases.entry(service.to_string()).or_default().push_back(range);
+        let mut leases = self
+            .leases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        leases
+            .entry(service.to_string())
+            .or_default()
+            .push_back(range);
     }
 }

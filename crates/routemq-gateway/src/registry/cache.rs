@@ -59,7 +59,11 @@ impl RegistryCache {
             .into_iter()
             .map(|(name, instances)| {
                 let instances: Vec<Arc<Instance>> = instances.into_iter().map(Arc::new).collect();
-                let healthy = instances.iter().filter(|i| i.is_healthy()).cloned().collect();
+                let healthy = instances
+                    .iter()
+                    .filter(|i| i.is_healthy())
+                    .cloned()
+                    .collect();
                 (name, ServiceEntry { instances, healthy })
             })
             .collect();
@@ -68,7 +72,12 @@ impl RegistryCache {
     }
 
     /// Refreshes every `interval` until cancelled.
-    pub async fn run_refresh(self: Arc<Self>, client: Client, interval: Duration, cancel: CancellationToken) {
+    pub async fn run_refresh(
+        self: Arc<Self>,
+        client: Client,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;

@@ -43,9 +43,16 @@ pub async fn run_health_probes(
     }
 }
 
-async fn probe_if_due(redis: &Client, http: &reqwest::Client, settings: &ProbeSettings, instance: &Instance) {
+async fn probe_if_due(
+    redis: &Client,
+    http: &reqwest::Client,
+    settings: &ProbeSettings,
+    instance: &Instance,
+) {
     let lock = keys::probe_lock(&instance.service_name, &instance.instance_id);
-    let lock_ms = i64::try_from(settings.interval.as_millis()).unwrap_or(i64::MAX).max(1);
+    let lock_ms = i64::try_from(settings.interval.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
     let won: Result<Option<String>, _> = redis
         .set(
             lock,
@@ -67,7 +74,14 @@ async fn probe_if_due(redis: &Client, http: &reqwest::Client, settings: &ProbeSe
             "instance health changed"
         );
     }
-    if let Err(error) = scripts::set_health(redis, &instance.service_name, &instance.instance_id, healthy).await {
+    if let Err(error) = scripts::set_health(
+        redis,
+        &instance.service_name,
+        &instance.instance_id,
+        healthy,
+    )
+    .await
+    {
         tracing::warn!(%error, instance = %instance.instance_id, "could not record a health probe");
     }
 }

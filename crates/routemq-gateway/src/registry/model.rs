@@ -27,7 +27,12 @@ pub struct Instance {
 impl Instance {
     /// Reads a hash as HGETALL returns it; `None` when it has expired or is incomplete.
     pub(crate) fn from_hash(fields: &HashMap<String, String>) -> Option<Instance> {
-        let number = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let number = |name: &str| {
+            fields
+                .get(name)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
         let ttl_ms = number("ttl_ms");
         Some(Instance {
             instance_id: fields.get("instance_id")?.clone(),

@@ -32,7 +32,10 @@ pub struct UpstreamResponse {
 /// upstream 4xx passed through with its body, 5xx → 502, timeout → 504,
 /// connection refused → 503 (kind `UpstreamUnavailable`, safe to retry elsewhere
 /// because the request never reached the instance).
-pub async fn forward(client: &reqwest::Client, request: UpstreamRequest<'_>) -> Result<UpstreamResponse, GatewayError> {
+pub async fn forward(
+    client: &reqwest::Client,
+    request: UpstreamRequest<'_>,
+) -> Result<UpstreamResponse, GatewayError> {
     let url = build_url(request.base_url, request.path, request.query)?;
     let mut builder = client
         .request(request.method, url)
@@ -53,7 +56,10 @@ pub async fn forward(client: &reqwest::Client, request: UpstreamRequest<'_>) -> 
         if raw.len() + chunk.len() > request.max_response_bytes {
             return Err(GatewayError::new(
                 ErrorKind::UpstreamError,
-                format!("upstream response exceeds {} bytes", request.max_response_bytes),
+                format!(
+                    "upstream response exceeds {} bytes",
+                    request.max_response_bytes
+                ),
             ));
         }
         raw.extend_from_slice(&chunk);
@@ -73,13 +79,19 @@ pub async fn forward(client: &reqwest::Client, request: UpstreamRequest<'_>) -> 
         error.upstream_body = Some(body);
         return Err(error);
     }
-    Err(GatewayError::new(ErrorKind::UpstreamError, format!("upstream answered {status}")))
+    Err(GatewayError::new(
+        ErrorKind::UpstreamError,
+        format!("upstream answered {status}"),
+    ))
 }
 
 fn build_url(base: &str, path: &str, query: &[(String, String)]) -> Result<Url, GatewayError> {
     let joined = format!("{}{}", base.trim_end_matches('/'), path);
     let mut url = Url::parse(&joined).map_err(|error| {
-        GatewayError::new(ErrorKind::Internal, format!("bad upstream url `{joined}`: {error}"))
+        GatewayError::new(
+            ErrorKind::Internal,
+            format!("bad upstream url `{joined}`: {error}"),
+        )
     })?;
     if !query.is_empty() {
         url.query_pairs_mut().extend_pairs(query);
@@ -101,10 +113,19 @@ fn parse_body(raw: &[u8], is_json: bool) -> Value {
 
 fn classify(error: &reqwest::Error) -> GatewayError {
     if error.is_timeout() {
-        return GatewayError::new(ErrorKind::UpstreamTimeout, "upstream did not answer in time");
+        return GatewayError::new(
+            ErrorKind::UpstreamTimeout,
+            "upstream did not answer in time",
+        );
     }
     if error.is_connect() {
-        return GatewayError::new(ErrorKind::UpstreamUnavailable, "upstream refused the connection");
+        return GatewayError::new(
+            ErrorKind::UpstreamUnavailable,
+            "upstream refused the connection",
+        );
     }
-    GatewayError::new(ErrorKind::UpstreamError, format!("upstream call failed: {error}"))
+    GatewayError::new(
+        ErrorKind::UpstreamError,
+        format!("upstream call failed: {error}"),
+    )
 }

@@ -31,7 +31,8 @@ const NEVER_FORWARDED_PREFIXES: &[&str] = &["x-consumer-", "x-authenticated-"];
 /// Whether a header name may ever be forwarded.
 pub fn is_forwardable(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    !NEVER_FORWARDED.contains(&name.as_str()) && !NEVER_FORWARDED_PREFIXES.iter().any(|p| name.starts_with(p))
+    !NEVER_FORWARDED.contains(&name.as_str())
+        && !NEVER_FORWARDED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// The client headers a route lets through, checked once at start-up.

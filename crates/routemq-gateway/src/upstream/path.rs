@@ -5,7 +5,11 @@ use crate::{ErrorKind, GatewayError};
 
 /// Everything but RFC 3986 unreserved characters is percent-encoded, so a
 /// param can never add a `/`, `?`, `#` or `%`-escape to the upstream path.
-const PARAM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const PARAM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
@@ -44,7 +48,9 @@ impl PathTemplate {
             if literal.contains('}') {
                 return Err(PathTemplateError::Brace(template.into()));
             }
-            let close = after.find('}').ok_or_else(|| PathTemplateError::Brace(template.into()))?;
+            let close = after
+                .find('}')
+                .ok_or_else(|| PathTemplateError::Brace(template.into()))?;
             let name = &after[1..close];
             if name.is_empty() || name.contains('{') {
                 return Err(PathTemplateError::Brace(template.into()));
@@ -74,14 +80,20 @@ impl PathTemplate {
     /// Renders the path, percent-encoding each param. `.` and `..` are
     /// refused outright: URL parsers resolve them (even as `%2e%2e`), which
     /// would let a param climb out of its path segment.
-    pub fn render<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> Result<String, GatewayError> {
+    pub fn render<'a>(
+        &self,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<String, GatewayError> {
         let mut path = String::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Literal(literal) => path.push_str(literal),
                 Piece::Param(name) => {
                     let value = lookup(name).ok_or_else(|| {
-                        GatewayError::new(ErrorKind::Internal, format!("path parameter `{name}` has no value"))
+                        GatewayError::new(
+                            ErrorKind::Internal,
+                            format!("path parameter `{name}` has no value"),
+                        )
                     })?;
                     if value == "." || value == ".." {
                         return Err(GatewayError::new(

@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{config, demo, runtime, telemetry};
 
 #[derive(Parser)]
-#[command(name = "routemq", version, about = "RouteMQ Gateway: an MQTT 5 API gateway cluster")]
+#[command(
+    name = "routemq",
+    version,
+    about = "RouteMQ Gateway: an MQTT 5 API gateway cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,12 @@ enum Command {
         #[command(subcommand)]
         command: services::ServicesCommand,
         /// Redis URL.
-        #[arg(long, env = "ROUTEMQ_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+        #[arg(
+            long,
+            env = "ROUTEMQ_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379",
+            global = true
+        )]
         redis: String,
     },
     /// Start the demo microservices (user, order, payment, notification, and the v2 services).
@@ -58,7 +67,11 @@ enum Command {
         /// Also register the instances in Redis, heartbeat them, and deregister on exit.
         #[arg(long)]
         register: bool,
-        #[arg(long, env = "ROUTEMQ_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        #[arg(
+            long,
+            env = "ROUTEMQ_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379"
+        )]
         redis: String,
         /// Registration ttl, refreshed by heartbeats at a third of it.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
@@ -74,9 +87,14 @@ pub fn main() -> ExitCode {
         _ => 1,
     };
     let runtime = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
     };
     let result = match runtime {
         Ok(runtime) => runtime.block_on(run(cli.command)),
@@ -93,14 +111,21 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Worker { config, worker_id, .. } => {
+        Command::Worker {
+            config, worker_id, ..
+        } => {
             let config = config::load(&config)?;
-            let worker_id = worker_id.unwrap_or_else(|| format!("routemq-{}", uuid::Uuid::new_v4().simple()));
+            let worker_id =
+                worker_id.unwrap_or_else(|| format!("routemq-{}", uuid::Uuid::new_v4().simple()));
             runtime::run_worker(config, worker_id, shutdown_on_signal()).await
         }
         Command::CheckConfig { file } => {
             let config = config::load(&file)?;
-            println!("{}: ok, {} routes", file.display(), config.routes.routes().len());
+            println!(
+                "{}: ok, {} routes",
+                file.display(),
+                config.routes.routes().len()
+            );
             Ok(())
         }
         Command::Routes { file } => {
@@ -124,14 +149,27 @@ fn print_routes(config: &config::WorkerConfig) {
     println!("{:<48} {:<4} {:<22} TARGET", "TOPIC", "QOS", "SERVICE");
     for route in config.routes.routes() {
         let (service, target) = match &route.target {
-            RouteTarget::Forward(forward) => (forward.service.clone(), format!("{} {:?}", forward.method, forward.path)),
+            RouteTarget::Forward(forward) => (
+                forward.service.clone(),
+                format!("{} {:?}", forward.method, forward.path),
+            ),
             RouteTarget::Builtin(builtin) => ("-".to_string(), format!("builtin {builtin:?}")),
         };
-        println!("{:<48} {:<4} {:<22} {}", route.pattern.to_string(), route.qos as u8, service, target);
+        println!(
+            "{:<48} {:<4} {:<22} {}",
+            route.pattern.to_string(),
+            route.qos as u8,
+            service,
+            target
+        );
     }
     println!();
     for filter in config.routes.filters() {
-        println!("subscribes {} (qos {})", filter.shared(&config.mqtt.share_group), filter.qos as u8);
+        println!(
+            "subscribes {} (qos {})",
+            filter.shared(&config.mqtt.share_group),
+            filter.qos as u8
+        );
     }
 }
 
@@ -172,10 +210,17 @@ async fn run_demo(
             let instance_id = format!("{service}-{index}");
             let bind = SocketAddr::new(host, port);
             let instance = demo::start_instance(service, &instance_id, bind, stop.clone()).await?;
-            println!("{:<22} {:<26} {}", instance.service, instance.instance_id, instance.url());
+            println!(
+                "{:<22} {:<26} {}",
+                instance.service,
+                instance.instance_id,
+                instance.url()
+            );
             started.push(instance);
             if base_port != 0 {
-                port = port.checked_add(1).ok_or_else(|| anyhow::anyhow!("ran out of ports"))?;
+                port = port
+                    .checked_add(1)
+                    .ok_or_else(|| anyhow::anyhow!("ran out of ports"))?;
             }
         }
     }

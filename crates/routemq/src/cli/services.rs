@@ -70,8 +70,10 @@ pub async fn run(command: ServicesCommand, redis_url: &str) -> anyhow::Result<()
             health_path,
             ttl,
         } => {
-            reqwest::Url::parse(&url).map_err(|error| anyhow::anyhow!("--url `{url}` is invalid: {error}"))?;
-            let instance_id = instance_id.unwrap_or_else(|| format!("{service}-{}", uuid::Uuid::new_v4().simple()));
+            reqwest::Url::parse(&url)
+                .map_err(|error| anyhow::anyhow!("--url `{url}` is invalid: {error}"))?;
+            let instance_id = instance_id
+                .unwrap_or_else(|| format!("{service}-{}", uuid::Uuid::new_v4().simple()));
             let health_check_url = format!("{}{}", url.trim_end_matches('/'), health_path);
             let registration = Registration {
                 service: &service,
@@ -98,7 +100,10 @@ pub async fn run(command: ServicesCommand, redis_url: &str) -> anyhow::Result<()
                 }
             }
         }
-        ServicesCommand::Deregister { service, instance_id } => {
+        ServicesCommand::Deregister {
+            service,
+            instance_id,
+        } => {
             registry::deregister(&redis, &service, &instance_id).await?;
             println!("deregistered {instance_id} of {service}");
         }
@@ -111,8 +116,15 @@ pub async fn run(command: ServicesCommand, redis_url: &str) -> anyhow::Result<()
             println!("{:<22} {:<34} {:<10} URL", "SERVICE", "INSTANCE", "STATUS");
             for (service, instances) in &services {
                 for instance in instances {
-                    let status = if instance.is_healthy() { "healthy" } else { "unhealthy" };
-                    println!("{service:<22} {:<34} {status:<10} {}", instance.instance_id, instance.url);
+                    let status = if instance.is_healthy() {
+                        "healthy"
+                    } else {
+                        "unhealthy"
+                    };
+                    println!(
+                        "{service:<22} {:<34} {status:<10} {}",
+                        instance.instance_id, instance.url
+                    );
                 }
             }
         }
@@ -156,7 +168,9 @@ pub async fn register_and_heartbeat(
         }
     }
     for instance in instances {
-        registry::deregister(&redis, &instance.service, &instance.instance_id).await.ok();
+        registry::deregister(&redis, &instance.service, &instance.instance_id)
+            .await
+            .ok();
     }
     redis.quit().await.ok();
     Ok(())

@@ -15,7 +15,12 @@ fn parse_text(text: &str) -> Result<WorkerConfig, String> {
 #[test]
 fn the_shipped_config_reproduces_the_reference_route_table() {
     let config = parse(SHIPPED, "gateway.toml", &no_env).expect("shipped config is valid");
-    let patterns: Vec<String> = config.routes.routes().iter().map(|r| r.pattern.to_string()).collect();
+    let patterns: Vec<String> = config
+        .routes
+        .routes()
+        .iter()
+        .map(|r| r.pattern.to_string())
+        .collect();
     for expected in [
         "api/v1/users/create",
         "api/v1/users/get/{user_id}",
@@ -38,7 +43,10 @@ fn the_shipped_config_reproduces_the_reference_route_table() {
         "gateway/services",
         "gateway/metrics",
     ] {
-        assert!(patterns.contains(&expected.to_string()), "missing {expected}");
+        assert!(
+            patterns.contains(&expected.to_string()),
+            "missing {expected}"
+        );
     }
     assert_eq!(patterns.len(), 20);
     let found = config.routes.find("api/v1/users/get/42").expect("matches");
@@ -48,7 +56,12 @@ fn the_shipped_config_reproduces_the_reference_route_table() {
     assert_eq!(route.service, "user-service");
     assert_eq!(route.method, reqwest::Method::GET);
     assert_eq!(route.timeout, std::time::Duration::from_secs(30));
-    let filters: Vec<String> = config.routes.filters().iter().map(|f| f.shared("gw")).collect();
+    let filters: Vec<String> = config
+        .routes
+        .filters()
+        .iter()
+        .map(|f| f.shared("gw"))
+        .collect();
     assert_eq!(filters, ["$share/gw/api/#", "$share/gw/gateway/#"]);
 }
 
@@ -60,7 +73,10 @@ fn environment_overrides_the_addresses() {
         _ => None,
     };
     let config = parse(SHIPPED, "gateway.toml", &env).expect("valid");
-    assert_eq!((config.mqtt.host.as_str(), config.mqtt.port), ("broker.example", 1999));
+    assert_eq!(
+        (config.mqtt.host.as_str(), config.mqtt.port),
+        ("broker.example", 1999)
+    );
     assert_eq!(config.redis.url, "redis://cache.example:7000");
 }
 
@@ -98,6 +114,9 @@ fn errors_name_the_file_and_line() {
     ];
     for (text, expected) in cases {
         let error = parse_text(text).expect_err(text);
-        assert!(error.contains(expected), "expected `{expected}` in `{error}`");
+        assert!(
+            error.contains(expected),
+            "expected `{expected}` in `{error}`"
+        );
     }
 }

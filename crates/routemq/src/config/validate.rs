@@ -65,21 +65,30 @@ pub fn load(path: &Path) -> Result<WorkerConfig, ConfigError> {
 }
 
 /// Validates configuration text; `env` looks up environment overrides.
-pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<WorkerConfig, ConfigError> {
+pub fn parse(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<WorkerConfig, ConfigError> {
     let at = |span: Option<Range<usize>>, message: String| ConfigError {
         file: file.to_string(),
         line: span.map(|span| line_of(text, span.start)),
         message,
     };
-    let raw: RawConfig = toml::from_str(text).map_err(|error| at(error.span(), error.message().to_string()))?;
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|error| at(error.span(), error.message().to_string()))?;
 
     let mqtt_url = env("ROUTEMQ_MQTT_URL")
         .or(raw.mqtt.url)
         .unwrap_or_else(|| "mqtt://127.0.0.1:1883".into());
-    let (host, port, credentials) = parse_mqtt_url(&mqtt_url).map_err(|message| at(None, message))?;
+    let (host, port, credentials) =
+        parse_mqtt_url(&mqtt_url).map_err(|message| at(None, message))?;
     let share_group = raw.mqtt.share_group.unwrap_or_else(|| "gw".into());
     if share_group.is_empty() || share_group.contains(['/', '+', '#']) {
-        return Err(at(None, format!("mqtt.share_group `{share_group}` may not be empty or contain `/`, `+`, `#`")));
+        return Err(at(
+            None,
+            format!("mqtt.share_group `{share_group}` may not be empty or contain `/`, `+`, `#`"),
+        ));
     }
     let mqtt = MqttSettings {
         host,
@@ -99,18 +108,36 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
     );
     if let Some(timeout) = raw.redis.command_timeout {
         if timeout.is_zero() || timeout > Duration::from_millis(500) {
-            return Err(at(None, "redis.command_timeout must be between 1ms and 500ms".into()));
+            return Err(at(
+                None,
+                "redis.command_timeout must be between 1ms and 500ms".into(),
+            ));
         }
         redis.command_timeout = timeout;
     }
 
     let defaults = Limits::default();
     let limits = Limits {
-        max_payload_bytes: raw.limits.max_payload_bytes.unwrap_or(defaults.max_payload_bytes),
-        max_user_properties: raw.limits.max_user_properties.unwrap_or(defaults.max_user_properties),
-        max_header_bytes: raw.limits.max_header_bytes.unwrap_or(defaults.max_header_bytes),
-        max_param_bytes: raw.limits.max_param_bytes.unwrap_or(defaults.max_param_bytes),
-        max_response_bytes: raw.limits.max_response_bytes.unwrap_or(defaults.max_response_bytes),
+        max_payload_bytes: raw
+            .limits
+            .max_payload_bytes
+            .unwrap_or(defaults.max_payload_bytes),
+        max_user_properties: raw
+            .limits
+            .max_user_properties
+            .unwrap_or(defaults.max_user_properties),
+        max_header_bytes: raw
+            .limits
+            .max_header_bytes
+            .unwrap_or(defaults.max_header_bytes),
+        max_param_bytes: raw
+            .limits
+            .max_param_bytes
+            .unwrap_or(defaults.max_param_bytes),
+        max_response_bytes: raw
+            .limits
+            .max_response_bytes
+            .unwrap_or(defaults.max_response_bytes),
     };
     if limits.max_payload_bytes as u64 >= u64::from(mqtt.max_packet_size) {
         return Err(at(
@@ -149,9 +176,18 @@ pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         drain_timeout: raw.gateway.drain_timeout.unwrap_or(Duration::from_secs(15)),
         round_robin_lease: raw.gateway.round_robin_lease.unwrap_or(1).max(1),
         limits,
-        refresh_interval: raw.registry.refresh_interval.unwrap_or(Duration::from_secs(1)),
-        health_check_interval: raw.registry.health_check_interval.unwrap_or(Duration::from_secs(5)),
-        health_check_timeout: raw.registry.health_check_timeout.unwrap_or(Duration::from_secs(2)),
+        refresh_interval: raw
+            .registry
+            .refresh_interval
+            .unwrap_or(Duration::from_secs(1)),
+        health_check_interval: raw
+            .registry
+            .health_check_interval
+            .unwrap_or(Duration::from_secs(5)),
+        health_check_timeout: raw
+            .registry
+            .health_check_timeout
+            .unwrap_or(Duration::from_secs(2)),
         metrics_flush_interval: raw.metrics.flush_interval.unwrap_or(Duration::from_secs(1)),
         routes,
     })
@@ -176,7 +212,9 @@ fn group_spec(
     let inherited = RawInherited {
         service: raw.service.or_else(|| parent.service.clone()),
         timeout: raw.timeout.or(parent.timeout),
-        forward_headers: raw.forward_headers.or_else(|| parent.forward_headers.clone()),
+        forward_headers: raw
+            .forward_headers
+            .or_else(|| parent.forward_headers.clone()),
     };
     let mut group = Group::new(raw.prefix);
     for route in raw.routes {
@@ -198,48 +236,83 @@ fn route_spec(
     let span = spanned.span();
     let raw = spanned.into_inner();
     let full_topic = join(prefix, &raw.topic);
-    let error = |message: String| at(Some(span.clone()), format!("route `{full_topic}`: {message}"));
+    let error = |message: String| {
+        at(
+            Some(span.clone()),
+            format!("route `{full_topic}`: {message}"),
+        )
+    };
     if let Some(line) = at(Some(span.clone()), String::new()).line {
         lines.insert(full_topic.clone(), line);
     }
-    let pattern = TopicPattern::parse(&full_topic).map_err(|e| at(Some(span.clone()), e.to_string()))?;
+    let pattern =
+        TopicPattern::parse(&full_topic).map_err(|e| at(Some(span.clone()), e.to_string()))?;
     check_middleware(&raw.middleware).map_err(&error)?;
     let qos = match raw.qos {
         None => Qos::AtLeastOnce,
-        Some(level) => Qos::from_u8(level).ok_or_else(|| error(format!("qos must be 0, 1 or 2, not {level}")))?,
+        Some(level) => Qos::from_u8(level)
+            .ok_or_else(|| error(format!("qos must be 0, 1 or 2, not {level}")))?,
     };
     let target = match raw.handler {
         Some(handler) => {
             if raw.service.is_some() || raw.path.is_some() || raw.method.is_some() {
-                return Err(error("a `handler` route takes no service, method or path".into()));
+                return Err(error(
+                    "a `handler` route takes no service, method or path".into(),
+                ));
             }
             RouteTarget::Builtin(match handler.as_str() {
                 "health" => Builtin::Health,
                 "services" => Builtin::Services,
                 "metrics" => Builtin::Metrics,
-                other => return Err(error(format!("unknown handler `{other}` (known: health, services, metrics)"))),
+                other => {
+                    return Err(error(format!(
+                        "unknown handler `{other}` (known: health, services, metrics)"
+                    )))
+                }
             })
         }
         None => {
             let service = raw
                 .service
                 .or_else(|| inherited.service.clone())
-                .ok_or_else(|| error("no `service` on the route or its groups, and no `handler`".into()))?;
-            let path = raw.path.ok_or_else(|| error("a forwarding route needs an upstream `path`".into()))?;
+                .ok_or_else(|| {
+                    error("no `service` on the route or its groups, and no `handler`".into())
+                })?;
+            let path = raw
+                .path
+                .ok_or_else(|| error("a forwarding route needs an upstream `path`".into()))?;
             let path = PathTemplate::parse(&path).map_err(|e| error(e.to_string()))?;
             let topic_params: Vec<&str> = pattern.param_names().collect();
             if let Some(missing) = path.param_names().find(|name| !topic_params.contains(name)) {
-                return Err(error(format!("path parameter `{{{missing}}}` is not in the topic")));
+                return Err(error(format!(
+                    "path parameter `{{{missing}}}` is not in the topic"
+                )));
             }
-            let method = raw.method.unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
+            let method = raw
+                .method
+                .unwrap_or_else(|| "POST".into())
+                .to_ascii_uppercase();
             let method = match method.as_str() {
-                "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => Method::from_bytes(method.as_bytes())
-                    .map_err(|_| error(format!("invalid method `{method}`")))?,
-                other => return Err(error(format!("method must be GET, POST, PUT, PATCH or DELETE, not `{other}`"))),
+                "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => {
+                    Method::from_bytes(method.as_bytes())
+                        .map_err(|_| error(format!("invalid method `{method}`")))?
+                }
+                other => {
+                    return Err(error(format!(
+                        "method must be GET, POST, PUT, PATCH or DELETE, not `{other}`"
+                    )))
+                }
             };
-            let forward_headers = raw.forward_headers.or_else(|| inherited.forward_headers.clone()).unwrap_or_default();
-            let headers = HeaderPolicy::new(forward_headers.iter().map(String::as_str)).map_err(&error)?;
-            let timeout = raw.timeout.or(inherited.timeout).unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+            let forward_headers = raw
+                .forward_headers
+                .or_else(|| inherited.forward_headers.clone())
+                .unwrap_or_default();
+            let headers =
+                HeaderPolicy::new(forward_headers.iter().map(String::as_str)).map_err(&error)?;
+            let timeout = raw
+                .timeout
+                .or(inherited.timeout)
+                .unwrap_or(DEFAULT_ROUTE_TIMEOUT);
             if timeout.is_zero() {
                 return Err(error("timeout must be above zero".into()));
             }
@@ -280,17 +353,34 @@ fn join(prefix: &str, topic: &str) -> String {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
+/// Broker host, port and optional user name and password.
+type BrokerAddress = (String, u16, Option<(String, String)>);
+
 /// `mqtt://[user:pass@]host[:port]` (also `tcp://`).
-fn parse_mqtt_url(raw: &str) -> Result<(String, u16, Option<(String, String)>), String> {
-    let url = url::Url::parse(raw).map_err(|error| format!("mqtt url `{raw}` is invalid: {error}"))?;
+fn parse_mqtt_url(raw: &str) -> Result<BrokerAddress, String> {
+    let url =
+        url::Url::parse(raw).map_err(|error| format!("mqtt url `{raw}` is invalid: {error}"))?;
     if !matches!(url.scheme(), "mqtt" | "tcp") {
-        return Err(format!("mqtt url `{raw}` must start with mqtt:// or tcp://"));
+        return Err(format!(
+            "mqtt url `{raw}` must start with mqtt:// or tcp://"
+        ));
     }
-    let host = url.host_str().ok_or_else(|| format!("mqtt url `{raw}` has no host"))?.to_string();
-    let credentials = (!url.username().is_empty())
-        .then(|| (url.username().to_string(), url.password().unwrap_or_default().to_string()));
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("mqtt url `{raw}` has no host"))?
+        .to_string();
+    let credentials = (!url.username().is_empty()).then(|| {
+        (
+            url.username().to_string(),
+            url.password().unwrap_or_default().to_string(),
+        )
+    });
     Ok((host, url.port().unwrap_or(1883), credentials))
 }

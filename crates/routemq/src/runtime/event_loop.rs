@@ -8,7 +8,9 @@ use tokio::sync::mpsc;
 /// What the event loop tells the worker.
 pub enum LoopEvent {
     /// Connected; `session_present` false means subscriptions must be made again.
-    Connected { session_present: bool },
+    Connected {
+        session_present: bool,
+    },
     Request(Box<Publish>, Instant),
     Unsubscribed,
 }
@@ -25,13 +27,19 @@ pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<Loop
     loop {
         match event_loop.poll().await {
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if events.send(LoopEvent::Request(Box::new(publish), Instant::now())).is_err() {
+                if events
+                    .send(LoopEvent::Request(Box::new(publish), Instant::now()))
+                    .is_err()
+                {
                     return;
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = MIN_BACKOFF;
-                tracing::info!(session_present = ack.session_present, "connected to the broker");
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the broker"
+                );
                 let connected = LoopEvent::Connected {
                     session_present: ack.session_present,
                 };

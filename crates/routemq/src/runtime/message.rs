@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use routemq_gateway::{Inbound, Outbound};
 use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
-use routemq_gateway::{Inbound, Outbound};
 
 pub fn inbound(publish: &Publish, received_at: Instant) -> Inbound {
     let properties = publish.properties.as_ref();
@@ -14,7 +14,9 @@ pub fn inbound(publish: &Publish, received_at: Instant) -> Inbound {
         qos: publish.qos as u8,
         response_topic: properties.and_then(|p| p.response_topic.clone()),
         correlation_data: properties.and_then(|p| p.correlation_data.clone()),
-        user_properties: properties.map(|p| p.user_properties.clone()).unwrap_or_default(),
+        user_properties: properties
+            .map(|p| p.user_properties.clone())
+            .unwrap_or_default(),
         message_expiry: properties
             .and_then(|p| p.message_expiry_interval)
             .map(|seconds| Duration::from_secs(u64::from(seconds))),

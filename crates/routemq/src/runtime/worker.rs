@@ -2,12 +2,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rumqttc::v5::mqttbytes::v5::Filter;
-use rumqttc::v5::{AsyncClient, MqttOptions};
-use rumqttc::NetworkOptions;
 use routemq_gateway::metrics::MetricsRecorder;
 use routemq_gateway::registry::{run_health_probes, ProbeSettings, RegistryCache};
 use routemq_gateway::{Gateway, GatewayParts};
+use rumqttc::v5::mqttbytes::v5::Filter;
+use rumqttc::v5::{AsyncClient, MqttOptions};
+use rumqttc::NetworkOptions;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,7 +22,11 @@ const DRAIN_QUIET_PERIOD: Duration = Duration::from_millis(100);
 /// Runs one worker until `shutdown` fires, then drains: it unsubscribes (no
 /// new requests), finishes the requests it accepted within the drain timeout,
 /// flushes metrics and disconnects cleanly.
-pub async fn run_worker(config: WorkerConfig, worker_id: String, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_worker(
+    config: WorkerConfig,
+    worker_id: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let redis = routemq_gateway::redis::connect(&config.redis).await?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -39,7 +43,12 @@ pub async fn run_worker(config: WorkerConfig, worker_id: String, shutdown: Cance
         .routes
         .filters()
         .iter()
-        .map(|f| Filter::new(f.shared(&config.mqtt.share_group), message::qos(f.qos as u8)))
+        .map(|f| {
+            Filter::new(
+                f.shared(&config.mqtt.share_group),
+                message::qos(f.qos as u8),
+            )
+        })
         .collect();
     let gateway = Arc::new(Gateway::new(GatewayParts {
         routes: config.routes,
@@ -54,7 +63,11 @@ pub async fn run_worker(config: WorkerConfig, worker_id: String, shutdown: Cance
 
     let background_stop = CancellationToken::new();
     let background = TaskTracker::new();
-    background.spawn(Arc::clone(&cache).run_refresh(redis.clone(), config.refresh_interval, background_stop.clone()));
+    background.spawn(Arc::clone(&cache).run_refresh(
+        redis.clone(),
+        config.refresh_interval,
+        background_stop.clone(),
+    ));
     background.spawn(run_health_probes(
         redis.clone(),
         Arc::clone(&cache),
@@ -68,7 +81,11 @@ pub async fn run_worker(config: WorkerConfig, worker_id: String, shutdown: Cance
     ));
     {
         let metrics = Arc::clone(&metrics);
-        let (redis, interval, stop) = (redis.clone(), config.metrics_flush_interval, background_stop.clone());
+        let (redis, interval, stop) = (
+            redis.clone(),
+            config.metrics_flush_interval,
+            background_stop.clone(),
+        );
         background.spawn(async move { metrics.run_flush(redis, interval, stop).await });
     }
 
@@ -97,7 +114,8 @@ pub async fn run_worker(config: WorkerConfig, worker_id: String, shutdown: Cance
         let LoopEvent::Request(publish, received_at) = event else {
             return Some(event);
         };
-        let (gateway, client, in_flight) = (Arc::clone(&gateway), client.clone(), Arc::clone(&in_flight));
+        let (gateway, client, in_flight) =
+            (Arc::clone(&gateway), client.clone(), Arc::clone(&in_flight));
         requests.spawn(async move {
             let Ok(_permit) = in_flight.acquire_owned().await else {
                 return;
@@ -106,7 +124,13 @@ pub async fn run_worker(config: WorkerConfig, worker_id: String, shutdown: Cance
             if let Some(reply) = gateway.handle(inbound).await {
                 let properties = message::reply_properties(&reply);
                 let published = client
-                    .publish_with_properties(reply.topic, publish.qos, false, reply.payload, properties)
+                    .publish_with_properties(
+                        reply.topic,
+                        publish.qos,
+                        false,
+                        reply.payload,
+                        properties,
+                    )
                     .await;
                 if let Err(error) = published {
                     tracing::error!(%error, "could not publish a reply");
@@ -181,6 +205,8 @@ pub async fn run_worker(config: WorkerConfig, worker_id: String, shutdown: Cance
     background.wait().await;
     client.disconnect().await.ok();
     drop(events);
-    tokio::time::timeout(Duration::from_secs(2), event_task).await.ok();
+    tokio::time::timeout(Duration::from_secs(2), event_task)
+        .await
+        .ok();
     Ok(())
 }
