@@ -6,7 +6,7 @@ use fred::prelude::*;
 use serde_json::{json, Map, Value};
 
 use crate::gateway::{Builtin, Gateway};
-use crate::{metrics, Reply};
+use crate::{metrics, ErrorKind, GatewayError, Reply};
 
 fn unix_seconds() -> f64 {
     SystemTime::now()
@@ -16,11 +16,11 @@ fn unix_seconds() -> f64 {
 }
 
 impl Gateway {
-    pub(crate) async fn builtin(&self, builtin: Builtin) -> Reply {
+    pub(crate) async fn builtin(&self, builtin: Builtin, request_id: &str) -> Reply {
         match builtin {
             Builtin::Health => self.health().await,
             Builtin::Services => self.services(),
-            Builtin::Metrics => self.metrics_report().await,
+            Builtin::Metrics => self.metrics_report(request_id).await,
         }
     }
 
@@ -79,19 +79,19 @@ impl Gateway {
         )
     }
 
-    async fn metrics_report(&self) -> Reply {
+    async fn metrics_report(&self, request_id: &str) -> Reply {
         match metrics::read_report(&self.redis).await {
             Ok(mut report) => {
                 report["timestamp"] = json!(unix_seconds());
                 Reply::raw(200, report)
             }
-            Err(error) => Reply::raw(
-                503,
-                json!({
-                    "status": "error",
-                    "error": {"code": 503, "type": "metrics_unavailable", "message": error.to_string()},
-                }),
-            ),
+            Err(error) => {
+                let error = GatewayError::new(
+                    ErrorKind::StoreUnavailable,
+                    format!("metrics unavailable: {error}"),
+                );
+                Reply::error(&error, request_id, None)
+            }
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum ErrorKind {
     UpstreamTimeout,
     UpstreamUnavailable,
     NoHealthyInstance,
+    /// Redis, where the cluster-wide state lives, cannot be reached.
+    StoreUnavailable,
     Internal,
 }
 
@@ -45,7 +47,9 @@ impl ErrorKind {
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::UpstreamRejected(status) => status,
             ErrorKind::UpstreamError => 502,
-            ErrorKind::UpstreamUnavailable | ErrorKind::NoHealthyInstance => 503,
+            ErrorKind::UpstreamUnavailable
+            | ErrorKind::NoHealthyInstance
+            | ErrorKind::StoreUnavailable => 503,
             ErrorKind::DeadlineExceeded | ErrorKind::UpstreamTimeout => 504,
             ErrorKind::Internal => 500,
         }
@@ -66,6 +70,7 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamUnavailable => "upstream_unavailable",
             ErrorKind::NoHealthyInstance => "no_healthy_instance",
+            ErrorKind::StoreUnavailable => "store_unavailable",
             ErrorKind::Internal => "internal_error",
         }
     }
@@ -85,7 +90,7 @@ impl ErrorKind {
             | ErrorKind::UpstreamTimeout
             | ErrorKind::UpstreamUnavailable
             | ErrorKind::NoHealthyInstance => Side::Upstream,
-            ErrorKind::Internal => Side::Internal,
+            ErrorKind::StoreUnavailable | ErrorKind::Internal => Side::Internal,
         }
     }
 
@@ -97,6 +102,7 @@ impl ErrorKind {
                 | ErrorKind::UpstreamUnavailable
                 | ErrorKind::NoHealthyInstance
                 | ErrorKind::UpstreamError
+                | ErrorKind::StoreUnavailable
         )
     }
 }

@@ -248,7 +248,7 @@ impl Gateway {
         }
         match &found.route.target {
             RouteTarget::Builtin(builtin) => Answer {
-                reply: self.builtin(*builtin).await,
+                reply: self.builtin(*builtin, request_id).await,
                 service: None,
             },
             RouteTarget::Forward(route) => {
@@ -388,7 +388,7 @@ impl Gateway {
                     let seconds = started.elapsed().as_secs_f64();
                     return Ok(Reply::success(
                         response.status,
-                        response.body,
+                        &response.body,
                         request_id,
                         &route.service,
                         seconds,

@@ -1,40 +1,55 @@
 use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::{GatewayError, ReplyAddress};
 
-/// What the gateway answers: an HTTP-style status, a JSON body and the reply
-/// user properties beyond `status` and `x-request-id`.
+/// What the gateway answers: an HTTP-style status and the JSON payload,
+/// already encoded so the upstream's body is copied, not parsed and rebuilt.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
-    pub body: Value,
+    pub payload: Bytes,
+}
+
+/// The reference's success envelope.
+#[derive(Serialize)]
+struct SuccessEnvelope<'a> {
+    status: &'static str,
+    data: &'a RawValue,
+    request_id: &'a str,
+    service: &'a str,
+    processing_time: f64,
 }
 
 impl Reply {
-    /// The reference's success envelope.
     pub fn success(
         status: u16,
-        data: Value,
+        data: &RawValue,
         request_id: &str,
         service: &str,
         seconds: f64,
     ) -> Reply {
+        let envelope = SuccessEnvelope {
+            status: "success",
+            data,
+            request_id,
+            service,
+            processing_time: seconds,
+        };
         Reply {
             status,
-            body: json!({
-                "status": "success",
-                "data": data,
-                "request_id": request_id,
-                "service": service,
-                "processing_time": seconds,
-            }),
+            payload: encode(&envelope),
         }
     }
 
     /// A reply whose body is exactly `body` (the built-in gateway routes).
     pub fn raw(status: u16, body: Value) -> Reply {
-        Reply { status, body }
+        Reply {
+            status,
+            payload: encode(&body),
+        }
     }
 
     /// The error envelope: `error: {code, type, message}`.
@@ -54,11 +69,13 @@ impl Reply {
         if let Some(upstream_body) = &error.upstream_body {
             body["data"] = upstream_body.clone();
         }
-        Reply {
-            status: error.status(),
-            body,
-        }
+        Reply::raw(error.status(), body)
     }
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Bytes {
+    // Serializing these types cannot fail: no maps with non-string keys, no I/O.
+    Bytes::from(serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()))
 }
 
 /// A reply ready to publish.
@@ -72,26 +89,20 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub(crate) fn new(address: ReplyAddress, mut reply: Reply, request_id: &str) -> Outbound {
-        if address.from_payload {
-            if let (Some(correlation), Some(body)) =
-                (&address.correlation_data, reply.body.as_object_mut())
-            {
-                body.insert(
-                    "correlation_id".into(),
-                    Value::String(String::from_utf8_lossy(correlation).into_owned()),
-                );
-            }
-        }
-        let payload = serde_json::to_vec(&reply.body).unwrap_or_else(|_| b"{}".to_vec());
+    pub(crate) fn new(address: ReplyAddress, reply: Reply, request_id: &str) -> Outbound {
+        let (payload, correlation_data) = if address.from_payload {
+            // MQTT 3.1.1 clients read the correlation id from the body.
+            (
+                with_correlation_id(reply.payload, address.correlation_data.as_deref()),
+                None,
+            )
+        } else {
+            (reply.payload, address.correlation_data)
+        };
         Outbound {
             topic: address.topic,
-            correlation_data: if address.from_payload {
-                None
-            } else {
-                address.correlation_data
-            },
-            payload: Bytes::from(payload),
+            correlation_data,
+            payload,
             user_properties: vec![
                 ("status".into(), reply.status.to_string()),
                 ("x-request-id".into(), request_id.to_string()),
@@ -99,4 +110,18 @@ impl Outbound {
             status: reply.status,
         }
     }
+}
+
+fn with_correlation_id(payload: Bytes, correlation: Option<&[u8]>) -> Bytes {
+    let Some(correlation) = correlation else {
+        return payload;
+    };
+    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&payload) else {
+        return payload;
+    };
+    body.insert(
+        "correlation_id".into(),
+        Value::String(String::from_utf8_lossy(correlation).into_owned()),
+    );
+    encode(&body)
 }

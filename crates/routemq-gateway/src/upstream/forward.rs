@@ -3,7 +3,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::{Method, Url};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::{ErrorKind, GatewayError};
 
@@ -21,11 +21,12 @@ pub struct UpstreamRequest<'a> {
     pub max_response_bytes: usize,
 }
 
-/// A 2xx answer: its status and body (JSON when it parses, else a string).
+/// A 2xx answer: its status and body, kept encoded (the body as sent when
+/// it is JSON, else as a JSON string).
 #[derive(Debug)]
 pub struct UpstreamResponse {
     pub status: u16,
-    pub body: Value,
+    pub body: Box<RawValue>,
 }
 
 /// Sends the request and maps every failure to the error a client should see:
@@ -64,7 +65,7 @@ pub async fn forward(
         }
         raw.extend_from_slice(&chunk);
     }
-    let body = parse_body(&raw, is_json);
+    let body = encoded_body(raw.into(), is_json);
     if status.is_success() {
         return Ok(UpstreamResponse {
             status: status.as_u16(),
@@ -76,7 +77,7 @@ pub async fn forward(
             ErrorKind::UpstreamRejected(status.as_u16()),
             format!("upstream answered {status}"),
         );
-        error.upstream_body = Some(body);
+        error.upstream_body = serde_json::from_str(body.get()).ok();
         return Err(error);
     }
     Err(GatewayError::new(
@@ -99,16 +100,25 @@ fn build_url(base: &str, path: &str, query: &[(String, String)]) -> Result<Url, 
     Ok(url)
 }
 
-fn parse_body(raw: &[u8], is_json: bool) -> Value {
+/// The body as a JSON value without parsing it into a tree: validated JSON
+/// passes through as is, anything else becomes a JSON string, empty is null.
+fn encoded_body(raw: Bytes, is_json: bool) -> Box<RawValue> {
+    let null = || RawValue::from_string("null".into()).expect("null is JSON");
     if raw.is_empty() {
-        return Value::Null;
+        return null();
     }
     if is_json {
-        if let Ok(value) = serde_json::from_slice(raw) {
-            return value;
+        if let Ok(text) = String::from_utf8(raw.to_vec()) {
+            if let Ok(value) = RawValue::from_string(text) {
+                return value;
+            }
         }
     }
-    Value::String(String::from_utf8_lossy(raw).into_owned())
+    let text = String::from_utf8_lossy(&raw);
+    serde_json::to_string(&text)
+        .ok()
+        .and_then(|quoted| RawValue::from_string(quoted).ok())
+        .unwrap_or_else(null)
 }
 
 fn classify(error: &reqwest::Error) -> GatewayError {

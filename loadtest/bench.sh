@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The benchmark: in one run on one machine, through one Mosquitto,
+#   (a0) the bare MQTT request/response ceiling: a responder that replies at once;
+#   (a)  the baseline: a responder that makes the same single HTTP call and replies;
+#   (b1) the gateway with one worker; (b2) with two workers;
+# each ROUNDS times, interleaved so drift on a noisy machine hits all alike, then
+# prints medians, each as a ratio of (a), and the CPU each request costs the
+# process under test. Usage: loadtest/bench.sh [DURATION] [CONCURRENCY] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10s}
+CONCURRENCY=${2:-64}
+ROUNDS=${3:-3}
+WORK=$(mktemp -d); echo "work dir: $WORK" >&2
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+cargo build --release -q -p routemq -p routemq-loadtest
+BIN=target/release
+
+MQTT_PORT=$(free_port); REDIS_PORT=$(free_port); DEMO_PORT=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_inflight_messages 0\npersistence false\n' "$MQTT_PORT" > "$WORK/mosquitto.conf"
+mosquitto -c "$WORK/mosquitto.conf" >/dev/null 2>&1 & MOSQUITTO=$!; PIDS+=($MOSQUITTO)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & REDIS=$!; PIDS+=($REDIS)
+wait_port "$MQTT_PORT"; wait_port "$REDIS_PORT"
+export ROUTEMQ_MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT" ROUTEMQ_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" RUST_LOG=warn
+$BIN/routemq demo-services --instances 2 --base-port "$DEMO_PORT" --register --ttl 600s >"$WORK/demo.log" 2>&1 & DEMO=$!; PIDS+=($DEMO)
+for _ in $(seq 100); do grep -q registered "$WORK/demo.log" && break; sleep 0.05; done
+USER_URLS=$(awk '$1=="user-service"{print "--http " $3 "/users/1"}' "$WORK/demo.log")
+
+# measure NAME PIDS...: one run; appends "NAME rps p50 p99 lost errors cpu_us_per_request" to results.
+measure() {
+  local name=$1; shift
+  local before=0 after=0
+  for pid in "$@"; do before=$((before + $(ticks "$pid"))); done
+  $BIN/routemq-loadtest run --broker "$ROUTEMQ_MQTT_URL" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 0s --json "$WORK/$name.json" >/dev/null
+  for pid in "$@"; do after=$((after + $(ticks "$pid"))); done
+  python3 - "$WORK/$name.json" "$name" "$((after - before))" "$hz" >> "$WORK/results" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+cpu_us = int(sys.argv[3]) / int(sys.argv[4]) * 1e6 / max(r["replied"], 1)
+print(sys.argv[2], r["throughput_rps"], r["latency_ms"]["p50"], r["latency_ms"]["p99"], r["lost"], r["errors"], cpu_us)
+if r["errors"]:
+    print(f"{sys.argv[2]}: error statuses {r['statuses']}", file=sys.stderr)
+PY
+}
+
+start_responder() {
+  $BIN/routemq-loadtest responder --port "$MQTT_PORT" "$@" & RESPONDER=$!; PIDS+=($RESPONDER); sleep 0.5
+}
+start_worker() {
+  $BIN/routemq worker --config deploy/gateway.toml --worker-id "$1" 2>>"$WORK/workers.log" & LAST_WORKER=$!; PIDS+=($LAST_WORKER); sleep 1
+}
+
+for round in $(seq "$ROUNDS"); do
+  echo "round $round/$ROUNDS" >&2
+  start_responder
+  measure "a0-bare-ceiling" "$RESPONDER"; kill "$RESPONDER"
+  # shellcheck disable=SC2086
+  start_responder $USER_URLS
+  measure "a-responder+http" "$RESPONDER"; kill "$RESPONDER"
+  start_worker "bench-1-$round"; W1=$LAST_WORKER
+  measure "b1-gateway-1-worker" "$W1"
+  start_worker "bench-2-$round"; W2=$LAST_WORKER
+  measure "b2-gateway-2-workers" "$W1" "$W2"
+  kill "$W1" "$W2"; wait "$W1" "$W2" 2>/dev/null || true
+done
+
+python3 - "$WORK/results" "$CONCURRENCY" "$DURATION" "$ROUNDS" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, *values = line.split()
+    rows.setdefault(name, []).append([float(v) for v in values])
+med = {name: [statistics.median(col) for col in zip(*runs)] for name, runs in rows.items()}
+base = med["a-responder+http"][0]
+print(f"medians of {sys.argv[4]} interleaved rounds, {sys.argv[2]} outstanding, {sys.argv[3]} each")
+print(f"{'run':<22} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} {'errors':>6} {'cpu us/req':>10} {'vs (a)':>7}")
+for name, (rps, p50, p99, lost, errors, cpu) in med.items():
+    print(f"{name:<22} {rps:>8.0f} {p50:>7.2f} {p99:>7.2f} {lost:>5.0f} {errors:>6.0f} {cpu:>10.1f} {rps / base:>7.2f}")
+PY
