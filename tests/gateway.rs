@@ -737,4 +737,50 @@ async fn a_redis_outage_does_not_stop_forwarding() {
     let health = ask(&client, "gateway/health", "").await.json();
     assert_eq!(health["redis"], "unhealthy");
     assert_eq!(health["status"], "degraded");
+
+    // Redis comes back empty: the worker reconnects by itself.
+    stack.redis.restart();
+    let mut healthy = false;
+    for _ in 0..50 {
+        if ask(&client, "gateway/health", "").await.json()["redis"] == "healthy" {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "the worker reconnected to Redis");
+}
+
+#[tokio::test]
+async fn workers_reconnect_and_resubscribe_after_a_broker_restart() {
+    let mut stack = Stack::start(2).await;
+    stack.demo_instances("user-service", 1).await;
+    stack.settle().await;
+    assert_eq!(
+        ask(&stack.client().await, "api/v1/users/get/1", "")
+            .await
+            .status,
+        200
+    );
+    stack.mosquitto.restart();
+    for worker in &stack.workers {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while worker.count_log("subscribed") < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker {} resubscribed",
+                worker.id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let client = stack.client().await;
+    for id in 0..10 {
+        assert_eq!(
+            ask(&client, &format!("api/v1/users/get/{id}"), "")
+                .await
+                .status,
+            200
+        );
+    }
 }

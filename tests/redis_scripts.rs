@@ -94,31 +94,30 @@ async fn exercise_scripts(redis: &Client) {
     let services: Vec<String> = redis.smembers(keys::SERVICES).await.expect("services");
     assert!(!services.contains(&"svc-a".to_string()));
 
-    // A metrics batch counts once however often it is sent.
+    // A metrics batch counts once however often it is sent, and an old batch
+    // arriving late is refused.
     let deltas = vec![
         ("gateway:total_requests".to_string(), 5),
         ("service:x:requests".to_string(), 2),
     ];
-    assert!(
-        scripts::flush_metrics(redis, "batch-1", &deltas, Duration::from_secs(60))
-            .await
-            .expect("flush")
-    );
-    assert!(
-        !scripts::flush_metrics(redis, "batch-1", &deltas, Duration::from_secs(60))
-            .await
-            .expect("flush")
-    );
-    assert!(
-        scripts::flush_metrics(redis, "batch-2", &deltas, Duration::from_secs(60))
-            .await
-            .expect("flush")
-    );
+    let flush = |flusher: &'static str, sequence: u64| {
+        let deltas = deltas.clone();
+        async move {
+            scripts::flush_metrics(redis, flusher, sequence, &deltas, Duration::from_secs(60))
+                .await
+                .expect("flush")
+        }
+    };
+    assert!(flush("worker-a", 1).await);
+    assert!(!flush("worker-a", 1).await, "a repeat is refused");
+    assert!(flush("worker-a", 2).await);
+    assert!(!flush("worker-a", 1).await, "a late old batch is refused");
+    assert!(flush("worker-b", 1).await, "sequences are per flusher");
     let total: i64 = redis
         .hget(keys::METRICS, "gateway:total_requests")
         .await
         .expect("hget");
-    assert_eq!(total, 10);
+    assert_eq!(total, 15);
 }
 
 #[tokio::test]

@@ -77,36 +77,22 @@ impl Drop for Process {
 
 pub struct Mosquitto {
     pub port: u16,
-    _process: Process,
-    _dir: tempfile::TempDir,
+    process: Process,
+    dir: tempfile::TempDir,
 }
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let config = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_inflight_messages 0\npersistence false\n"
-            ),
-        )
-        .expect("write mosquitto.conf");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (apt-get install mosquitto)");
-        let process = Process { child };
-        wait_for_port(port, "mosquitto");
-        Mosquitto {
-            port,
-            _process: process,
-            _dir: dir,
-        }
+        let process = spawn_mosquitto(dir.path(), port);
+        Mosquitto { port, process, dir }
+    }
+
+    /// Kills the broker and starts a new one on the same port: every session is lost.
+    pub fn restart(&mut self) {
+        self.process.kill();
+        self.process = spawn_mosquitto(self.dir.path(), self.port);
     }
 
     pub fn url(&self) -> String {
@@ -114,10 +100,31 @@ impl Mosquitto {
     }
 }
 
+fn spawn_mosquitto(dir: &Path, port: u16) -> Process {
+    let config = dir.join("mosquitto.conf");
+    std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_inflight_messages 0\npersistence false\n"
+            ),
+        )
+        .expect("write mosquitto.conf");
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is installed (apt-get install mosquitto)");
+    let process = Process { child };
+    wait_for_port(port, "mosquitto");
+    process
+}
+
 pub struct Redis {
     pub port: u16,
     process: Process,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn spawn_redis(port: u16, dir: &Path, extra: &[&str]) -> Process {
@@ -149,11 +156,13 @@ impl Redis {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let process = spawn_redis(port, dir.path(), &[]);
-        Redis {
-            port,
-            process,
-            _dir: dir,
-        }
+        Redis { port, process, dir }
+    }
+
+    /// Starts an empty server on the same port after [`Redis::kill`].
+    pub fn restart(&mut self) {
+        self.process.kill();
+        self.process = spawn_redis(self.port, self.dir.path(), &[]);
     }
 
     pub fn url(&self) -> String {

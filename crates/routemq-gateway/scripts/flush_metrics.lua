@@ -1,11 +1,16 @@
 -- Adds one worker's batch of metric deltas to the cluster-wide totals.
--- KEYS[1] metrics hash; KEYS[2] batch marker key (unique per batch);
--- ARGV[1] marker expiry in ms; then field, delta pairs.
--- The marker makes a retried or late-executed batch count once.
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', tonumber(ARGV[1])) == false then
+-- KEYS[1] metrics hash; KEYS[2] this worker process's last-flushed sequence.
+-- ARGV[1] batch sequence number (increasing per worker process);
+-- ARGV[2] expiry of the sequence key in ms; then field, delta pairs.
+-- A batch at or below the recorded sequence was applied already: a retried
+-- or late-executed flush counts once.
+local sequence = tonumber(ARGV[1])
+local applied = tonumber(redis.call('GET', KEYS[2]) or '0')
+if sequence <= applied then
   return 0
 end
-for i = 2, #ARGV, 2 do
+redis.call('SET', KEYS[2], sequence, 'PX', tonumber(ARGV[2]))
+for i = 3, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[1], ARGV[i], tonumber(ARGV[i + 1]))
 end
 return 1

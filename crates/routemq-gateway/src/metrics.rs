@@ -48,9 +48,10 @@ impl Batch {
     }
 }
 
-/// A batch that failed to flush keeps its id, so resending it cannot count twice.
+/// A batch that failed to flush keeps its sequence number, so resending it
+/// cannot count twice.
 struct Pending {
-    batch_id: String,
+    sequence: u64,
     deltas: Vec<(String, i64)>,
 }
 
@@ -59,7 +60,10 @@ pub struct MetricsRecorder {
     batch: Mutex<Batch>,
 }
 
-/// How long Redis remembers a flushed batch id; far longer than any retry.
+/// Batches kept while Redis is unreachable (an hour at the default 1 s flush).
+const MAX_PENDING_BATCHES: usize = 3600;
+
+/// How long Redis remembers a worker's last flushed batch; far longer than any retry.
 const BATCH_MARKER_EXPIRY: Duration = Duration::from_secs(600);
 
 impl MetricsRecorder {
@@ -99,6 +103,9 @@ impl MetricsRecorder {
 
     /// Flushes every `interval`, and once more when cancelled.
     pub async fn run_flush(&self, redis: Client, interval: Duration, cancel: CancellationToken) {
+        // One id per process: a restarted worker starts its sequence afresh.
+        let flusher_id = uuid::Uuid::new_v4().simple().to_string();
+        let mut sequence = 0;
         let mut pending: Vec<Pending> = Vec::new();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -109,26 +116,36 @@ impl MetricsRecorder {
             };
             let batch = self.take();
             if !batch.is_empty() {
+                sequence += 1;
                 pending.push(Pending {
-                    batch_id: uuid::Uuid::new_v4().to_string(),
+                    sequence,
                     deltas: batch.into_deltas(),
                 });
             }
-            let mut kept = Vec::new();
-            for batch in pending.drain(..) {
-                if let Err(error) = scripts::flush_metrics(
+            if pending.len() > MAX_PENDING_BATCHES {
+                let dropped = pending.len() - MAX_PENDING_BATCHES;
+                pending.drain(..dropped);
+                tracing::warn!(
+                    dropped,
+                    "redis unreachable for long: oldest metric batches dropped"
+                );
+            }
+            // In order: once a later batch is applied, Redis refuses the earlier ones.
+            while let Some(batch) = pending.first() {
+                let flushed = scripts::flush_metrics(
                     &redis,
-                    &batch.batch_id,
+                    &flusher_id,
+                    batch.sequence,
                     &batch.deltas,
                     BATCH_MARKER_EXPIRY,
                 )
-                .await
-                {
-                    tracing::warn!(%error, "metrics flush failed, will retry");
-                    kept.push(batch);
+                .await;
+                if let Err(error) = flushed {
+                    tracing::warn!(%error, pending = pending.len(), "metrics flush failed, will retry");
+                    break;
                 }
+                pending.remove(0);
             }
-            pending = kept;
             if stopping {
                 return;
             }

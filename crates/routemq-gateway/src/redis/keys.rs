@@ -5,8 +5,9 @@
 pub const SERVICES: &str = "{routemq}:services";
 pub const METRICS: &str = "{routemq}:metrics";
 
-pub fn metrics_batch(batch_id: &str) -> String {
-    format!("{{routemq}}:metrics:batch:{batch_id}")
+/// The last metrics batch applied from one worker process (`flusher_id`).
+pub fn metrics_flushed(flusher_id: &str) -> String {
+    format!("{{routemq}}:metrics:flushed:{flusher_id}")
 }
 
 pub fn instances(service: &str) -> String {

@@ -125,14 +125,17 @@ pub async fn set_health(
     Ok(recorded == 1)
 }
 
-/// Adds a batch of metric deltas once, however often it is sent.
+/// Adds batch `sequence` of a flusher's metric deltas once, however often it
+/// is sent; `sequence` must grow with every batch of the same `flusher_id`.
 pub async fn flush_metrics(
     client: &Client,
-    batch_id: &str,
+    flusher_id: &str,
+    sequence: u64,
     deltas: &[(String, i64)],
     marker_expiry: Duration,
 ) -> FredResult<bool> {
-    let mut args = Vec::with_capacity(1 + deltas.len() * 2);
+    let mut args = Vec::with_capacity(2 + deltas.len() * 2);
+    args.push(sequence.to_string());
     args.push(millis(marker_expiry).to_string());
     for (field, delta) in deltas {
         args.push(field.clone());
@@ -141,7 +144,7 @@ pub async fn flush_metrics(
     let applied: i64 = FLUSH_METRICS
         .evalsha_with_reload(
             client,
-            vec![keys::METRICS.to_string(), keys::metrics_batch(batch_id)],
+            vec![keys::METRICS.to_string(), keys::metrics_flushed(flusher_id)],
             args,
         )
         .await?;

@@ -11,6 +11,8 @@ pub enum LoopEvent {
     Connected {
         session_present: bool,
     },
+    /// The connection dropped; nothing more arrives until `Connected`.
+    ConnectionLost,
     Request(Box<Publish>, Instant),
     Unsubscribed,
 }
@@ -24,6 +26,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Returns once the client has sent DISCONNECT or the worker stopped listening.
 pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<LoopEvent>) {
     let mut backoff = MIN_BACKOFF;
+    let mut connected = false;
     loop {
         match event_loop.poll().await {
             Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -36,6 +39,7 @@ pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<Loop
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = MIN_BACKOFF;
+                connected = true;
                 tracing::info!(
                     session_present = ack.session_present,
                     "connected to the broker"
@@ -62,6 +66,10 @@ pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<Loop
             Ok(_) => {}
             Err(error) => {
                 if events.is_closed() {
+                    return;
+                }
+                if std::mem::take(&mut connected) && events.send(LoopEvent::ConnectionLost).is_err()
+                {
                     return;
                 }
                 tracing::warn!(%error, retry_in = ?backoff, "broker connection lost");

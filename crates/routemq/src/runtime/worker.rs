@@ -147,11 +147,17 @@ pub async fn run_worker(
     };
 
     tracing::info!(worker_id, filters = ?filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "worker started");
+    let mut connected = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             event = events.recv() => match event.and_then(dispatch) {
-                Some(LoopEvent::Connected { session_present: false }) => {
+                Some(LoopEvent::ConnectionLost) => connected = false,
+                Some(LoopEvent::Connected { session_present }) => {
+                    connected = true;
+                    if session_present {
+                        continue;
+                    }
                     client.subscribe_many(filters.clone()).await.context("subscribing")?;
                 }
                 Some(_) => {}
@@ -165,7 +171,8 @@ pub async fn run_worker(
     for filter in &filters {
         client.unsubscribe(filter.path.clone()).await.ok();
     }
-    let mut unsubscribed = 0;
+    // On a dead connection no UNSUBACK will come, and nothing more can arrive.
+    let mut unsubscribed = if connected { 0 } else { filters.len() };
     let drain_deadline = tokio::time::sleep(config.drain_timeout);
     tokio::pin!(drain_deadline);
     requests.close();
@@ -177,6 +184,7 @@ pub async fn run_worker(
             biased;
             event = events.recv() => match event.and_then(dispatch) {
                 Some(LoopEvent::Unsubscribed) => unsubscribed += 1,
+                Some(LoopEvent::ConnectionLost) => unsubscribed = filters.len(),
                 Some(_) => {}
                 None if event_task.is_finished() => break,
                 None => {}
