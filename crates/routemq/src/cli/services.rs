@@ -51,13 +51,18 @@ pub enum ServicesCommand {
     },
 }
 
+/// How long a CLI command waits for Redis before giving up.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
+
 async fn client(url: &str) -> anyhow::Result<Client> {
     let client = connect(&RedisSettings::new(url)).await?;
-    client
-        .wait_for_connect()
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot reach Redis at {url}: {error}"))?;
-    Ok(client)
+    match tokio::time::timeout(CONNECT_WAIT, client.wait_for_connect()).await {
+        Ok(Ok(())) => Ok(client),
+        Ok(Err(error)) => anyhow::bail!("cannot reach Redis at {url}: {error}"),
+        Err(_) => {
+            anyhow::bail!("cannot reach Redis at {url}: no connection within {CONNECT_WAIT:?}")
+        }
+    }
 }
 
 pub async fn run(command: ServicesCommand, redis_url: &str) -> anyhow::Result<()> {

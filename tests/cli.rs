@@ -1,0 +1,151 @@
+//! The `routemq` command line against a real redis-server.
+
+use std::path::Path;
+use std::time::Duration;
+
+use routemq_tests::{routemq, Redis};
+
+const BIN: &str = env!("CARGO_BIN_EXE_routemq-under-test");
+
+fn run(args: &[&str], redis: &Redis) -> Result<String, String> {
+    routemq(Path::new(BIN), args, &redis.url())
+}
+
+fn shipped_config() -> String {
+    format!("{}/../deploy/gateway.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn check_config_and_routes_read_the_shipped_file() {
+    let redis = Redis::start();
+    let config = shipped_config();
+    let checked = run(&["check-config", &config], &redis).expect("valid");
+    assert!(checked.contains("ok, 20 routes"), "{checked}");
+    let routes = run(&["routes", &config], &redis).expect("prints");
+    assert!(routes.contains("api/v1/users/get/{user_id}"), "{routes}");
+    assert!(
+        routes.contains("subscribes $share/gw/api/# (qos 2)"),
+        "{routes}"
+    );
+}
+
+#[test]
+fn check_config_names_the_file_and_line_of_a_problem() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("broken.toml");
+    std::fs::write(
+        &file,
+        "[[routes]]\ntopic = \"a/{id}\"\nhandler = \"health\"\n\n[[routes]]\ntopic = \"a/list\"\nhandler = \"metrics\"\n",
+    )
+    .expect("write");
+    let error = run(&["check-config", &file.display().to_string()], &redis).expect_err("invalid");
+    assert!(
+        error.contains(&format!(
+            "{}:5: route `a/list` conflicts with route `a/{{id}}`",
+            file.display()
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn services_register_heartbeat_expire_and_deregister() {
+    let redis = Redis::start();
+    let registered = run(
+        &[
+            "services",
+            "register",
+            "--service",
+            "user-service",
+            "--url",
+            "http://127.0.0.1:9001",
+            "--instance-id",
+            "u1",
+            "--ttl",
+            "1s",
+        ],
+        &redis,
+    )
+    .expect("register");
+    assert!(registered.contains("registered u1 of user-service"));
+    let listing = run(&["services", "list"], &redis).expect("list");
+    assert!(
+        listing.contains("u1") && listing.contains("http://127.0.0.1:9001"),
+        "{listing}"
+    );
+
+    run(
+        &[
+            "services",
+            "heartbeat",
+            "--service",
+            "user-service",
+            "--instance-id",
+            "u1",
+        ],
+        &redis,
+    )
+    .expect("alive");
+    std::thread::sleep(Duration::from_millis(1500));
+    let error = run(
+        &[
+            "services",
+            "heartbeat",
+            "--service",
+            "user-service",
+            "--instance-id",
+            "u1",
+        ],
+        &redis,
+    )
+    .expect_err("expired");
+    assert!(error.contains("not registered"), "{error}");
+
+    run(
+        &[
+            "services",
+            "register",
+            "--service",
+            "user-service",
+            "--url",
+            "http://127.0.0.1:9002",
+            "--instance-id",
+            "u2",
+        ],
+        &redis,
+    )
+    .expect("register without ttl");
+    let json = run(&["services", "list", "--json"], &redis).expect("list");
+    let listing: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let instances = listing["user-service"].as_array().expect("instances");
+    assert_eq!(instances.len(), 1, "the expired instance is gone: {json}");
+    assert_eq!(instances[0]["instance_id"], "u2");
+    assert_eq!(
+        instances[0]["health_check_url"],
+        "http://127.0.0.1:9002/health"
+    );
+
+    run(
+        &[
+            "services",
+            "deregister",
+            "--service",
+            "user-service",
+            "--instance-id",
+            "u2",
+        ],
+        &redis,
+    )
+    .expect("deregister");
+    let listing = run(&["services", "list", "--json"], &redis).expect("list");
+    assert_eq!(listing.trim(), "{}");
+}
+
+#[test]
+fn services_commands_fail_clearly_without_redis() {
+    let mut redis = Redis::start();
+    redis.kill();
+    let error = run(&["services", "list"], &redis).expect_err("no redis");
+    assert!(error.contains("cannot reach Redis"), "{error}");
+}
