@@ -2,7 +2,8 @@
 # The benchmark: in one run on one machine, through one Mosquitto,
 #   (a0) the bare MQTT request/response ceiling: a responder that replies at once;
 #   (a)  the baseline: a responder that makes the same single HTTP call and replies;
-#   (b1) the gateway with one worker; (b2) with two workers;
+#   (b1) the gateway with one worker; (b2) with two workers; (b1-lease16) one
+#        worker leasing 16 round-robin counter values per Redis call;
 # each ROUNDS times, interleaved so drift on a noisy machine hits all alike, then
 # prints medians, each as a ratio of (a), and the CPU each request costs the
 # process under test. Usage: loadtest/bench.sh [DURATION] [CONCURRENCY] [ROUNDS]
@@ -54,8 +55,10 @@ PY
 start_responder() {
   $BIN/routemq-loadtest responder --port "$MQTT_PORT" "$@" & RESPONDER=$!; PIDS+=($RESPONDER); sleep 0.5
 }
+# The shipped config, and a copy leasing 16 round-robin counter values per Redis call.
+sed 's/^round_robin_lease = .*/round_robin_lease = 16/' deploy/gateway.toml > "$WORK/gateway-lease16.toml"
 start_worker() {
-  $BIN/routemq worker --config deploy/gateway.toml --worker-id "$1" 2>>"$WORK/workers.log" & LAST_WORKER=$!; PIDS+=($LAST_WORKER); sleep 1
+  $BIN/routemq worker --config "${2:-deploy/gateway.toml}" --worker-id "$1" 2>>"$WORK/workers.log" & LAST_WORKER=$!; PIDS+=($LAST_WORKER); sleep 1
 }
 
 for round in $(seq "$ROUNDS"); do
@@ -70,6 +73,9 @@ for round in $(seq "$ROUNDS"); do
   start_worker "bench-2-$round"; W2=$LAST_WORKER
   measure "b2-gateway-2-workers" "$W1" "$W2"
   kill "$W1" "$W2"; wait "$W1" "$W2" 2>/dev/null || true
+  start_worker "bench-lease-$round" "$WORK/gateway-lease16.toml"; W3=$LAST_WORKER
+  measure "b1-1-worker-lease16" "$W3"
+  kill "$W3"; wait "$W3" 2>/dev/null || true
 done
 
 python3 - "$WORK/results" "$CONCURRENCY" "$DURATION" "$ROUNDS" <<'PY'
