@@ -73,8 +73,15 @@ impl Balancer {
         if let Some(ticket) = self.take_leased(service) {
             return ticket;
         }
-        match scripts::next_index(&self.redis, service, self.lease_size, COUNTER_IDLE_EXPIRY).await
-        {
+        // Boxed: fred's command futures are kilobytes, and every enclosing
+        // request future would otherwise carry (and move) that much.
+        let leased = Box::pin(scripts::next_index(
+            &self.redis,
+            service,
+            self.lease_size,
+            COUNTER_IDLE_EXPIRY,
+        ));
+        match leased.await {
             Ok(last) => {
                 let first = last.saturating_sub(u64::from(self.lease_size));
                 if self.lease_size > 1 {

@@ -16,6 +16,9 @@ pub struct Instance {
     pub instance_id: String,
     pub service_name: String,
     pub url: String,
+    /// `url`, parsed once when the instance is read from Redis.
+    #[serde(skip)]
+    pub base_url: reqwest::Url,
     pub health_check_url: String,
     pub status: InstanceStatus,
     pub registered_at_ms: i64,
@@ -25,7 +28,8 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Reads a hash as HGETALL returns it; `None` when it has expired or is incomplete.
+    /// Reads a hash as HGETALL returns it; `None` when it has expired, is
+    /// incomplete, or its url is not an http(s) URL.
     pub(crate) fn from_hash(fields: &HashMap<String, String>) -> Option<Instance> {
         let number = |name: &str| {
             fields
@@ -34,10 +38,15 @@ impl Instance {
                 .unwrap_or(0)
         };
         let ttl_ms = number("ttl_ms");
+        let url = fields.get("url")?;
+        let base_url = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))?;
         Some(Instance {
             instance_id: fields.get("instance_id")?.clone(),
             service_name: fields.get("service_name")?.clone(),
-            url: fields.get("url")?.clone(),
+            url: url.clone(),
+            base_url,
             health_check_url: fields.get("health_check_url").cloned().unwrap_or_default(),
             status: match fields.get("status").map(String::as_str) {
                 Some("healthy") => InstanceStatus::Healthy,

@@ -11,7 +11,8 @@ use crate::{ErrorKind, GatewayError};
 #[derive(Debug)]
 pub struct UpstreamRequest<'a> {
     pub method: Method,
-    pub base_url: &'a str,
+    /// The instance's parsed base URL (parsed once per registry refresh, not per request).
+    pub base_url: &'a Url,
     /// Already rendered and percent-encoded.
     pub path: &'a str,
     pub query: &'a [(String, String)],
@@ -37,7 +38,7 @@ pub async fn forward(
     client: &reqwest::Client,
     request: UpstreamRequest<'_>,
 ) -> Result<UpstreamResponse, GatewayError> {
-    let url = build_url(request.base_url, request.path, request.query)?;
+    let url = build_url(request.base_url, request.path, request.query);
     let mut builder = client
         .request(request.method, url)
         .headers(request.headers)
@@ -86,18 +87,17 @@ pub async fn forward(
     ))
 }
 
-fn build_url(base: &str, path: &str, query: &[(String, String)]) -> Result<Url, GatewayError> {
-    let joined = format!("{}{}", base.trim_end_matches('/'), path);
-    let mut url = Url::parse(&joined).map_err(|error| {
-        GatewayError::new(
-            ErrorKind::Internal,
-            format!("bad upstream url `{joined}`: {error}"),
-        )
-    })?;
+/// Appends the rendered path to the base URL's path. Only the path and query
+/// are touched: the host was parsed when the instance entered the cache.
+fn build_url(base: &Url, path: &str, query: &[(String, String)]) -> Url {
+    let mut url = base.clone();
+    let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    url.set_query(None);
     if !query.is_empty() {
         url.query_pairs_mut().extend_pairs(query);
     }
-    Ok(url)
+    url
 }
 
 /// The body as a JSON value without parsing it into a tree: validated JSON

@@ -121,7 +121,7 @@ pub async fn run_worker(
                 return;
             };
             let inbound = message::inbound(&publish, received_at);
-            if let Some(reply) = gateway.handle(inbound).await {
+            if let Some(reply) = Box::pin(gateway.handle(inbound)).await {
                 let properties = message::reply_properties(&reply);
                 let published = client
                     .publish_with_properties(
