@@ -771,3 +771,24 @@ async fn workers_reconnect_and_resubscribe_after_a_broker_restart() {
         );
     }
 }
+
+#[tokio::test]
+async fn each_instance_is_probed_once_per_interval_across_all_workers() {
+    let stack = Stack::start(3).await;
+    let probes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let addr = upstream::probe_counter(Arc::clone(&probes)).await;
+    stack.register("probed-service", "probed-1", addr).await;
+    stack.settle().await;
+    let window = Duration::from_secs(3);
+    let before = probes.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(window).await;
+    let counted = probes.load(std::sync::atomic::Ordering::SeqCst) - before;
+    // The test config probes every 200 ms: one prober per interval gives about
+    // 15 probes in 3 s; three uncoordinated workers would give about 45.
+    let intervals = (window.as_millis() / 200) as usize;
+    assert!(counted >= intervals / 3, "probes happen: {counted}");
+    assert!(
+        counted <= intervals + intervals / 2,
+        "coordinated, not one per worker: {counted}"
+    );
+}

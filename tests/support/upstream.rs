@@ -40,3 +40,18 @@ pub async fn slow(delay: Duration) -> SocketAddr {
         }));
     serve(router).await
 }
+
+/// An upstream that counts the health probes it receives.
+pub async fn probe_counter(probes: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> SocketAddr {
+    let router = Router::new().route(
+        "/health",
+        get(move || {
+            let probes = std::sync::Arc::clone(&probes);
+            async move {
+                probes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    serve(router).await
+}
