@@ -498,11 +498,32 @@ async fn replies_never_loop_into_served_topics_or_wildcards() {
         .publish("api/v1/users/create", QoS::AtLeastOnce, false, wildcard)
         .await
         .expect("publish");
-    stack.workers[0]
-        .wait_for_log("unusable response topic", Duration::from_secs(5))
-        .await;
-    stack.workers[0]
+    let wildcard_property = PublishProperties {
+        response_topic: Some("replies/#".into()),
+        ..PublishProperties::default()
+    };
+    sender
+        .publish_with_properties(
+            "api/v1/users/create",
+            QoS::AtLeastOnce,
+            false,
+            "{}",
+            wildcard_property,
+        )
+        .await
+        .expect("publish");
+    let worker = &stack.workers[0];
+    worker
         .wait_for_log("payload reply_to refused", Duration::from_secs(5))
+        .await;
+    worker
+        .wait_for_log(
+            "falls under a filter the gateway serves",
+            Duration::from_secs(5),
+        )
+        .await;
+    worker
+        .wait_for_log("empty or contains a wildcard", Duration::from_secs(5))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
