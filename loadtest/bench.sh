@@ -2,8 +2,8 @@
 # The benchmark: in one run on one machine, through one Mosquitto,
 #   (a0) the bare MQTT request/response ceiling: a responder that replies at once;
 #   (a)  the baseline: a responder that makes the same single HTTP call and replies;
-#   (b1) the gateway with one worker; (b2) with two workers; (b1-lease16) one
-#        worker leasing 16 round-robin counter values per Redis call;
+#   (b1) the gateway with one worker; (b2) with two workers (deploy/gateway.toml);
+#   (b1-exact-round-robin) one worker with round_robin_lease = 1;
 # each ROUNDS times, interleaved so drift on a noisy machine hits all alike, then
 # prints medians, each as a ratio of (a), and the CPU each request costs the
 # process under test. Usage: loadtest/bench.sh [DURATION] [CONCURRENCY] [ROUNDS]
@@ -35,18 +35,33 @@ $BIN/routemq demo-services --instances 2 --base-port "$DEMO_PORT" --register --t
 for _ in $(seq 100); do grep -q registered "$WORK/demo.log" && break; sleep 0.05; done
 USER_URLS=$(awk '$1=="user-service"{print "--http " $3 "/users/1"}' "$WORK/demo.log")
 
-# measure NAME PIDS...: one run; appends "NAME rps p50 p99 lost errors cpu_us_per_request" to results.
+# measure NAME PIDS...: one run; appends to results: name, req/s, p50, p99, lost,
+# errors, CPU µs per request of PIDS, and the CPU share (% of one core) of PIDS,
+# mosquitto, redis, the upstreams and the load generator.
 measure() {
   local name=$1; shift
-  local before=0 after=0
+  local before=0 after=0 shared_before shared_after
   for pid in "$@"; do before=$((before + $(ticks "$pid"))); done
-  $BIN/routemq-loadtest run --broker "$ROUTEMQ_MQTT_URL" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 0s --json "$WORK/$name.json" >/dev/null
+  shared_before="$(ticks "$MOSQUITTO") $(ticks "$REDIS") $(ticks "$DEMO")"
+  local start; start=$(date +%s.%N)
+  local loadgen_cpu
+  loadgen_cpu=$(python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(usage.ru_utime + usage.ru_stime)' \
+    $BIN/routemq-loadtest run --broker "$ROUTEMQ_MQTT_URL" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 0s --json "$WORK/$name.json")
+  local elapsed; elapsed=$(echo "$(date +%s.%N) - $start" | bc)
   for pid in "$@"; do after=$((after + $(ticks "$pid"))); done
-  python3 - "$WORK/$name.json" "$name" "$((after - before))" "$hz" >> "$WORK/results" <<'PY'
+  shared_after="$(ticks "$MOSQUITTO") $(ticks "$REDIS") $(ticks "$DEMO")"
+  python3 - "$WORK/$name.json" "$name" "$((after - before))" "$hz" "$elapsed" "$shared_before" "$shared_after" "$loadgen_cpu" >> "$WORK/results" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-cpu_us = int(sys.argv[3]) / int(sys.argv[4]) * 1e6 / max(r["replied"], 1)
-print(sys.argv[2], r["throughput_rps"], r["latency_ms"]["p50"], r["latency_ms"]["p99"], r["lost"], r["errors"], cpu_us)
+hz, elapsed = int(sys.argv[4]), float(sys.argv[5])
+cpu_us = int(sys.argv[3]) / hz * 1e6 / max(r["replied"], 1)
+share = lambda ticks: ticks / hz / elapsed * 100
+shared = [share(b - a) for a, b in zip(map(int, sys.argv[6].split()), map(int, sys.argv[7].split()))]
+print(sys.argv[2], r["throughput_rps"], r["latency_ms"]["p50"], r["latency_ms"]["p99"], r["lost"], r["errors"], cpu_us,
+      share(int(sys.argv[3])), *shared, float(sys.argv[8]) / elapsed * 100)
 if r["errors"]:
     print(f"{sys.argv[2]}: error statuses {r['statuses']}", file=sys.stderr)
 PY
@@ -55,8 +70,8 @@ PY
 start_responder() {
   $BIN/routemq-loadtest responder --port "$MQTT_PORT" "$@" & RESPONDER=$!; PIDS+=($RESPONDER); sleep 0.5
 }
-# The shipped config, and a copy leasing 16 round-robin counter values per Redis call.
-sed 's/^round_robin_lease = .*/round_robin_lease = 16/' deploy/gateway.toml > "$WORK/gateway-lease16.toml"
+# The shipped config, and a copy with exact round robin (one Redis call per request).
+sed 's/^round_robin_lease = .*/round_robin_lease = 1/' deploy/gateway.toml > "$WORK/gateway-exact-rr.toml"
 start_worker() {
   $BIN/routemq worker --config "${2:-deploy/gateway.toml}" --worker-id "$1" 2>>"$WORK/workers.log" & LAST_WORKER=$!; PIDS+=($LAST_WORKER); sleep 1
 }
@@ -73,8 +88,8 @@ for round in $(seq "$ROUNDS"); do
   start_worker "bench-2-$round"; W2=$LAST_WORKER
   measure "b2-gateway-2-workers" "$W1" "$W2"
   kill "$W1" "$W2"; wait "$W1" "$W2" 2>/dev/null || true
-  start_worker "bench-lease-$round" "$WORK/gateway-lease16.toml"; W3=$LAST_WORKER
-  measure "b1-1-worker-lease16" "$W3"
+  start_worker "bench-exact-$round" "$WORK/gateway-exact-rr.toml"; W3=$LAST_WORKER
+  measure "b1-exact-round-robin" "$W3"
   kill "$W3"; wait "$W3" 2>/dev/null || true
 done
 
@@ -87,7 +102,9 @@ for line in open(sys.argv[1]):
 med = {name: [statistics.median(col) for col in zip(*runs)] for name, runs in rows.items()}
 base = med["a-responder+http"][0]
 print(f"medians of {sys.argv[4]} interleaved rounds, {sys.argv[2]} outstanding, {sys.argv[3]} each")
-print(f"{'run':<22} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} {'errors':>6} {'cpu us/req':>10} {'vs (a)':>7}")
-for name, (rps, p50, p99, lost, errors, cpu) in med.items():
-    print(f"{name:<22} {rps:>8.0f} {p50:>7.2f} {p99:>7.2f} {lost:>5.0f} {errors:>6.0f} {cpu:>10.1f} {rps / base:>7.2f}")
+print(f"{'run':<22} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} {'errors':>6} {'cpu us/req':>10} {'vs (a)':>7}"
+      f"   CPU % of a core: {'tested':>6} {'broker':>6} {'redis':>6} {'upstr':>6} {'loadgen':>7}")
+for name, (rps, p50, p99, lost, errors, cpu, tested, broker, redis, upstreams, loadgen) in med.items():
+    print(f"{name:<22} {rps:>8.0f} {p50:>7.2f} {p99:>7.2f} {lost:>5.0f} {errors:>6.0f} {cpu:>10.1f} {rps / base:>7.2f}"
+          f"                    {tested:>6.0f} {broker:>6.0f} {redis:>6.0f} {upstreams:>6.0f} {loadgen:>7.0f}")
 PY

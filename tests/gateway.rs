@@ -66,10 +66,14 @@ struct Stack {
 
 impl Stack {
     async fn start(worker_count: usize) -> Stack {
+        Stack::start_with_lease(worker_count, 1).await
+    }
+
+    async fn start_with_lease(worker_count: usize, round_robin_lease: u32) -> Stack {
         let mosquitto = Mosquitto::start();
         let redis = Redis::start();
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = write_config(dir.path(), ROUTES);
+        let config = write_config(dir.path(), round_robin_lease, ROUTES);
         let redis_client = connect(&RedisSettings::new(redis.url()))
             .await
             .expect("redis client");
@@ -228,6 +232,31 @@ async fn two_workers_share_load_and_round_robin_is_exact_across_them() {
             worker.count_log("request answered")
         );
     }
+}
+
+#[tokio::test]
+async fn leased_round_robin_keeps_the_spread_exact() {
+    // Each worker takes 4 counter values per Redis call; requests alternate
+    // between the two workers, and every counter value is still used once.
+    let stack = Stack::start_with_lease(2, 4).await;
+    stack.demo_instances("user-service", 3).await;
+    stack.settle().await;
+    let client = stack.client().await;
+    let mut per_instance: HashMap<String, usize> = HashMap::new();
+    for id in 0..24 {
+        let reply = ask(&client, &format!("api/v1/users/get/{id}"), "").await;
+        assert_eq!(reply.status, 200);
+        let instance = reply.json()["data"]["instance"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        *per_instance.entry(instance).or_default() += 1;
+    }
+    assert_eq!(per_instance.len(), 3, "{per_instance:?}");
+    assert!(
+        per_instance.values().all(|&count| count == 8),
+        "{per_instance:?}"
+    );
 }
 
 #[tokio::test]

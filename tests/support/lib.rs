@@ -333,11 +333,12 @@ impl Worker {
 
 /// Writes a gateway config to a temp file. `routes` is appended after the
 /// fast-test defaults (short registry and health intervals).
-pub fn write_config(dir: &Path, routes: &str) -> PathBuf {
+pub fn write_config(dir: &Path, round_robin_lease: u32, routes: &str) -> PathBuf {
     let path = dir.join("gateway.toml");
     let text = format!(
         r#"[gateway]
 drain_timeout = "10s"
+round_robin_lease = {round_robin_lease}
 
 [limits]
 max_payload_bytes = 4096
