@@ -1,0 +1,176 @@
+//! Load sharing, shared round robin, health probing.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use routemq_client::RequestOptions;
+use routemq_tests::upstream;
+use serde_json::Value;
+
+use crate::stack::{ask, options, Stack};
+
+#[tokio::test]
+async fn two_workers_share_load_and_round_robin_is_exact_across_them() {
+    let stack = Stack::start(2).await;
+    stack.demo_instances("user-service", 3).await;
+    stack.settle().await;
+    let client = stack.client().await;
+    let mut per_instance: HashMap<String, usize> = HashMap::new();
+    for id in 0..30 {
+        let request_id = format!("req-{id}");
+        let opts = RequestOptions {
+            request_id: Some(request_id.clone()),
+            headers: vec![
+                ("accept-language".into(), "fr".into()),
+                ("x-user-id".into(), "admin".into()),
+            ],
+            ..options()
+        };
+        let reply = client
+            .request(&format!("api/v1/users/get/{id}"), "", &opts)
+            .await
+            .expect("reply");
+        assert_eq!(reply.status, 200, "{:?}", reply.json());
+        assert_eq!(reply.content_type.as_deref(), Some("application/json"));
+        assert_eq!(reply.property("x-request-id"), Some(request_id.as_str()));
+        let body = reply.json();
+        assert_eq!(body["status"], "success");
+        assert_eq!(body["service"], "user-service");
+        assert_eq!(body["request_id"], request_id.as_str());
+        assert!(body["processing_time"].as_f64().is_some());
+        let data = &body["data"];
+        assert_eq!(data["path"], format!("/users/{id}"));
+        assert_eq!(data["method"], "GET");
+        assert_eq!(
+            data["request_id"],
+            request_id.as_str(),
+            "X-Request-ID reaches the upstream"
+        );
+        assert_eq!(data["gateway_service"], "user-service");
+        assert_eq!(data["accept_language"], "fr", "allowed header forwarded");
+        assert_eq!(
+            data["user_id"],
+            Value::Null,
+            "spoofed identity header stripped"
+        );
+        *per_instance
+            .entry(data["instance"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_instance.len(), 3, "{per_instance:?}");
+    assert!(
+        per_instance.values().all(|&count| count == 10),
+        "shared round robin is exact: {per_instance:?}"
+    );
+    for worker in &stack.workers {
+        assert!(
+            worker.count_log("request answered") >= 5,
+            "worker {} took part: {}",
+            worker.id,
+            worker.count_log("request answered")
+        );
+    }
+}
+
+#[tokio::test]
+async fn leased_round_robin_keeps_the_spread_exact() {
+    // Each worker takes 4 counter values per Redis call; requests alternate
+    // between the two workers, and every counter value is still used once.
+    let stack = Stack::start_with_lease(2, 4).await;
+    stack.demo_instances("user-service", 3).await;
+    stack.settle().await;
+    let client = stack.client().await;
+    let mut per_instance: HashMap<String, usize> = HashMap::new();
+    for id in 0..24 {
+        let reply = ask(&client, &format!("api/v1/users/get/{id}"), "").await;
+        assert_eq!(reply.status, 200);
+        let instance = reply.json()["data"]["instance"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        *per_instance.entry(instance).or_default() += 1;
+    }
+    assert_eq!(per_instance.len(), 3, "{per_instance:?}");
+    assert!(
+        per_instance.values().all(|&count| count == 8),
+        "{per_instance:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_each_get_their_own_reply() {
+    let stack = Stack::start(2).await;
+    stack.demo_instances("user-service", 2).await;
+    stack.settle().await;
+    let client = Arc::new(stack.client().await);
+    let mut tasks = Vec::new();
+    for id in 0..300 {
+        let client = Arc::clone(&client);
+        tasks.push(tokio::spawn(async move {
+            let reply = ask(&client, &format!("api/v1/users/get/{id}"), "").await;
+            (id, reply)
+        }));
+    }
+    for task in tasks {
+        let (id, reply) = task.await.expect("task");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["data"]["path"], format!("/users/{id}"));
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_instance_is_skipped_then_marked_unhealthy() {
+    let stack = Stack::start(1).await;
+    stack.demo_instances("user-service", 1).await;
+    let closed_port = routemq_tests::free_port();
+    stack
+        .register(
+            "user-service",
+            "user-service-dead",
+            SocketAddr::from(([127, 0, 0, 1], closed_port)),
+        )
+        .await;
+    stack.settle().await;
+    let client = stack.client().await;
+    for id in 0..6 {
+        let reply = ask(&client, &format!("api/v1/users/get/{id}"), "").await;
+        assert_eq!(
+            reply.status, 200,
+            "a refused connection is retried on another instance"
+        );
+        assert_eq!(reply.json()["data"]["instance"], "user-service-1");
+    }
+    let reply = ask(&client, "gateway/health", "").await;
+    assert_eq!(reply.json()["services"]["user-service"], "degraded");
+    let services = ask(&client, "gateway/services", "").await.json();
+    let users = services["services"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == "user-service"))
+        .cloned()
+        .expect("user-service listed");
+    assert_eq!(users["total_instances"], 2);
+    assert_eq!(users["healthy_instances"], 1);
+}
+
+#[tokio::test]
+async fn each_instance_is_probed_once_per_interval_across_all_workers() {
+    let stack = Stack::start(3).await;
+    let probes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let addr = upstream::probe_counter(Arc::clone(&probes)).await;
+    stack.register("probed-service", "probed-1", addr).await;
+    stack.settle().await;
+    let window = Duration::from_secs(3);
+    let before = probes.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(window).await;
+    let counted = probes.load(std::sync::atomic::Ordering::SeqCst) - before;
+    // The test config probes every 200 ms: one prober per interval gives about
+    // 15 probes in 3 s; three uncoordinated workers would give about 45.
+    let intervals = (window.as_millis() / 200) as usize;
+    assert!(counted >= intervals / 3, "probes happen: {counted}");
+    assert!(
+        counted <= intervals + intervals / 2,
+        "coordinated, not one per worker: {counted}"
+    );
+}

@@ -1,0 +1,212 @@
+//! The stack every gateway test runs on, and helpers to talk to it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fred::prelude::*;
+use routemq_client::{Reply, RequestClient, RequestOptions};
+use routemq_gateway::redis::scripts::Registration;
+use routemq_gateway::redis::{connect, RedisSettings};
+use routemq_gateway::registry;
+use routemq_tests::{write_config, Mosquitto, Redis, Worker};
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_routemq-under-test");
+
+const ROUTES: &str = r#"
+[[groups]]
+prefix = "api/v1"
+forward_headers = ["accept-language"]
+
+  [[groups.groups]]
+  prefix = "users"
+  service = "user-service"
+  routes = [
+    { topic = "get/{user_id}", method = "GET",  path = "/users/{user_id}", qos = 1 },
+    { topic = "create",        method = "POST", path = "/users",           qos = 2 },
+  ]
+
+[[groups]]
+prefix = "api/t"
+routes = [
+  { topic = "ghost",     service = "ghost-service",   method = "GET", path = "/x" },
+  { topic = "e404",      service = "e404-service",    method = "GET", path = "/x" },
+  { topic = "e500",      service = "e500-service",    method = "GET", path = "/x" },
+  { topic = "slow",      service = "slow-service",    method = "GET", path = "/x", timeout = "300ms" },
+  { topic = "glacial",   service = "glacial-service", method = "GET", path = "/x", timeout = "60s" },
+]
+
+[[groups]]
+prefix = "gateway"
+routes = [
+  { topic = "health",   handler = "health",   qos = 0 },
+  { topic = "services", handler = "services" },
+  { topic = "metrics",  handler = "metrics" },
+]
+"#;
+
+pub struct Stack {
+    pub mosquitto: Mosquitto,
+    pub redis: Redis,
+    pub redis_client: Client,
+    pub config: PathBuf,
+    pub workers: Vec<Worker>,
+    pub stop_upstreams: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    pub async fn start(worker_count: usize) -> Stack {
+        Stack::start_with_lease(worker_count, 1).await
+    }
+
+    pub async fn start_with_lease(worker_count: usize, round_robin_lease: u32) -> Stack {
+        let mosquitto = Mosquitto::start();
+        let redis = Redis::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = write_config(dir.path(), round_robin_lease, ROUTES);
+        let redis_client = connect(&RedisSettings::new(redis.url()))
+            .await
+            .expect("redis client");
+        redis_client.wait_for_connect().await.expect("redis up");
+        let mut stack = Stack {
+            mosquitto,
+            redis,
+            redis_client,
+            config,
+            workers: Vec::new(),
+            stop_upstreams: CancellationToken::new(),
+            _dir: dir,
+        };
+        for index in 0..worker_count {
+            stack.add_worker(&format!("worker-{index}"));
+        }
+        stack
+    }
+
+    pub fn add_worker(&mut self, id: &str) {
+        let worker = Worker::start(
+            std::path::Path::new(BIN),
+            &self.config,
+            id,
+            &self.mosquitto.url(),
+            &self.redis.url(),
+        );
+        self.workers.push(worker);
+    }
+
+    pub async fn register(&self, service: &str, instance_id: &str, addr: SocketAddr) {
+        let url = format!("http://{addr}");
+        let health = format!("{url}/health");
+        let registration = Registration {
+            service,
+            instance_id,
+            url: &url,
+            health_check_url: &health,
+            ttl: None,
+        };
+        registry::register(&self.redis_client, &registration)
+            .await
+            .expect("register");
+    }
+
+    /// Starts demo instances of `service` and registers them.
+    pub async fn demo_instances(&self, service: &str, count: usize) {
+        for index in 1..=count {
+            let id = format!("{service}-{index}");
+            let bind = "127.0.0.1:0".parse().expect("addr");
+            let instance =
+                routemq::demo::start_instance(service, &id, bind, self.stop_upstreams.clone())
+                    .await
+                    .expect("demo instance");
+            self.register(service, &id, instance.addr).await;
+        }
+    }
+
+    pub async fn client(&self) -> RequestClient {
+        RequestClient::connect(&self.mosquitto.url())
+            .await
+            .expect("client connects")
+    }
+
+    /// Waits until every worker's registry cache has caught up (refresh is 100 ms).
+    pub async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop_upstreams.cancel();
+    }
+}
+
+pub fn options() -> RequestOptions {
+    RequestOptions {
+        timeout: Duration::from_secs(10),
+        ..RequestOptions::default()
+    }
+}
+
+pub async fn ask(client: &RequestClient, topic: &str, payload: &str) -> Reply {
+    match client.request(topic, payload.to_string(), &options()).await {
+        Ok(reply) => reply,
+        Err(error) => panic!("{topic}: {error}"),
+    }
+}
+
+pub fn error_type(reply: &Reply) -> String {
+    reply.json()["error"]["type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A raw MQTT 5 client that records what arrives on `filter`.
+/// A raw MQTT 5 client that records what arrives on `filter`.
+pub async fn observer(
+    url: &str,
+    filter: &str,
+) -> (
+    AsyncClient,
+    mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Publish>,
+) {
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let mut options = MqttOptions::new(
+        format!("observer-{}", uuid::Uuid::new_v4().simple()),
+        "127.0.0.1",
+        port,
+    );
+    options.set_max_packet_size(Some(1 << 20));
+    let (client, mut event_loop) = AsyncClient::new(options, 64);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (subscribed_tx, mut subscribed) = mpsc::unbounded_channel();
+    client
+        .subscribe(filter, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    tokio::spawn(async move {
+        while let Ok(event) = event_loop.poll().await {
+            match event {
+                Event::Incoming(Packet::Publish(publish)) => {
+                    tx.send(publish).ok();
+                }
+                Event::Incoming(Packet::SubAck(_)) => {
+                    subscribed_tx.send(()).ok();
+                }
+                _ => {}
+            }
+        }
+    });
+    subscribed.recv().await.expect("suback");
+    (client, rx)
+}
