@@ -4,4 +4,5 @@
 mod bad_input;
 mod balancing;
 mod lifecycle;
+mod retries;
 mod stack;

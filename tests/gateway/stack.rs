@@ -38,6 +38,9 @@ routes = [
   { topic = "e404",      service = "e404-service",    method = "GET", path = "/x" },
   { topic = "e500",      service = "e500-service",    method = "GET", path = "/x" },
   { topic = "slow",      service = "slow-service",    method = "GET", path = "/x", timeout = "300ms" },
+  { topic = "count",     service = "count-service",   method = "POST", path = "/x" },
+  { topic = "slow-post", service = "slow-service",    method = "POST", path = "/x", timeout = "10s" },
+  { topic = "e500-post", service = "e500-service",    method = "POST", path = "/x" },
   { topic = "glacial",   service = "glacial-service", method = "GET", path = "/x", timeout = "60s" },
 ]
 

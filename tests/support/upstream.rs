@@ -55,3 +55,18 @@ pub async fn probe_counter(probes: std::sync::Arc<std::sync::atomic::AtomicUsize
     );
     serve(router).await
 }
+
+/// An upstream that counts the requests it serves and answers each with the
+/// count so far (201, like a create).
+pub async fn counting(hits: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> SocketAddr {
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .fallback(any(move || {
+            let hits = std::sync::Arc::clone(&hits);
+            async move {
+                let hit = hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                (StatusCode::CREATED, Json(json!({"hit": hit})))
+            }
+        }));
+    serve(router).await
+}

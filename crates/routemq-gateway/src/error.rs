@@ -21,6 +21,8 @@ pub enum ErrorKind {
     InvalidParam,
     InvalidHeader,
     RouteNotFound,
+    /// A retry arrived while the first attempt is still running.
+    RequestInProgress,
     PayloadTooLarge,
     HeadersTooLarge,
     DeadlineExceeded,
@@ -43,6 +45,7 @@ impl ErrorKind {
             | ErrorKind::InvalidParam
             | ErrorKind::InvalidHeader => 400,
             ErrorKind::RouteNotFound => 404,
+            ErrorKind::RequestInProgress => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::UpstreamRejected(status) => status,
@@ -62,6 +65,7 @@ impl ErrorKind {
             ErrorKind::InvalidParam => "invalid_param",
             ErrorKind::InvalidHeader => "invalid_header",
             ErrorKind::RouteNotFound => "route_not_found",
+            ErrorKind::RequestInProgress => "request_in_progress",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::HeadersTooLarge => "headers_too_large",
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
@@ -82,6 +86,7 @@ impl ErrorKind {
             | ErrorKind::InvalidParam
             | ErrorKind::InvalidHeader
             | ErrorKind::RouteNotFound
+            | ErrorKind::RequestInProgress
             | ErrorKind::PayloadTooLarge
             | ErrorKind::HeadersTooLarge
             | ErrorKind::DeadlineExceeded => Side::Downstream,
@@ -99,6 +104,7 @@ impl ErrorKind {
         matches!(
             self,
             ErrorKind::UpstreamTimeout
+                | ErrorKind::RequestInProgress
                 | ErrorKind::UpstreamUnavailable
                 | ErrorKind::NoHealthyInstance
                 | ErrorKind::UpstreamError

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::metrics::MetricsRecorder;
 use crate::registry::{Balancer, RegistryCache};
+use crate::replay::{Claim, Replays};
 use crate::request::is_acceptable_request_id;
 use crate::upstream::{self, HeaderPolicy, PathTemplate, UpstreamRequest};
 use crate::{ErrorKind, GatewayError, Headers, Inbound, Outbound, Reply, ReplyAddress};
@@ -73,6 +74,9 @@ pub struct GatewayParts {
     pub worker_id: String,
     /// Round-robin counter values leased per Redis round trip (1 = exact per request).
     pub round_robin_lease: u32,
+    /// How long answered POST/PATCH requests are kept for replaying retries
+    /// with the same `x-request-id`; `None` or zero disables it.
+    pub replay_window: Option<Duration>,
 }
 
 /// One worker's request pipeline. Stateless apart from read caches and
@@ -83,6 +87,7 @@ pub struct Gateway {
     http: reqwest::Client,
     pub(crate) cache: Arc<RegistryCache>,
     balancer: Balancer,
+    replays: Replays,
     metrics: Arc<MetricsRecorder>,
     limits: Limits,
     pub(crate) worker_id: String,
@@ -111,12 +116,18 @@ impl Gateway {
             parts.redis.clone(),
             parts.round_robin_lease,
         );
+        let replays = Replays::new(
+            parts.redis.clone(),
+            parts.replay_window,
+            parts.worker_id.clone(),
+        );
         Gateway {
             routes: parts.routes,
             redis: parts.redis,
             http: parts.http,
             cache: parts.cache,
             balancer,
+            replays,
             metrics: parts.metrics,
             limits: parts.limits,
             worker_id: parts.worker_id,
@@ -134,9 +145,11 @@ impl Gateway {
     pub async fn handle(&self, inbound: Inbound) -> Option<Outbound> {
         let started = Instant::now();
         let headers = Headers::from_properties(&inbound.user_properties);
-        let request_id = headers
+        let client_request_id = headers
             .get("x-request-id")
-            .filter(|id| is_acceptable_request_id(id))
+            .filter(|id| is_acceptable_request_id(id));
+        let retry_safe_id = client_request_id.is_some();
+        let request_id = client_request_id
             .map(str::to_string)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut address = inbound.response_topic.clone().map(|topic| ReplyAddress {
@@ -156,7 +169,7 @@ impl Gateway {
             return None;
         }
         let answer = self
-            .process(&inbound, &headers, &request_id, &mut address)
+            .process(&inbound, &headers, &request_id, retry_safe_id, &mut address)
             .await;
         let status = answer.reply.status;
         self.metrics
@@ -200,6 +213,7 @@ impl Gateway {
         inbound: &Inbound,
         headers: &Headers,
         request_id: &str,
+        retry_safe_id: bool,
         address: &mut Option<ReplyAddress>,
     ) -> Answer {
         if let Err(error) = self.check_limits(inbound, headers) {
@@ -254,7 +268,26 @@ impl Gateway {
             },
             RouteTarget::Forward(route) => {
                 let service = Some(route.service.clone());
-                match self
+                // Only a client-chosen id identifies a retry; a generated one never repeats.
+                let claim = if retry_safe_id {
+                    let timeout = upstream_timeout(route.timeout, inbound.deadline());
+                    Box::pin(self.replays.claim(&route.method, request_id, timeout)).await
+                } else {
+                    Claim::Skip
+                };
+                let ticket = match claim {
+                    Claim::Fresh(ticket) => Some(ticket),
+                    Claim::Skip => None,
+                    Claim::Replay(reply) => return Answer { reply, service },
+                    Claim::InProgress => {
+                        let error = GatewayError::new(
+                            ErrorKind::RequestInProgress,
+                            "a request with this x-request-id is still being processed; retry later",
+                        );
+                        return Answer::error(error, request_id, service);
+                    }
+                };
+                let answer = match self
                     .forward(
                         route,
                         &found.params,
@@ -267,7 +300,11 @@ impl Gateway {
                 {
                     Ok(reply) => Answer { reply, service },
                     Err(error) => Answer::error(error, request_id, service),
+                };
+                if let Some(ticket) = ticket {
+                    self.replays.finish(ticket, &answer.reply);
                 }
+                answer
             }
         }
     }
@@ -342,12 +379,7 @@ impl Gateway {
     ) -> Result<Reply, GatewayError> {
         let started = Instant::now();
         let path = route.path.render(|name| params.get(name))?;
-        let timeout = match deadline {
-            Some(deadline) => route
-                .timeout
-                .min(deadline.saturating_duration_since(started)),
-            None => route.timeout,
-        };
+        let timeout = upstream_timeout(route.timeout, deadline);
         let sends_body = !matches!(route.method, Method::GET | Method::HEAD | Method::DELETE);
         let (body, query) = if sends_body {
             let bytes = serde_json::to_vec(&body)
@@ -408,6 +440,14 @@ impl Gateway {
                 Err(error) => return Err(error),
             }
         }
+    }
+}
+
+/// The smaller of the route's timeout and the time the client still waits.
+fn upstream_timeout(route_timeout: Duration, deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(deadline) => route_timeout.min(deadline.saturating_duration_since(Instant::now())),
+        None => route_timeout,
     }
 }
 

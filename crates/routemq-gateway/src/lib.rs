@@ -12,6 +12,7 @@ mod gateway;
 pub mod metrics;
 pub mod redis;
 pub mod registry;
+mod replay;
 mod reply;
 mod request;
 pub mod upstream;

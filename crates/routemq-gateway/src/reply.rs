@@ -11,6 +11,8 @@ use crate::{GatewayError, ReplyAddress};
 pub struct Reply {
     pub status: u16,
     pub payload: Bytes,
+    /// A stored reply sent again for a retried request.
+    pub replayed: bool,
 }
 
 /// The reference's success envelope.
@@ -41,6 +43,7 @@ impl Reply {
         Reply {
             status,
             payload: encode(&envelope),
+            replayed: false,
         }
     }
 
@@ -49,6 +52,7 @@ impl Reply {
         Reply {
             status,
             payload: encode(&body),
+            replayed: false,
         }
     }
 
@@ -99,14 +103,18 @@ impl Outbound {
         } else {
             (reply.payload, address.correlation_data)
         };
+        let mut user_properties = vec![
+            ("status".into(), reply.status.to_string()),
+            ("x-request-id".into(), request_id.to_string()),
+        ];
+        if reply.replayed {
+            user_properties.push(("x-replayed".into(), "true".into()));
+        }
         Outbound {
             topic: address.topic,
             correlation_data,
             payload,
-            user_properties: vec![
-                ("status".into(), reply.status.to_string()),
-                ("x-request-id".into(), request_id.to_string()),
-            ],
+            user_properties,
             status: reply.status,
         }
     }

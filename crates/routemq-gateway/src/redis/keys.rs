@@ -25,3 +25,8 @@ pub fn round_robin(service: &str) -> String {
 pub fn probe_lock(service: &str, instance_id: &str) -> String {
     format!("{{svc:{service}}}:probe:{instance_id}")
 }
+
+/// A request id's claim or stored reply, for replaying retries.
+pub fn request(request_id: &str) -> String {
+    format!("{{routemq:req:{request_id}}}")
+}

@@ -20,6 +20,10 @@ static DEREGISTER_INSTANCE: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/deregister_instance.lua")));
 static SET_HEALTH: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/set_health.lua")));
+static CLAIM_REQUEST: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/claim_request.lua")));
+static FINISH_REQUEST: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/finish_request.lua")));
 static FLUSH_METRICS: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/flush_metrics.lua")));
 
@@ -146,6 +150,46 @@ pub async fn flush_metrics(
             client,
             vec![keys::METRICS.to_string(), keys::metrics_flushed(flusher_id)],
             args,
+        )
+        .await?;
+    Ok(applied == 1)
+}
+
+/// Claims `request_id` for one execution; `None` when this call claimed it,
+/// otherwise what the earlier execution left (`pending:…` or `done:…`).
+pub async fn claim_request(
+    client: &Client,
+    request_id: &str,
+    token: &str,
+    pending_for: Duration,
+) -> FredResult<Option<String>> {
+    CLAIM_REQUEST
+        .evalsha_with_reload(
+            client,
+            vec![keys::request(request_id)],
+            vec![token.to_string(), millis(pending_for).to_string()],
+        )
+        .await
+}
+
+/// Stores `outcome` (`done:…`) for `keep_for`, or releases the claim when
+/// `outcome` is empty; only the claim's holder can. True when applied.
+pub async fn finish_request(
+    client: &Client,
+    request_id: &str,
+    token: &str,
+    outcome: &str,
+    keep_for: Duration,
+) -> FredResult<bool> {
+    let applied: i64 = FINISH_REQUEST
+        .evalsha_with_reload(
+            client,
+            vec![keys::request(request_id)],
+            vec![
+                token.to_string(),
+                outcome.to_string(),
+                millis(keep_for).to_string(),
+            ],
         )
         .await?;
     Ok(applied == 1)

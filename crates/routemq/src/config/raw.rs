@@ -53,6 +53,8 @@ pub struct RawGateway {
     #[serde(default, with = "humantime_serde")]
     pub drain_timeout: Option<Duration>,
     pub round_robin_lease: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub replay_window: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -43,6 +43,8 @@ pub struct WorkerConfig {
     pub redis: RedisSettings,
     pub drain_timeout: Duration,
     pub round_robin_lease: u32,
+    /// How long answered POST/PATCH replies are kept to replay retries; zero disables.
+    pub replay_window: Duration,
     pub limits: Limits,
     pub refresh_interval: Duration,
     pub health_check_interval: Duration,
@@ -175,6 +177,10 @@ pub fn parse(
         redis,
         drain_timeout: raw.gateway.drain_timeout.unwrap_or(Duration::from_secs(15)),
         round_robin_lease: raw.gateway.round_robin_lease.unwrap_or(1).max(1),
+        replay_window: raw
+            .gateway
+            .replay_window
+            .unwrap_or(Duration::from_secs(600)),
         limits,
         refresh_interval: raw
             .registry

@@ -59,6 +59,7 @@ pub async fn run_worker(
         limits: config.limits,
         worker_id: worker_id.clone(),
         round_robin_lease: config.round_robin_lease,
+        replay_window: Some(config.replay_window),
     }));
 
     let background_stop = CancellationToken::new();
