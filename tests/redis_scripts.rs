@@ -97,47 +97,48 @@ async fn exercise_scripts(redis: &Client) {
     // A request id is claimed once; only the claim's holder finishes it, and
     // finishing twice (or after losing the claim) changes nothing.
     let pending = Duration::from_secs(60);
+    let (r1, r2) = (keys::request("r1", "api/x"), keys::request("r2", "api/x"));
     assert_eq!(
-        scripts::claim_request(redis, "r1", "w1:a", pending)
+        scripts::claim_request(redis, &r1, "w1:a", pending)
             .await
             .expect("claim"),
         None
     );
-    let second = scripts::claim_request(redis, "r1", "w2:b", pending)
+    let second = scripts::claim_request(redis, &r1, "w2:b", pending)
         .await
         .expect("claim");
     assert_eq!(second.as_deref(), Some("pending:w1:a"));
     assert!(
-        !scripts::finish_request(redis, "r1", "w2:b", "done:200:{}", pending)
+        !scripts::finish_request(redis, &r1, "w2:b", "done:200:{}", pending)
             .await
             .expect("finish")
     );
     assert!(
-        scripts::finish_request(redis, "r1", "w1:a", "done:201:{\"a\":1}", pending)
+        scripts::finish_request(redis, &r1, "w1:a", "done:201:{\"a\":1}", pending)
             .await
             .expect("finish")
     );
     assert!(
-        !scripts::finish_request(redis, "r1", "w1:a", "done:500:{}", pending)
+        !scripts::finish_request(redis, &r1, "w1:a", "done:500:{}", pending)
             .await
             .expect("finish")
     );
-    let replay = scripts::claim_request(redis, "r1", "w3:c", pending)
+    let replay = scripts::claim_request(redis, &r1, "w3:c", pending)
         .await
         .expect("claim");
     assert_eq!(replay.as_deref(), Some("done:201:{\"a\":1}"));
     // Releasing (an empty outcome) lets the next attempt claim again.
     assert_eq!(
-        scripts::claim_request(redis, "r2", "w1:a", pending)
+        scripts::claim_request(redis, &r2, "w1:a", pending)
             .await
             .expect("claim"),
         None
     );
-    assert!(scripts::finish_request(redis, "r2", "w1:a", "", pending)
+    assert!(scripts::finish_request(redis, &r2, "w1:a", "", pending)
         .await
         .expect("release"));
     assert_eq!(
-        scripts::claim_request(redis, "r2", "w2:b", pending)
+        scripts::claim_request(redis, &r2, "w2:b", pending)
             .await
             .expect("claim"),
         None

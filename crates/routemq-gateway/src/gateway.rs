@@ -271,7 +271,11 @@ impl Gateway {
                 // Only a client-chosen id identifies a retry; a generated one never repeats.
                 let claim = if retry_safe_id {
                     let timeout = upstream_timeout(route.timeout, inbound.deadline());
-                    Box::pin(self.replays.claim(&route.method, request_id, timeout)).await
+                    Box::pin(
+                        self.replays
+                            .claim(&route.method, request_id, topic, timeout),
+                    )
+                    .await
                 } else {
                     Claim::Skip
                 };

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use fred::prelude::Client;
 use reqwest::Method;
 
-use crate::redis::scripts;
+use crate::redis::{keys, scripts};
 use crate::Reply;
 
 /// How long a claim outlives the upstream timeout before another try may run.
@@ -34,7 +34,7 @@ pub(crate) enum Claim {
 }
 
 pub(crate) struct Ticket {
-    request_id: String,
+    key: String,
     token: String,
 }
 
@@ -47,29 +47,24 @@ impl Replays {
         }
     }
 
-    /// Claims `request_id` when replay applies to `method`.
+    /// Claims `request_id` on `topic` when replay applies to `method`.
     pub(crate) async fn claim(
         &self,
         method: &Method,
         request_id: &str,
+        topic: &str,
         upstream_timeout: Duration,
     ) -> Claim {
         if self.window.is_none() || !matches!(*method, Method::POST | Method::PATCH) {
             return Claim::Skip;
         }
         let token = format!("{}:{}", self.worker_id, uuid::Uuid::new_v4().simple());
-        let claimed = scripts::claim_request(
-            &self.redis,
-            request_id,
-            &token,
-            upstream_timeout + PENDING_MARGIN,
-        )
-        .await;
+        let key = keys::request(request_id, topic);
+        let claimed =
+            scripts::claim_request(&self.redis, &key, &token, upstream_timeout + PENDING_MARGIN)
+                .await;
         match claimed {
-            Ok(None) => Claim::Fresh(Ticket {
-                request_id: request_id.to_string(),
-                token,
-            }),
+            Ok(None) => Claim::Fresh(Ticket { key, token }),
             Ok(Some(existing)) => match decode(&existing) {
                 Some(reply) => Claim::Replay(reply),
                 None => Claim::InProgress,
@@ -94,16 +89,10 @@ impl Replays {
         };
         let redis = self.redis.clone();
         tokio::spawn(async move {
-            let finished = scripts::finish_request(
-                &redis,
-                &ticket.request_id,
-                &ticket.token,
-                &outcome,
-                window,
-            )
-            .await;
+            let finished =
+                scripts::finish_request(&redis, &ticket.key, &ticket.token, &outcome, window).await;
             if let Err(error) = finished {
-                tracing::warn!(%error, request_id = %ticket.request_id, "could not store a reply for replay");
+                tracing::warn!(%error, key = %ticket.key, "could not store a reply for replay");
             }
         });
     }

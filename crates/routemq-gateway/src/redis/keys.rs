@@ -26,7 +26,8 @@ pub fn probe_lock(service: &str, instance_id: &str) -> String {
     format!("{{svc:{service}}}:probe:{instance_id}")
 }
 
-/// A request id's claim or stored reply, for replaying retries.
-pub fn request(request_id: &str) -> String {
-    format!("{{routemq:req:{request_id}}}")
+/// A request's claim or stored reply, for replaying retries: the client's
+/// request id on one topic (an id reused on another topic is another request).
+pub fn request(request_id: &str, topic: &str) -> String {
+    format!("{{routemq:req:{request_id}}}:{topic}")
 }

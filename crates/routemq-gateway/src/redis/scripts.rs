@@ -155,18 +155,18 @@ pub async fn flush_metrics(
     Ok(applied == 1)
 }
 
-/// Claims `request_id` for one execution; `None` when this call claimed it,
+/// Claims a request (its key from [`keys::request`]) for one execution; `None` when this call claimed it,
 /// otherwise what the earlier execution left (`pending:…` or `done:…`).
 pub async fn claim_request(
     client: &Client,
-    request_id: &str,
+    request_key: &str,
     token: &str,
     pending_for: Duration,
 ) -> FredResult<Option<String>> {
     CLAIM_REQUEST
         .evalsha_with_reload(
             client,
-            vec![keys::request(request_id)],
+            vec![request_key.to_string()],
             vec![token.to_string(), millis(pending_for).to_string()],
         )
         .await
@@ -176,7 +176,7 @@ pub async fn claim_request(
 /// `outcome` is empty; only the claim's holder can. True when applied.
 pub async fn finish_request(
     client: &Client,
-    request_id: &str,
+    request_key: &str,
     token: &str,
     outcome: &str,
     keep_for: Duration,
@@ -184,7 +184,7 @@ pub async fn finish_request(
     let applied: i64 = FINISH_REQUEST
         .evalsha_with_reload(
             client,
-            vec![keys::request(request_id)],
+            vec![request_key.to_string()],
             vec![
                 token.to_string(),
                 outcome.to_string(),
