@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish, SubscribeReasonCode};
 use rumqttc::v5::{Event, EventLoop};
 use rumqttc::Outgoing;
 use tokio::sync::mpsc;
@@ -57,7 +57,16 @@ pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<Loop
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                tracing::info!(codes = ?ack.return_codes, "subscribed");
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .any(|code| !matches!(code, SubscribeReasonCode::Success(_)));
+                if refused {
+                    // The worker stays up (the broker may be fixed) but receives nothing.
+                    tracing::error!(codes = ?ack.return_codes, "the broker refused a subscription");
+                } else {
+                    tracing::info!(codes = ?ack.return_codes, "subscribed");
+                }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 tracing::info!("disconnected from the broker");
