@@ -6,12 +6,12 @@ use fred::prelude::Client;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT};
 use reqwest::Method;
 use routemq_router::{filter_matches, is_valid_topic_name, Params, RouteTable, SubscriptionFilter};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::metrics::MetricsRecorder;
 use crate::registry::{Balancer, RegistryCache};
 use crate::replay::{Claim, Replays};
-use crate::request::is_acceptable_request_id;
+use crate::request::{is_acceptable_request_id, parse_payload, query_pairs, take_payload_address};
 use crate::upstream::{self, HeaderPolicy, PathTemplate, UpstreamRequest};
 use crate::{ErrorKind, GatewayError, Headers, Inbound, Outbound, Reply, ReplyAddress};
 
@@ -459,52 +459,4 @@ fn header_value(value: &str) -> Result<HeaderValue, GatewayError> {
     HeaderValue::from_str(value).map_err(|_| {
         GatewayError::new(ErrorKind::InvalidHeader, "header value not allowed in HTTP")
     })
-}
-
-/// An empty payload is an empty object, so bodiless requests (`get`, `list`) need no `{}`.
-fn parse_payload(payload: &[u8]) -> Result<Value, GatewayError> {
-    if payload.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Object(Map::new()));
-    }
-    serde_json::from_slice(payload).map_err(|error| {
-        GatewayError::new(
-            ErrorKind::InvalidJson,
-            format!("payload is not valid JSON: {error}"),
-        )
-    })
-}
-
-/// MQTT 3.1.1 clients have no Response Topic: they put `reply_to` and
-/// `correlation_id` in the payload, which are removed before forwarding.
-fn take_payload_address(body: &mut Value) -> Option<ReplyAddress> {
-    let object = body.as_object_mut()?;
-    let Some(Value::String(topic)) = object.remove("reply_to") else {
-        return None;
-    };
-    let correlation_data = match object.remove("correlation_id") {
-        Some(Value::String(id)) => Some(Bytes::from(id)),
-        Some(Value::Number(number)) => Some(Bytes::from(number.to_string())),
-        _ => None,
-    };
-    Some(ReplyAddress {
-        topic,
-        correlation_data,
-        from_payload: true,
-    })
-}
-
-/// Bodiless methods carry a JSON object's scalar fields as the query string.
-fn query_pairs(body: &Value) -> Vec<(String, String)> {
-    let Some(object) = body.as_object() else {
-        return Vec::new();
-    };
-    object
-        .iter()
-        .filter_map(|(key, value)| match value {
-            Value::String(text) => Some((key.clone(), text.clone())),
-            Value::Number(number) => Some((key.clone(), number.to_string())),
-            Value::Bool(flag) => Some((key.clone(), flag.to_string())),
-            _ => None,
-        })
-        .collect()
 }

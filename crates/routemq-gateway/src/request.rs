@@ -1,6 +1,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::{ErrorKind, GatewayError};
 
 /// A PUBLISH as the MQTT runtime received it, before any validation.
 #[derive(Debug, Clone)]
@@ -81,3 +84,54 @@ pub(crate) fn is_acceptable_request_id(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
+
+/// An empty payload is an empty object, so bodiless requests (`get`, `list`) need no `{}`.
+pub(crate) fn parse_payload(payload: &[u8]) -> Result<Value, GatewayError> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_slice(payload).map_err(|error| {
+        GatewayError::new(
+            ErrorKind::InvalidJson,
+            format!("payload is not valid JSON: {error}"),
+        )
+    })
+}
+
+/// MQTT 3.1.1 clients have no Response Topic: they put `reply_to` and
+/// `correlation_id` in the payload, which are removed before forwarding.
+pub(crate) fn take_payload_address(body: &mut Value) -> Option<ReplyAddress> {
+    let object = body.as_object_mut()?;
+    let Some(Value::String(topic)) = object.remove("reply_to") else {
+        return None;
+    };
+    let correlation_data = match object.remove("correlation_id") {
+        Some(Value::String(id)) => Some(Bytes::from(id)),
+        Some(Value::Number(number)) => Some(Bytes::from(number.to_string())),
+        _ => None,
+    };
+    Some(ReplyAddress {
+        topic,
+        correlation_data,
+        from_payload: true,
+    })
+}
+
+/// Bodiless methods carry a JSON object's scalar fields as the query string.
+pub(crate) fn query_pairs(body: &Value) -> Vec<(String, String)> {
+    let Some(object) = body.as_object() else {
+        return Vec::new();
+    };
+    object
+        .iter()
+        .filter_map(|(key, value)| match value {
+            Value::String(text) => Some((key.clone(), text.clone())),
+            Value::Number(number) => Some((key.clone(), number.to_string())),
+            Value::Bool(flag) => Some((key.clone(), flag.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
