@@ -2,6 +2,8 @@
 //! derived from the route table, feeds requests to the gateway pipeline and
 //! publishes its replies.
 
+mod background;
+mod dispatch;
 mod event_loop;
 mod message;
 mod worker;

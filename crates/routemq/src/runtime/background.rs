@@ -1,0 +1,62 @@
+use std::sync::Arc;
+
+use fred::prelude::Client;
+use routemq_gateway::metrics::MetricsRecorder;
+use routemq_gateway::registry::{run_health_probes, ProbeSettings, RegistryCache};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::WorkerConfig;
+
+/// The worker's tasks beside request handling: registry refresh, health
+/// probes and metric flushes. They stop after the requests have drained, so
+/// the last metrics flush counts every answered request.
+pub struct Background {
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Background {
+    pub fn start(
+        config: &WorkerConfig,
+        worker_id: &str,
+        redis: &Client,
+        http: reqwest::Client,
+        cache: &Arc<RegistryCache>,
+        metrics: &Arc<MetricsRecorder>,
+    ) -> Background {
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(Arc::clone(cache).run_refresh(
+            redis.clone(),
+            config.refresh_interval,
+            stop.clone(),
+        ));
+        tasks.spawn(run_health_probes(
+            redis.clone(),
+            Arc::clone(cache),
+            http,
+            ProbeSettings {
+                interval: config.health_check_interval,
+                timeout: config.health_check_timeout,
+                worker_id: worker_id.to_string(),
+            },
+            stop.clone(),
+        ));
+        let (metrics, redis, interval, flush_stop) = (
+            Arc::clone(metrics),
+            redis.clone(),
+            config.metrics_flush_interval,
+            stop.clone(),
+        );
+        tasks.spawn(async move { metrics.run_flush(redis, interval, flush_stop).await });
+        Background { stop, tasks }
+    }
+
+    /// Stops the tasks and waits for them (the metrics task flushes once more).
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
