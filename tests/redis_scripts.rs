@@ -107,7 +107,7 @@ async fn exercise_scripts(redis: &Client) {
     let second = scripts::claim_request(redis, &r1, "w2:b", pending)
         .await
         .expect("claim");
-    assert_eq!(second.as_deref(), Some("pending:w1:a"));
+    assert_eq!(second.as_deref(), Some("w1:a"));
     assert!(
         !scripts::finish_request(redis, &r1, "w2:b", "done:200:{}", pending)
             .await

@@ -12,9 +12,13 @@ use crate::stack::{error_type, options, Stack};
 /// Sends until the answer is not `409 request_in_progress`: the first
 /// attempt's outcome is recorded just after its reply goes out.
 async fn settled(client: &RequestClient, topic: &str, id: &str) -> Reply {
+    settled_with(client, topic, "{}", id).await
+}
+
+async fn settled_with(client: &RequestClient, topic: &str, payload: &str, id: &str) -> Reply {
     for _ in 0..100 {
         let reply = client
-            .request(topic, "{}", &with_id(id))
+            .request(topic, payload.to_string(), &with_id(id))
             .await
             .expect("reply");
         if reply.status != 409 {
@@ -118,4 +122,28 @@ async fn an_upstream_failure_is_not_replayed() {
             "a 5xx releases the claim"
         );
     }
+}
+
+#[tokio::test]
+async fn an_id_reused_for_a_different_payload_is_refused() {
+    let stack = Stack::start(1).await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let addr = upstream::counting(Arc::clone(&hits)).await;
+    stack.register("count-service", "count-1", addr).await;
+    stack.settle().await;
+    let client = stack.client().await;
+    let first = client
+        .request("api/t/count", r#"{"amount":5,"to":"a"}"#, &with_id("pay-9"))
+        .await
+        .expect("reply");
+    assert_eq!(first.status, 201);
+    // Key order does not make a different request.
+    let same = settled_with(&client, "api/t/count", r#"{"to":"a","amount":5}"#, "pay-9").await;
+    assert_eq!(same.property("x-replayed"), Some("true"));
+    let other = settled_with(&client, "api/t/count", r#"{"amount":6,"to":"a"}"#, "pay-9").await;
+    assert_eq!(
+        (other.status, error_type(&other).as_str()),
+        (422, "request_id_reused")
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }

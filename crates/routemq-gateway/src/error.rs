@@ -23,6 +23,8 @@ pub enum ErrorKind {
     RouteNotFound,
     /// A retry arrived while the first attempt is still running.
     RequestInProgress,
+    /// A request id reused on the same topic for a different payload.
+    RequestIdReused,
     PayloadTooLarge,
     HeadersTooLarge,
     DeadlineExceeded,
@@ -46,6 +48,7 @@ impl ErrorKind {
             | ErrorKind::InvalidHeader => 400,
             ErrorKind::RouteNotFound => 404,
             ErrorKind::RequestInProgress => 409,
+            ErrorKind::RequestIdReused => 422,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::UpstreamRejected(status) => status,
@@ -66,6 +69,7 @@ impl ErrorKind {
             ErrorKind::InvalidHeader => "invalid_header",
             ErrorKind::RouteNotFound => "route_not_found",
             ErrorKind::RequestInProgress => "request_in_progress",
+            ErrorKind::RequestIdReused => "request_id_reused",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::HeadersTooLarge => "headers_too_large",
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
@@ -87,6 +91,7 @@ impl ErrorKind {
             | ErrorKind::InvalidHeader
             | ErrorKind::RouteNotFound
             | ErrorKind::RequestInProgress
+            | ErrorKind::RequestIdReused
             | ErrorKind::PayloadTooLarge
             | ErrorKind::HeadersTooLarge
             | ErrorKind::DeadlineExceeded => Side::Downstream,

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::metrics::MetricsRecorder;
 use crate::registry::{Balancer, RegistryCache};
-use crate::replay::{Claim, Replays};
+use crate::replay::{Attempt, Claim, Replays};
 use crate::request::{is_acceptable_request_id, parse_payload, query_pairs, take_payload_address};
 use crate::upstream::{self, HeaderPolicy, PathTemplate, UpstreamRequest};
 use crate::{ErrorKind, GatewayError, Headers, Inbound, Outbound, Reply, ReplyAddress};
@@ -269,13 +269,17 @@ impl Gateway {
             RouteTarget::Forward(route) => {
                 let service = Some(route.service.clone());
                 // Only a client-chosen id identifies a retry; a generated one never repeats.
-                let claim = if retry_safe_id {
-                    let timeout = upstream_timeout(route.timeout, inbound.deadline());
-                    Box::pin(
-                        self.replays
-                            .claim(&route.method, request_id, topic, timeout),
-                    )
-                    .await
+                let claim = if retry_safe_id && self.replays.applies(&route.method) {
+                    // serde_json orders object keys, so equal bodies encode equally.
+                    let canonical = serde_json::to_vec(&body).unwrap_or_default();
+                    let attempt = Attempt {
+                        method: &route.method,
+                        request_id,
+                        topic,
+                        payload: &canonical,
+                        upstream_timeout: upstream_timeout(route.timeout, inbound.deadline()),
+                    };
+                    Box::pin(self.replays.claim(attempt)).await
                 } else {
                     Claim::Skip
                 };
@@ -283,6 +287,13 @@ impl Gateway {
                     Claim::Fresh(ticket) => Some(ticket),
                     Claim::Skip => None,
                     Claim::Replay(reply) => return Answer { reply, service },
+                    Claim::Reused => {
+                        let error = GatewayError::new(
+                            ErrorKind::RequestIdReused,
+                            "this x-request-id was already used on this topic with a different payload",
+                        );
+                        return Answer::error(error, request_id, service);
+                    }
                     Claim::InProgress => {
                         let error = GatewayError::new(
                             ErrorKind::RequestInProgress,

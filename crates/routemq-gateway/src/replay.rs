@@ -1,15 +1,18 @@
 //! Safe retries. Brokers redeliver and clients retry on timeout with the same
 //! `x-request-id`, so a non-idempotent request (POST, PATCH) may arrive twice.
-//! The first arrival claims its id in Redis; a retry gets the first one's
-//! stored reply (marked `x-replayed`), or `409 request_in_progress` while the
-//! first is still running. Upstream 5xx and gateway failures release the
-//! claim, so a retry runs again. Redis trouble fails open: the request runs.
+//! The first arrival claims its id (on its topic) in Redis; a retry gets the
+//! first one's stored reply (marked `x-replayed`), or `409
+//! request_in_progress` while the first is still running, and the same id
+//! with a different payload gets `422 request_id_reused`. Upstream 5xx and
+//! gateway failures release the claim, so a retry runs again. Redis trouble
+//! fails open: the request runs.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use fred::prelude::Client;
 use reqwest::Method;
+use sha1::{Digest, Sha1};
 
 use crate::redis::{keys, scripts};
 use crate::Reply;
@@ -24,19 +27,43 @@ pub(crate) struct Replays {
     worker_id: String,
 }
 
+/// One request as the replay store sees it.
+pub(crate) struct Attempt<'a> {
+    pub method: &'a Method,
+    pub request_id: &'a str,
+    pub topic: &'a str,
+    /// The request body as forwarded (canonical JSON, without a payload reply address).
+    pub payload: &'a [u8],
+    pub upstream_timeout: Duration,
+}
+
 pub(crate) enum Claim {
     /// This worker runs the request and must [`Replays::finish`] the ticket.
     Fresh(Ticket),
     Replay(Reply),
     InProgress,
+    /// The id was used on this topic for a different payload.
+    Reused,
     /// Replay does not apply, or Redis could not answer: just run it.
     Skip,
 }
 
 pub(crate) struct Ticket {
     key: String,
-    token: String,
+    claim: String,
+    fingerprint: String,
 }
+
+/// What the store holds for a request id: `pending:<fingerprint>:<worker token>`
+/// while it runs, `done:<fingerprint>:<status>:<payload>` once answered. The
+/// fingerprint (SHA-1 of the payload, 40 hex digits) tells a retry from a
+/// different request that reuses the id.
+enum Stored<'a> {
+    Pending { fingerprint: &'a str },
+    Done { fingerprint: &'a str, reply: Reply },
+}
+
+const FINGERPRINT_LEN: usize = 40;
 
 impl Replays {
     pub(crate) fn new(redis: Client, window: Option<Duration>, worker_id: String) -> Self {
@@ -47,30 +74,49 @@ impl Replays {
         }
     }
 
-    /// Claims `request_id` on `topic` when replay applies to `method`.
-    pub(crate) async fn claim(
-        &self,
-        method: &Method,
-        request_id: &str,
-        topic: &str,
-        upstream_timeout: Duration,
-    ) -> Claim {
-        if self.window.is_none() || !matches!(*method, Method::POST | Method::PATCH) {
+    /// Whether requests with `method` are claimed: POST and PATCH, when enabled.
+    pub(crate) fn applies(&self, method: &Method) -> bool {
+        self.window.is_some() && matches!(*method, Method::POST | Method::PATCH)
+    }
+
+    pub(crate) async fn claim(&self, attempt: Attempt<'_>) -> Claim {
+        if !self.applies(attempt.method) {
             return Claim::Skip;
         }
-        let token = format!("{}:{}", self.worker_id, uuid::Uuid::new_v4().simple());
-        let key = keys::request(request_id, topic);
-        let claimed =
-            scripts::claim_request(&self.redis, &key, &token, upstream_timeout + PENDING_MARGIN)
-                .await;
-        match claimed {
-            Ok(None) => Claim::Fresh(Ticket { key, token }),
-            Ok(Some(existing)) => match decode(&existing) {
-                Some(reply) => Claim::Replay(reply),
-                None => Claim::InProgress,
-            },
+        let fingerprint = fingerprint(attempt.payload);
+        let claim = format!(
+            "pending:{fingerprint}:{}:{}",
+            self.worker_id,
+            uuid::Uuid::new_v4().simple()
+        );
+        let key = keys::request(attempt.request_id, attempt.topic);
+        let pending_for = attempt.upstream_timeout + PENDING_MARGIN;
+        let existing = match scripts::claim_request(&self.redis, &key, &claim, pending_for).await {
+            Ok(None) => {
+                return Claim::Fresh(Ticket {
+                    key,
+                    claim,
+                    fingerprint,
+                })
+            }
+            Ok(Some(existing)) => existing,
             Err(error) => {
-                tracing::debug!(%error, request_id, "replay store unavailable, running the request");
+                tracing::debug!(%error, request_id = attempt.request_id, "replay store unavailable, running the request");
+                return Claim::Skip;
+            }
+        };
+        match parse(&existing) {
+            Some(Stored::Done {
+                fingerprint: f,
+                reply,
+            }) if f == fingerprint => Claim::Replay(reply),
+            Some(Stored::Pending { fingerprint: f }) if f == fingerprint => Claim::InProgress,
+            Some(_) => Claim::Reused,
+            None => {
+                tracing::warn!(
+                    request_id = attempt.request_id,
+                    "unreadable replay record, running the request"
+                );
                 Claim::Skip
             }
         }
@@ -83,14 +129,19 @@ impl Replays {
             return;
         };
         let outcome = if reply.status < 500 {
-            encode(reply)
+            format!(
+                "done:{}:{}:{}",
+                ticket.fingerprint,
+                reply.status,
+                String::from_utf8_lossy(&reply.payload)
+            )
         } else {
             String::new()
         };
         let redis = self.redis.clone();
         tokio::spawn(async move {
             let finished =
-                scripts::finish_request(&redis, &ticket.key, &ticket.token, &outcome, window).await;
+                scripts::finish_request(&redis, &ticket.key, &ticket.claim, &outcome, window).await;
             if let Err(error) = finished {
                 tracing::warn!(%error, key = %ticket.key, "could not store a reply for replay");
             }
@@ -98,41 +149,58 @@ impl Replays {
     }
 }
 
-fn encode(reply: &Reply) -> String {
-    format!(
-        "done:{}:{}",
-        reply.status,
-        String::from_utf8_lossy(&reply.payload)
-    )
+fn fingerprint(payload: &[u8]) -> String {
+    Sha1::digest(payload)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
-/// A stored reply, or `None` for a claim still pending.
-fn decode(stored: &str) -> Option<Reply> {
-    let rest = stored.strip_prefix("done:")?;
-    let (status, payload) = rest.split_once(':')?;
-    Some(Reply {
-        status: status.parse().ok()?,
-        payload: Bytes::from(payload.to_string()),
-        replayed: true,
-    })
+fn parse(stored: &str) -> Option<Stored<'_>> {
+    let (state, rest) = stored.split_once(':')?;
+    let fingerprint = rest.get(..FINGERPRINT_LEN)?;
+    let rest = rest.get(FINGERPRINT_LEN..)?.strip_prefix(':')?;
+    match state {
+        "pending" => Some(Stored::Pending { fingerprint }),
+        "done" => {
+            let (status, payload) = rest.split_once(':')?;
+            let reply = Reply {
+                status: status.parse().ok()?,
+                payload: Bytes::from(payload.to_string()),
+                replayed: true,
+            };
+            Some(Stored::Done { fingerprint, reply })
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{decode, encode};
-    use crate::Reply;
+    use super::{fingerprint, parse, Stored};
 
     #[test]
-    fn stored_replies_round_trip_and_pending_claims_do_not_decode() {
-        let reply = Reply {
-            status: 201,
-            payload: bytes::Bytes::from_static(br#"{"status":"success","data":"a:b"}"#),
-            replayed: false,
+    fn stored_records_parse_back() {
+        let print = fingerprint(b"{\"a\":1}");
+        assert_eq!(print.len(), 40);
+        assert_ne!(print, fingerprint(b"{\"a\":2}"));
+
+        let done = format!("done:{print}:201:{{\"data\":\"a:b\"}}");
+        let Some(Stored::Done {
+            fingerprint: f,
+            reply,
+        }) = parse(&done)
+        else {
+            panic!("done record parses");
         };
-        let decoded = decode(&encode(&reply)).expect("decodes");
-        assert_eq!((decoded.status, decoded.payload), (201, reply.payload));
-        assert!(decoded.replayed);
-        assert!(decode("pending:worker-1:abc").is_none());
-        assert!(decode("done:notanumber:{}").is_none());
+        assert_eq!((f, reply.status), (print.as_str(), 201));
+        assert_eq!(&reply.payload[..], b"{\"data\":\"a:b\"}");
+        assert!(reply.replayed);
+
+        let pending = format!("pending:{print}:worker:1:abc");
+        assert!(matches!(parse(&pending), Some(Stored::Pending { fingerprint: f }) if f == print));
+        assert!(parse("done:short:200:{}").is_none());
+        assert!(parse(&format!("done:{print}:notanumber:{{}}")).is_none());
+        assert!(parse(&format!("other:{print}:x")).is_none());
     }
 }

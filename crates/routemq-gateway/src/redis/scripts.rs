@@ -155,29 +155,30 @@ pub async fn flush_metrics(
     Ok(applied == 1)
 }
 
-/// Claims a request (its key from [`keys::request`]) for one execution; `None` when this call claimed it,
-/// otherwise what the earlier execution left (`pending:…` or `done:…`).
+/// Claims a request (its key from [`keys::request`]) for one execution by
+/// storing `claim`; `None` when this call claimed it, otherwise what the
+/// earlier execution left (its claim, or its stored outcome).
 pub async fn claim_request(
     client: &Client,
     request_key: &str,
-    token: &str,
+    claim: &str,
     pending_for: Duration,
 ) -> FredResult<Option<String>> {
     CLAIM_REQUEST
         .evalsha_with_reload(
             client,
             vec![request_key.to_string()],
-            vec![token.to_string(), millis(pending_for).to_string()],
+            vec![claim.to_string(), millis(pending_for).to_string()],
         )
         .await
 }
 
-/// Stores `outcome` (`done:…`) for `keep_for`, or releases the claim when
-/// `outcome` is empty; only the claim's holder can. True when applied.
+/// Stores `outcome` for `keep_for`, or releases the claim when `outcome` is
+/// empty; only the holder of `claim` can. True when applied.
 pub async fn finish_request(
     client: &Client,
     request_key: &str,
-    token: &str,
+    claim: &str,
     outcome: &str,
     keep_for: Duration,
 ) -> FredResult<bool> {
@@ -186,7 +187,7 @@ pub async fn finish_request(
             client,
             vec![request_key.to_string()],
             vec![
-                token.to_string(),
+                claim.to_string(),
                 outcome.to_string(),
                 millis(keep_for).to_string(),
             ],
