@@ -29,6 +29,15 @@ async fn settled_with(client: &RequestClient, topic: &str, payload: &str, id: &s
     panic!("{topic} {id} stayed in progress");
 }
 
+/// Registers an upstream for `api/t/count` and returns its request counter.
+async fn counted_service(stack: &Stack) -> Arc<AtomicUsize> {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let addr = upstream::counting(Arc::clone(&hits)).await;
+    stack.register("count-service", "count-1", addr).await;
+    stack.settle().await;
+    hits
+}
+
 fn with_id(id: &str) -> RequestOptions {
     RequestOptions {
         request_id: Some(id.to_string()),
@@ -39,10 +48,7 @@ fn with_id(id: &str) -> RequestOptions {
 #[tokio::test]
 async fn a_retried_post_runs_once_and_gets_the_first_reply_again() {
     let stack = Stack::start(2).await;
-    let hits = Arc::new(AtomicUsize::new(0));
-    let addr = upstream::counting(Arc::clone(&hits)).await;
-    stack.register("count-service", "count-1", addr).await;
-    stack.settle().await;
+    let hits = counted_service(&stack).await;
     let client = stack.client().await;
 
     let first = client
@@ -127,10 +133,7 @@ async fn an_upstream_failure_is_not_replayed() {
 #[tokio::test]
 async fn an_id_reused_for_a_different_payload_is_refused() {
     let stack = Stack::start(1).await;
-    let hits = Arc::new(AtomicUsize::new(0));
-    let addr = upstream::counting(Arc::clone(&hits)).await;
-    stack.register("count-service", "count-1", addr).await;
-    stack.settle().await;
+    let hits = counted_service(&stack).await;
     let client = stack.client().await;
     let first = client
         .request("api/t/count", r#"{"amount":5,"to":"a"}"#, &with_id("pay-9"))

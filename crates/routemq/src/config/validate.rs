@@ -118,26 +118,17 @@ pub fn parse(
         redis.command_timeout = timeout;
     }
 
-    let defaults = Limits::default();
+    let (given, defaults) = (&raw.limits, Limits::default());
     let limits = Limits {
-        max_payload_bytes: raw
-            .limits
+        max_payload_bytes: given
             .max_payload_bytes
             .unwrap_or(defaults.max_payload_bytes),
-        max_user_properties: raw
-            .limits
+        max_user_properties: given
             .max_user_properties
             .unwrap_or(defaults.max_user_properties),
-        max_header_bytes: raw
-            .limits
-            .max_header_bytes
-            .unwrap_or(defaults.max_header_bytes),
-        max_param_bytes: raw
-            .limits
-            .max_param_bytes
-            .unwrap_or(defaults.max_param_bytes),
-        max_response_bytes: raw
-            .limits
+        max_header_bytes: given.max_header_bytes.unwrap_or(defaults.max_header_bytes),
+        max_param_bytes: given.max_param_bytes.unwrap_or(defaults.max_param_bytes),
+        max_response_bytes: given
             .max_response_bytes
             .unwrap_or(defaults.max_response_bytes),
     };
