@@ -36,6 +36,13 @@ pub enum ErrorKind {
     NoHealthyInstance,
     /// Redis, where the cluster-wide state lives, cannot be reached.
     StoreUnavailable,
+    /// No credentials, or credentials that do not verify.
+    Unauthorized,
+    /// Verified credentials without the required scope or role, or a CORS origin not allowed.
+    Forbidden,
+    RateLimited,
+    /// The service's circuit breaker is open: the upstream is not called.
+    CircuitOpen,
     Internal,
 }
 
@@ -46,7 +53,10 @@ impl ErrorKind {
             | ErrorKind::InvalidJson
             | ErrorKind::InvalidParam
             | ErrorKind::InvalidHeader => 400,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
             ErrorKind::RouteNotFound => 404,
+            ErrorKind::RateLimited => 429,
             ErrorKind::RequestInProgress => 409,
             ErrorKind::RequestIdReused => 422,
             ErrorKind::PayloadTooLarge => 413,
@@ -55,7 +65,8 @@ impl ErrorKind {
             ErrorKind::UpstreamError => 502,
             ErrorKind::UpstreamUnavailable
             | ErrorKind::NoHealthyInstance
-            | ErrorKind::StoreUnavailable => 503,
+            | ErrorKind::StoreUnavailable
+            | ErrorKind::CircuitOpen => 503,
             ErrorKind::DeadlineExceeded | ErrorKind::UpstreamTimeout => 504,
             ErrorKind::Internal => 500,
         }
@@ -79,6 +90,10 @@ impl ErrorKind {
             ErrorKind::UpstreamUnavailable => "upstream_unavailable",
             ErrorKind::NoHealthyInstance => "no_healthy_instance",
             ErrorKind::StoreUnavailable => "store_unavailable",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::Internal => "internal_error",
         }
     }
@@ -94,12 +109,16 @@ impl ErrorKind {
             | ErrorKind::RequestIdReused
             | ErrorKind::PayloadTooLarge
             | ErrorKind::HeadersTooLarge
-            | ErrorKind::DeadlineExceeded => Side::Downstream,
+            | ErrorKind::DeadlineExceeded
+            | ErrorKind::Unauthorized
+            | ErrorKind::Forbidden
+            | ErrorKind::RateLimited => Side::Downstream,
             ErrorKind::UpstreamRejected(_)
             | ErrorKind::UpstreamError
             | ErrorKind::UpstreamTimeout
             | ErrorKind::UpstreamUnavailable
-            | ErrorKind::NoHealthyInstance => Side::Upstream,
+            | ErrorKind::NoHealthyInstance
+            | ErrorKind::CircuitOpen => Side::Upstream,
             ErrorKind::StoreUnavailable | ErrorKind::Internal => Side::Internal,
         }
     }
@@ -114,6 +133,21 @@ impl ErrorKind {
                 | ErrorKind::NoHealthyInstance
                 | ErrorKind::UpstreamError
                 | ErrorKind::StoreUnavailable
+                | ErrorKind::RateLimited
+                | ErrorKind::CircuitOpen
+        )
+    }
+
+    /// Whether a fallback (cached reply or fallback service) may answer instead:
+    /// the upstream could not give an answer, as opposed to refusing the request.
+    pub fn allows_fallback(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::UpstreamError
+                | ErrorKind::UpstreamTimeout
+                | ErrorKind::UpstreamUnavailable
+                | ErrorKind::NoHealthyInstance
+                | ErrorKind::CircuitOpen
         )
     }
 }
@@ -125,6 +159,8 @@ pub struct GatewayError {
     pub message: String,
     /// The upstream's body, for errors it answered itself (4xx pass-through).
     pub upstream_body: Option<serde_json::Value>,
+    /// Extra reply user properties (`retry-after`, `www-authenticate`, …).
+    pub properties: Vec<(String, String)>,
 }
 
 impl GatewayError {
@@ -133,7 +169,14 @@ impl GatewayError {
             kind,
             message: message.into(),
             upstream_body: None,
+            properties: Vec::new(),
         }
+    }
+
+    /// Adds a reply user property.
+    pub fn with_property(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.properties.push((name.to_string(), value.into()));
+        self
     }
 
     pub fn status(&self) -> u16 {

@@ -9,6 +9,7 @@
 mod admin;
 mod error;
 mod gateway;
+pub mod middleware;
 pub mod metrics;
 pub mod redis;
 pub mod registry;
@@ -21,3 +22,12 @@ pub use error::{ErrorKind, GatewayError, Side};
 pub use gateway::{Builtin, ForwardRoute, Gateway, GatewayParts, Limits, RouteTarget};
 pub use reply::{Outbound, Reply};
 pub use request::{Headers, Inbound, ReplyAddress};
+
+/// Lower-case hex of a digest, for Redis keys and fingerprints.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
+}

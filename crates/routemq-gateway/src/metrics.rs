@@ -24,12 +24,13 @@ struct Batch {
     total: i64,
     successful: i64,
     failed: i64,
+    rate_limit_hits: i64,
     services: HashMap<String, ServiceCounters>,
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.total == 0
+        self.total == 0 && self.rate_limit_hits == 0
     }
 
     fn into_deltas(self) -> Vec<(String, i64)> {
@@ -37,6 +38,7 @@ impl Batch {
             ("gateway:total_requests".to_string(), self.total),
             ("gateway:successful_requests".to_string(), self.successful),
             ("gateway:failed_requests".to_string(), self.failed),
+            ("gateway:rate_limit_hits".to_string(), self.rate_limit_hits),
         ];
         for (service, counters) in self.services {
             deltas.push((format!("service:{service}:requests"), counters.requests));
@@ -67,6 +69,15 @@ const MAX_PENDING_BATCHES: usize = 3600;
 const BATCH_MARKER_EXPIRY: Duration = Duration::from_secs(600);
 
 impl MetricsRecorder {
+    /// Counts one request refused by a rate limit (it is also counted by
+    /// [`MetricsRecorder::record`] when its 429 reply goes out).
+    pub fn record_rate_limited(&self) {
+        self.batch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .rate_limit_hits += 1;
+    }
+
     /// Counts one answered request. `service` is the upstream it was forwarded
     /// to, if any; a status of 400 or more counts as a failure, as in the reference.
     pub fn record(&self, service: Option<&str>, status: u16, elapsed: Duration) {

@@ -150,10 +150,7 @@ impl Replays {
 }
 
 fn fingerprint(payload: &[u8]) -> String {
-    Sha1::digest(payload)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    crate::hex(&Sha1::digest(payload))
 }
 
 fn parse(stored: &str) -> Option<Stored<'_>> {
@@ -168,6 +165,7 @@ fn parse(stored: &str) -> Option<Stored<'_>> {
                 status: status.parse().ok()?,
                 payload: Bytes::from(payload.to_string()),
                 replayed: true,
+                properties: Vec::new(),
             };
             Some(Stored::Done { fingerprint, reply })
         }

@@ -13,6 +13,18 @@ pub struct Reply {
     pub payload: Bytes,
     /// A stored reply sent again for a retried request.
     pub replayed: bool,
+    /// Extra user properties for the reply (CORS, rate-limit counters, …).
+    pub properties: Vec<(String, String)>,
+}
+
+/// Where a success reply's data came from when it was not the upstream itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The last good reply to the same request, cached.
+    Cache,
+    /// The `<service>-fallback` service.
+    Fallback,
 }
 
 /// The reference's success envelope.
@@ -23,6 +35,8 @@ struct SuccessEnvelope<'a> {
     request_id: &'a str,
     service: &'a str,
     processing_time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Source>,
 }
 
 impl Reply {
@@ -33,17 +47,31 @@ impl Reply {
         service: &str,
         seconds: f64,
     ) -> Reply {
+        Reply::success_from(status, data, request_id, service, seconds, None)
+    }
+
+    /// A success envelope that says where its data came from (`source`).
+    pub fn success_from(
+        status: u16,
+        data: &RawValue,
+        request_id: &str,
+        service: &str,
+        seconds: f64,
+        source: Option<Source>,
+    ) -> Reply {
         let envelope = SuccessEnvelope {
             status: "success",
             data,
             request_id,
             service,
             processing_time: seconds,
+            source,
         };
         Reply {
             status,
             payload: encode(&envelope),
             replayed: false,
+            properties: Vec::new(),
         }
     }
 
@@ -53,6 +81,7 @@ impl Reply {
             status,
             payload: encode(&body),
             replayed: false,
+            properties: Vec::new(),
         }
     }
 
@@ -73,7 +102,9 @@ impl Reply {
         if let Some(upstream_body) = &error.upstream_body {
             body["data"] = upstream_body.clone();
         }
-        Reply::raw(error.status(), body)
+        let mut reply = Reply::raw(error.status(), body);
+        reply.properties.clone_from(&error.properties);
+        reply
     }
 }
 
@@ -110,6 +141,7 @@ impl Outbound {
         if reply.replayed {
             user_properties.push(("x-replayed".into(), "true".into()));
         }
+        user_properties.extend(reply.properties);
         Outbound {
             topic: address.topic,
             correlation_data,

@@ -120,6 +120,31 @@ impl<T> RouteTable<T> {
         })
     }
 
+    /// Replaces every route's target, keeping the index: how a runtime
+    /// attaches what it builds per route (middleware chains) after validation.
+    pub fn try_map_targets<U, E>(
+        self,
+        mut map: impl FnMut(&Route<T>) -> Result<U, E>,
+    ) -> Result<RouteTable<U>, E> {
+        let routes = self
+            .routes
+            .iter()
+            .map(|route| {
+                Ok(Route {
+                    pattern: route.pattern.clone(),
+                    qos: route.qos,
+                    middleware: route.middleware.clone(),
+                    target: map(route)?,
+                })
+            })
+            .collect::<Result<Vec<_>, E>>()?;
+        Ok(RouteTable {
+            routes,
+            root: self.root,
+            filters: self.filters,
+        })
+    }
+
     pub fn routes(&self) -> &[Route<T>] {
         &self.routes
     }

@@ -27,6 +27,17 @@ static FINISH_REQUEST: LazyLock<Script> =
 static FLUSH_METRICS: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/flush_metrics.lua")));
 
+static RATE_LIMIT: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/rate_limit.lua")));
+static BREAKER_ADMIT: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/breaker_admit.lua")));
+static BREAKER_RECORD: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/breaker_record.lua")));
+static PUT_API_KEY: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/put_api_key.lua")));
+static REVOKE_API_KEY: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/revoke_api_key.lua")));
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -194,4 +205,153 @@ pub async fn finish_request(
         )
         .await?;
     Ok(applied == 1)
+}
+
+/// A rate-limit verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateVerdict {
+    pub admitted: bool,
+    pub remaining: u64,
+    /// When a refused client may try again.
+    pub retry_after: Duration,
+}
+
+/// Counts one attempt (`attempt_id`, unique per request) against `limit` per
+/// `window` in the log at `key` (from [`keys::rate_limit`]).
+pub async fn rate_limit(
+    client: &Client,
+    key: &str,
+    limit: u32,
+    window: Duration,
+    attempt_id: &str,
+) -> FredResult<RateVerdict> {
+    let (admitted, remaining, retry_after_ms): (i64, i64, i64) = RATE_LIMIT
+        .evalsha_with_reload(
+            client,
+            vec![key.to_string()],
+            vec![
+                i64::from(limit).to_string(),
+                millis(window).to_string(),
+                attempt_id.to_string(),
+            ],
+        )
+        .await?;
+    Ok(RateVerdict {
+        admitted: admitted == 1,
+        remaining: u64::try_from(remaining).unwrap_or(0),
+        retry_after: Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(0)),
+    })
+}
+
+/// What the breaker said about one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerVerdict {
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+    pub admitted: bool,
+    /// Admitted as one of the few half-open probes.
+    pub probe: bool,
+    pub retry_after: Duration,
+}
+
+/// Settings a breaker's scripts need.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerLimits {
+    pub failure_threshold: u32,
+    pub failure_window: Duration,
+    pub recovery: Duration,
+    pub half_open_probes: u32,
+    /// How long a half-open probe holds its slot if its outcome never comes.
+    pub probe_lease: Duration,
+}
+
+/// Asks `service`'s breaker to admit one call; moves open → half_open once
+/// the recovery time has passed.
+pub async fn breaker_admit(
+    client: &Client,
+    service: &str,
+    limits: &BreakerLimits,
+    attempt_id: &str,
+) -> FredResult<BreakerVerdict> {
+    let (state, verdict, retry_after_ms): (String, i64, i64) = BREAKER_ADMIT
+        .evalsha_with_reload(
+            client,
+            vec![keys::breaker(service), keys::breaker_probes(service)],
+            vec![
+                millis(limits.recovery).to_string(),
+                limits.half_open_probes.to_string(),
+                millis(limits.probe_lease).to_string(),
+                attempt_id.to_string(),
+            ],
+        )
+        .await?;
+    Ok(BreakerVerdict {
+        state,
+        admitted: verdict != 0,
+        probe: verdict == 2,
+        retry_after: Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(0)),
+    })
+}
+
+/// How an admitted call ended, for [`breaker_record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Success,
+    Failure,
+    /// Admitted but never sent: frees a probe slot.
+    Release,
+}
+
+/// Records an admitted call's outcome; returns the breaker's state afterwards.
+pub async fn breaker_record(
+    client: &Client,
+    service: &str,
+    limits: &BreakerLimits,
+    attempt_id: &str,
+    outcome: CallOutcome,
+) -> FredResult<String> {
+    let outcome = match outcome {
+        CallOutcome::Success => "success",
+        CallOutcome::Failure => "failure",
+        CallOutcome::Release => "release",
+    };
+    BREAKER_RECORD
+        .evalsha_with_reload(
+            client,
+            vec![
+                keys::breaker(service),
+                keys::breaker_probes(service),
+                keys::breaker_failures(service),
+            ],
+            vec![
+                outcome.to_string(),
+                attempt_id.to_string(),
+                limits.failure_threshold.to_string(),
+                millis(limits.failure_window).to_string(),
+            ],
+        )
+        .await
+}
+
+/// Stores an API key record (`record`, JSON) under the key's hash.
+pub async fn put_api_key(client: &Client, key_hash: &str, record: &str) -> FredResult<u64> {
+    PUT_API_KEY
+        .evalsha_with_reload(
+            client,
+            vec![keys::API_KEYS.to_string(), keys::API_KEYS_VERSION.to_string()],
+            vec![key_hash.to_string(), record.to_string()],
+        )
+        .await
+}
+
+/// Revokes an API key by hash; true when it existed.
+pub async fn revoke_api_key(client: &Client, key_hash: &str) -> FredResult<bool> {
+    let removed: i64 = REVOKE_API_KEY
+        .evalsha_with_reload(
+            client,
+            vec![keys::API_KEYS.to_string(), keys::API_KEYS_VERSION.to_string()],
+            vec![key_hash.to_string()],
+        )
+        .await?;
+    Ok(removed == 1)
 }

@@ -36,6 +36,15 @@ impl Balancer {
         }
     }
 
+    /// Whether `service` has a healthy instance in the registry cache.
+    pub fn has_healthy_instance(&self, service: &str) -> bool {
+        self.cache
+            .snapshot()
+            .services
+            .get(service)
+            .is_some_and(|entry| !entry.healthy.is_empty())
+    }
+
     /// Picks the next healthy instance of `service`, skipping `exclude` (an
     /// instance that just refused a connection) when another is available.
     pub async fn pick(

@@ -20,13 +20,13 @@ pub const NEVER_FORWARDED: &[&str] = &[
     "content-type",
     "x-request-id",
     "x-gateway-service",
-    "x-user-id",
     "x-forwarded-for",
     "x-forwarded-host",
     "x-real-ip",
 ];
 
-const NEVER_FORWARDED_PREFIXES: &[&str] = &["x-consumer-", "x-authenticated-"];
+/// `x-user-*` carries the identity the gateway verified (`x-user-id`, scopes, roles).
+const NEVER_FORWARDED_PREFIXES: &[&str] = &["x-user-", "x-consumer-", "x-authenticated-"];
 
 /// Whether a header name may ever be forwarded.
 pub fn is_forwardable(name: &str) -> bool {

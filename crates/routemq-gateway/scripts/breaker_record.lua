@@ -1,0 +1,45 @@
+-- Records the outcome of a call the breaker admitted; every transition out
+-- of closed and half_open happens here, atomically.
+-- KEYS[1] breaker hash; KEYS[2] live half-open probes; KEYS[3] recent
+-- failures (sorted set: member = attempt id, score = ms).
+-- ARGV[1] outcome: success | failure | release (never sent);
+-- ARGV[2] attempt id; ARGV[3] failures that open the breaker;
+-- ARGV[4] failure window in ms.
+-- Returns the state afterwards.
+-- closed:    a failure is logged; ARGV[3] within the window → open.
+-- half_open: only a live probe's outcome counts: success → closed, failure → open.
+-- open:      late outcomes are ignored.
+-- Safe to run twice: failures are logged by attempt id, and a second
+-- outcome for a probe finds it gone.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local outcome = ARGV[1]
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+if outcome == 'release' then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return state
+end
+if state == 'half_open' then
+  if not redis.call('ZSCORE', KEYS[2], ARGV[2]) then
+    return state
+  end
+  redis.call('DEL', KEYS[2], KEYS[3])
+  if outcome == 'success' then
+    redis.call('HSET', KEYS[1], 'state', 'closed', 'closed_at', now)
+    return 'closed'
+  end
+  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', now)
+  return 'open'
+end
+if state == 'closed' and outcome == 'failure' then
+  local window = tonumber(ARGV[4])
+  redis.call('ZADD', KEYS[3], now, ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+  redis.call('PEXPIRE', KEYS[3], window)
+  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then
+    redis.call('DEL', KEYS[3])
+    redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', now)
+    return 'open'
+  end
+end
+return state

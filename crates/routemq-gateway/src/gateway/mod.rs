@@ -1,0 +1,271 @@
+mod checks;
+mod pipeline;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fred::prelude::Client;
+use reqwest::Method;
+use routemq_router::{filter_matches, is_valid_topic_name, RouteTable, SubscriptionFilter};
+
+use crate::metrics::MetricsRecorder;
+use crate::middleware::{Authenticator, Chain, Middleware, MiddlewareSpec, Resources};
+use crate::registry::{Balancer, RegistryCache};
+use crate::replay::Replays;
+use crate::request::is_acceptable_request_id;
+use crate::upstream::{Forwarder, HeaderPolicy, PathTemplate};
+use crate::{GatewayError, Headers, Inbound, Outbound, Reply, ReplyAddress};
+
+/// The gateway's own routes (`gateway/*`), answered without an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    Health,
+    Services,
+    Metrics,
+}
+
+/// What a route does with a request.
+#[derive(Debug, Clone)]
+pub enum RouteTarget {
+    Forward(ForwardRoute),
+    Builtin(Builtin),
+}
+
+/// Forwarding to a service: the HTTP method and path the topic maps to.
+#[derive(Debug, Clone)]
+pub struct ForwardRoute {
+    pub service: String,
+    pub method: Method,
+    pub path: PathTemplate,
+    pub timeout: Duration,
+    pub headers: HeaderPolicy,
+}
+
+/// Bounds on what a request may carry; beyond them it gets a typed error.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_payload_bytes: usize,
+    pub max_user_properties: usize,
+    /// Sum of user-property names and values.
+    pub max_header_bytes: usize,
+    pub max_param_bytes: usize,
+    pub max_response_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload_bytes: 256 * 1024,
+            max_user_properties: 64,
+            max_header_bytes: 16 * 1024,
+            max_param_bytes: 256,
+            max_response_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Everything a gateway needs, built by the runtime from its configuration.
+pub struct GatewayParts {
+    pub routes: RouteTable<RouteTarget>,
+    /// Middleware by the name routes refer to them by.
+    pub middleware: HashMap<String, MiddlewareSpec>,
+    /// The credentials every auth middleware checks.
+    pub authenticator: Arc<Authenticator>,
+    pub redis: Client,
+    pub http: reqwest::Client,
+    pub cache: Arc<RegistryCache>,
+    pub metrics: Arc<MetricsRecorder>,
+    pub limits: Limits,
+    pub worker_id: String,
+    /// Round-robin counter values leased per Redis round trip (1 = exact per request).
+    pub round_robin_lease: u32,
+    /// How long answered POST/PATCH requests are kept for replaying retries
+    /// with the same `x-request-id`; `None` or zero disables it.
+    pub replay_window: Option<Duration>,
+}
+
+/// One worker's request pipeline. Stateless apart from read caches and
+/// metric counters, so any number of identical workers behave as one.
+pub struct Gateway {
+    pub(crate) routes: RouteTable<Plan>,
+    pub(crate) redis: Client,
+    pub(crate) cache: Arc<RegistryCache>,
+    forwarder: Arc<Forwarder>,
+    replays: Replays,
+    metrics: Arc<MetricsRecorder>,
+    limits: Limits,
+    pub(crate) worker_id: String,
+    pub(crate) started: Instant,
+}
+
+/// A route's target and the middleware chain it runs.
+pub(crate) struct Plan {
+    target: RouteTarget,
+    chain: Chain,
+}
+
+/// An answer and the upstream service it came from, for metrics.
+struct Answer {
+    reply: Reply,
+    service: Option<String>,
+}
+
+impl Answer {
+    fn error(error: GatewayError, request_id: &str, service: Option<String>) -> Answer {
+        Answer {
+            reply: Reply::error(&error, request_id, service.as_deref()),
+            service,
+        }
+    }
+}
+
+impl Gateway {
+    /// Builds the pipeline; fails on a route naming a middleware that is not configured.
+    pub fn new(parts: GatewayParts) -> Result<Gateway, String> {
+        let balancer = Arc::new(Balancer::new(
+            Arc::clone(&parts.cache),
+            parts.redis.clone(),
+            parts.round_robin_lease,
+        ));
+        let forwarder = Arc::new(Forwarder::new(
+            parts.http,
+            balancer,
+            parts.limits.max_response_bytes,
+        ));
+        let replays = Replays::new(
+            parts.redis.clone(),
+            parts.replay_window,
+            parts.worker_id.clone(),
+        );
+        let resources = Resources {
+            redis: parts.redis.clone(),
+            authenticator: parts.authenticator,
+            metrics: Arc::clone(&parts.metrics),
+            forwarder: Arc::clone(&forwarder),
+            worker_id: parts.worker_id.clone(),
+        };
+        // One instance per configured name, shared by every route naming it.
+        let instances: HashMap<&str, Arc<dyn Middleware>> = parts
+            .middleware
+            .iter()
+            .map(|(name, spec)| (name.as_str(), spec.build(name, &resources)))
+            .collect();
+        let routes = parts.routes.try_map_targets(|route| {
+            let chain = route
+                .middleware
+                .iter()
+                .map(|name| {
+                    instances.get(name.as_str()).cloned().ok_or_else(|| {
+                        format!("route `{}`: unknown middleware `{name}`", route.pattern)
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok::<Plan, String>(Plan {
+                target: route.target.clone(),
+                chain: Chain::new(chain),
+            })
+        })?;
+        Ok(Gateway {
+            routes,
+            redis: parts.redis,
+            cache: parts.cache,
+            forwarder,
+            replays,
+            metrics: parts.metrics,
+            limits: parts.limits,
+            worker_id: parts.worker_id,
+            started: Instant::now(),
+        })
+    }
+
+    /// The topic filters this gateway serves.
+    pub fn filters(&self) -> &[SubscriptionFilter] {
+        self.routes.filters()
+    }
+
+    /// Handles one request and returns the reply to publish, or `None` when
+    /// the request has no usable reply address (it is still processed and logged).
+    pub async fn handle(&self, inbound: Inbound) -> Option<Outbound> {
+        let started = Instant::now();
+        let headers = Headers::from_properties(&inbound.user_properties);
+        let client_request_id = headers
+            .get("x-request-id")
+            .filter(|id| is_acceptable_request_id(id));
+        let retry_safe_id = client_request_id.is_some();
+        let request_id = client_request_id
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let mut address = inbound.response_topic.clone().map(|topic| ReplyAddress {
+            topic,
+            correlation_data: inbound.correlation_data.clone(),
+            from_payload: false,
+        });
+        if let Some(refused) = address
+            .as_ref()
+            .and_then(|a| self.refuse_reply_topic(&a.topic))
+        {
+            tracing::warn!(
+                request_id,
+                reason = refused,
+                "request refused: unusable response topic"
+            );
+            return None;
+        }
+        let answer = self
+            .process(&inbound, &headers, &request_id, retry_safe_id, &mut address)
+            .await;
+        let status = answer.reply.status;
+        self.metrics
+            .record(answer.service.as_deref(), status, started.elapsed());
+        let topic = String::from_utf8_lossy(&inbound.topic);
+        match address {
+            Some(address) => {
+                tracing::debug!(request_id, %topic, status, "request answered");
+                Some(Outbound::new(address, answer.reply, &request_id))
+            }
+            None => {
+                tracing::info!(request_id, %topic, status, "request processed without a reply address");
+                None
+            }
+        }
+    }
+
+    /// Why a reply may not go to `topic`, if it may not: wildcards cannot be
+    /// published to, `$` topics belong to the broker, and a topic the gateway
+    /// serves would loop the reply back in as a request.
+    pub(super) fn refuse_reply_topic(&self, topic: &str) -> Option<&'static str> {
+        if !is_valid_topic_name(topic) {
+            return Some("empty or contains a wildcard");
+        }
+        if topic.starts_with('$') {
+            return Some("reserved `$` topic");
+        }
+        if self
+            .routes
+            .filters()
+            .iter()
+            .any(|f| filter_matches(&f.filter, topic))
+        {
+            return Some("falls under a filter the gateway serves");
+        }
+        None
+    }
+}
+
+/// The smaller of the route's timeout and the time the client still waits.
+fn upstream_timeout(route_timeout: Duration, deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(deadline) => route_timeout.min(deadline.saturating_duration_since(Instant::now())),
+        None => route_timeout,
+    }
+}
+
+fn header_value(value: &str) -> Result<reqwest::header::HeaderValue, GatewayError> {
+    reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        GatewayError::new(
+            crate::ErrorKind::InvalidHeader,
+            "header value not allowed in HTTP",
+        )
+    })
+}

@@ -1,0 +1,107 @@
+//! API keys: stored in Redis under their SHA-256 (never in clear), mirrored
+//! in every worker and reloaded when their version counter changes, so a
+//! lookup costs no Redis round trip and a revocation takes effect within one
+//! refresh interval.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use fred::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::redis::keys;
+
+/// What a key grants, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Short public id: the first 12 hex digits of the key's hash.
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// SHA-256 of a key, lower-case hex. Keys are long random strings, so a
+/// fast unsalted hash is enough: there is nothing to brute-force.
+pub fn hash_api_key(key: &str) -> String {
+    crate::hex(&Sha256::digest(key.as_bytes()))
+}
+
+#[derive(Default)]
+struct Loaded {
+    version: Option<i64>,
+    by_hash: Arc<HashMap<String, ApiKeyRecord>>,
+}
+
+/// The worker's copy of the API key set.
+#[derive(Default)]
+pub struct ApiKeys {
+    loaded: RwLock<Loaded>,
+}
+
+impl ApiKeys {
+    pub fn lookup(&self, key: &str) -> Option<ApiKeyRecord> {
+        let hash = hash_api_key(key);
+        let loaded = self
+            .loaded
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        loaded.by_hash.get(&hash).cloned()
+    }
+
+    /// Reloads the set if its version changed; returns whether it did.
+    pub async fn refresh(&self, redis: &Client) -> FredResult<bool> {
+        let version: Option<i64> = redis.get(keys::API_KEYS_VERSION).await?;
+        let current = self
+            .loaded
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .version;
+        if current.is_some() && current == version {
+            return Ok(false);
+        }
+        let raw: HashMap<String, String> = redis.hgetall(keys::API_KEYS).await?;
+        let by_hash = raw
+            .into_iter()
+            .filter_map(|(hash, record)| match serde_json::from_str(&record) {
+                Ok(record) => Some((hash, record)),
+                Err(error) => {
+                    tracing::warn!(%error, "unreadable api key record skipped");
+                    None
+                }
+            })
+            .collect();
+        let mut loaded = self
+            .loaded
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *loaded = Loaded {
+            version: Some(version.unwrap_or(0)),
+            by_hash: Arc::new(by_hash),
+        };
+        Ok(true)
+    }
+
+    /// Refreshes every `interval` until `stop`; keeps the last set while Redis is down.
+    pub async fn run_refresh(&self, redis: Client, interval: Duration, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {
+                    if let Err(error) = self.refresh(&redis).await {
+                        tracing::warn!(%error, "api key refresh failed, keeping the last set");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+use std::sync::Arc;
+
+use futures::future::join_all;
+
+use super::{Flow, Middleware, Outcome, Permit, RequestContext};
+use crate::upstream::{PreparedCall, UpstreamResponse};
+use crate::{GatewayError, Reply};
+
+/// A route's middleware, outermost first. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Chain {
+    middleware: Arc<[Arc<dyn Middleware>]>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.middleware.iter().map(|m| m.name()))
+            .finish()
+    }
+}
+
+impl Chain {
+    pub fn new(middleware: Vec<Arc<dyn Middleware>>) -> Chain {
+        Chain {
+            middleware: middleware.into(),
+        }
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.middleware.iter().map(|m| m.name())
+    }
+
+    /// Runs every request filter in order; the first error or direct answer wins.
+    pub fn request_filter(&self, ctx: &mut RequestContext<'_>) -> Result<Flow, GatewayError> {
+        for middleware in self.middleware.iter() {
+            if let Flow::Respond(reply) = middleware.request_filter(ctx)? {
+                return Ok(Flow::Respond(reply));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Runs every admission at once. When one refuses, the others' permits
+    /// are released and the refusal of the outermost middleware is returned.
+    pub async fn admit(&self, ctx: &mut RequestContext<'_>) -> Result<ChainRun, GatewayError> {
+        let results = {
+            let shared: &RequestContext<'_> = ctx;
+            let admissions: Vec<_> = self
+                .middleware
+                .iter()
+                .filter_map(|m| m.admit(shared))
+                .collect();
+            if admissions.is_empty() {
+                return Ok(ChainRun::default());
+            }
+            join_all(admissions).await
+        };
+        let mut run = ChainRun::default();
+        let mut refusal = None;
+        for result in results {
+            match result {
+                Ok(admitted) => {
+                    ctx.reply_properties.extend(admitted.properties);
+                    run.permits.extend(admitted.permit);
+                }
+                Err(error) => {
+                    refusal.get_or_insert(error);
+                }
+            }
+        }
+        match refusal {
+            None => Ok(run),
+            Some(error) => {
+                run.settle(Outcome::NotSent);
+                Err(error)
+            }
+        }
+    }
+
+    pub fn upstream_response(
+        &self,
+        ctx: &RequestContext<'_>,
+        call: &PreparedCall,
+        response: &UpstreamResponse,
+    ) {
+        for middleware in self.middleware.iter() {
+            middleware.upstream_response(ctx, call, response);
+        }
+    }
+
+    /// Asks each middleware in order for a reply in place of a failed upstream.
+    pub async fn fallback(
+        &self,
+        ctx: &RequestContext<'_>,
+        call: &PreparedCall,
+        error: &GatewayError,
+    ) -> Option<Reply> {
+        if !error.kind.allows_fallback() {
+            return None;
+        }
+        for middleware in self.middleware.iter() {
+            if let Some(future) = middleware.fallback(ctx, call, error) {
+                if let Some(reply) = future.await {
+                    return Some(reply);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The permits a request holds while its upstream call runs. Dropped
+/// unsettled (a cancelled request), they are released as `NotSent`.
+#[derive(Default)]
+pub struct ChainRun {
+    permits: Vec<Box<dyn Permit>>,
+}
+
+impl ChainRun {
+    pub fn settle(&mut self, outcome: Outcome) {
+        for permit in self.permits.drain(..) {
+            permit.settle(outcome);
+        }
+    }
+}
+
+impl Drop for ChainRun {
+    fn drop(&mut self) {
+        self.settle(Outcome::NotSent);
+    }
+}

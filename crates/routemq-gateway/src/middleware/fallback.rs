@@ -1,0 +1,160 @@
+//! When the upstream cannot answer (5xx, timeout, no instance, open breaker):
+//! the last good reply to the same request if the route is cacheable, else
+//! the `<service>-fallback` service, else the original error.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use fred::prelude::*;
+use fred::types::Expiration;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use super::spec::FallbackSpec;
+use super::{Middleware, RequestContext};
+use crate::redis::keys;
+use crate::reply::Source;
+use crate::upstream::{Forwarder, PreparedCall, UpstreamResponse};
+use crate::{GatewayError, Reply};
+
+pub struct Fallback {
+    name: String,
+    spec: FallbackSpec,
+    redis: Client,
+    forwarder: Arc<Forwarder>,
+}
+
+impl Fallback {
+    pub fn new(
+        name: String,
+        spec: FallbackSpec,
+        redis: Client,
+        forwarder: Arc<Forwarder>,
+    ) -> Fallback {
+        Fallback {
+            name,
+            spec,
+            redis,
+            forwarder,
+        }
+    }
+
+    async fn answer(&self, ctx: &RequestContext<'_>, call: &PreparedCall) -> Option<Reply> {
+        let route = ctx.route?;
+        let started = Instant::now();
+        if self.spec.cache_ttl.is_some() {
+            let key = keys::fallback_cache(&route.service, &request_hash(ctx, call));
+            match self.redis.get::<Option<String>, _>(&key).await {
+                Ok(Some(stored)) => {
+                    if let Some((status, data)) = parse_stored(&stored) {
+                        return Some(Reply::success_from(
+                            status,
+                            &data,
+                            ctx.request_id,
+                            &route.service,
+                            started.elapsed().as_secs_f64(),
+                            Some(Source::Cache),
+                        ));
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "fallback cache unreadable"),
+            }
+        }
+        if !self.spec.fallback_service {
+            return None;
+        }
+        let fallback_service = format!("{}-fallback", route.service);
+        if !self.forwarder.has_healthy_instance(&fallback_service) {
+            return None;
+        }
+        match self.forwarder.call(&fallback_service, call).await {
+            Ok(response) => Some(Reply::success_from(
+                response.status,
+                &response.body,
+                ctx.request_id,
+                &fallback_service,
+                started.elapsed().as_secs_f64(),
+                Some(Source::Fallback),
+            )),
+            Err(error) => {
+                tracing::warn!(service = %fallback_service, %error, "fallback service failed too");
+                None
+            }
+        }
+    }
+}
+
+impl Middleware for Fallback {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn upstream_response(
+        &self,
+        ctx: &RequestContext<'_>,
+        call: &PreparedCall,
+        response: &UpstreamResponse,
+    ) {
+        let (Some(ttl), Some(route)) = (self.spec.cache_ttl, ctx.route) else {
+            return;
+        };
+        let key = keys::fallback_cache(&route.service, &request_hash(ctx, call));
+        let stored = format!("{}:{}", response.status, response.body.get());
+        let redis = self.redis.clone();
+        // Off the reply path: the reply does not wait for the cache write.
+        tokio::spawn(async move {
+            let expiry = Expiration::PX(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+            if let Err(error) = redis
+                .set::<(), _, _>(&key, stored, Some(expiry), None, false)
+                .await
+            {
+                tracing::debug!(%error, "fallback cache write failed");
+            }
+        });
+    }
+
+    fn fallback<'a>(
+        &'a self,
+        ctx: &'a RequestContext<'_>,
+        call: &'a PreparedCall,
+        _error: &'a GatewayError,
+    ) -> Option<BoxFuture<'a, Option<Reply>>> {
+        Some(self.answer(ctx, call).boxed())
+    }
+}
+
+/// A stable hash of the request as sent upstream, and of who sent it, so one
+/// client's cached reply is never served to another.
+fn request_hash(ctx: &RequestContext<'_>, call: &PreparedCall) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(call.method.as_str());
+    hasher.update([0]);
+    hasher.update(&call.path);
+    for (name, value) in &call.query {
+        hasher.update([0]);
+        hasher.update(name);
+        hasher.update([1]);
+        hasher.update(value);
+    }
+    hasher.update([0]);
+    if let Some(body) = &call.body {
+        hasher.update(body);
+    }
+    hasher.update([0]);
+    if let Some(identity) = &ctx.identity {
+        hasher.update(identity.method.as_str());
+        hasher.update(&identity.subject);
+    }
+    crate::hex(&hasher.finalize())
+}
+
+fn parse_stored(stored: &str) -> Option<(u16, Box<RawValue>)> {
+    let (status, data) = stored.split_once(':')?;
+    Some((
+        status.parse().ok()?,
+        RawValue::from_string(data.to_string()).ok()?,
+    ))
+}

@@ -1,0 +1,160 @@
+//! JWT bearer-token verification with `jsonwebtoken`.
+//!
+//! Each configured key is bound to the algorithms of its own kind, so a token
+//! cannot pick how it is checked: `alg: none` does not parse, an HS256 token
+//! is never checked against an RSA public key taken as an HMAC secret
+//! (algorithm confusion), and a key id that is not in the JWKS is refused.
+
+use std::time::Duration;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::{AuthMethod, Identity};
+
+/// Verification keys, from the environment or files, never from the config.
+#[derive(Clone, Default)]
+pub struct JwtKeys {
+    /// HS256 shared secret.
+    pub hs256_secret: Option<Vec<u8>>,
+    /// PEM public keys with the algorithm each verifies (RS256, ES256, …).
+    pub public_keys: Vec<(Algorithm, DecodingKey)>,
+    /// A JSON Web Key Set; tokens name their key with `kid`.
+    pub jwks: Option<JwkSet>,
+}
+
+impl JwtKeys {
+    pub fn is_empty(&self) -> bool {
+        self.hs256_secret.is_none() && self.public_keys.is_empty() && self.jwks.is_none()
+    }
+}
+
+/// What a valid token must also satisfy.
+#[derive(Clone, Default)]
+pub struct JwtSettings {
+    pub keys: JwtKeys,
+    /// Accepted `iss` values; empty accepts any.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values; empty skips the audience check.
+    pub audiences: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+/// The claims the gateway reads. `scope` (OAuth, space separated) and
+/// `scopes` (array) are both accepted, as are `roles` (array) and `role`.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+/// Why a token was refused; the message goes back to the client.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TokenRejected(pub String);
+
+pub struct JwtVerifier {
+    settings: JwtSettings,
+}
+
+impl JwtVerifier {
+    pub fn new(settings: JwtSettings) -> JwtVerifier {
+        JwtVerifier { settings }
+    }
+
+    /// Verifies signature, `exp`, `nbf`, `iss` and `aud`, and returns who the token speaks for.
+    pub fn verify(&self, token: &str) -> Result<Identity, TokenRejected> {
+        let header =
+            decode_header(token).map_err(|e| TokenRejected(format!("malformed token: {e}")))?;
+        let key = self.key_for(header.alg, header.kid.as_deref())?;
+        let mut validation = Validation::new(header.alg);
+        validation.algorithms = vec![header.alg];
+        validation.leeway = self.settings.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if !self.settings.issuers.is_empty() {
+            validation.set_issuer(&self.settings.issuers);
+        }
+        if self.settings.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.settings.audiences);
+        }
+        let data = decode::<Claims>(token, &key, &validation)
+            .map_err(|e| TokenRejected(format!("invalid token: {}", describe(&e))))?;
+        let claims = data.claims;
+        let mut scopes = claims.scopes;
+        if let Some(scope) = claims.scope {
+            scopes.extend(scope.split_whitespace().map(str::to_string));
+        }
+        let mut roles = claims.roles;
+        roles.extend(claims.role);
+        Ok(Identity {
+            subject: claims.sub,
+            method: AuthMethod::Jwt,
+            scopes,
+            roles,
+        })
+    }
+
+    /// The one key that may verify a token with this header.
+    fn key_for(&self, alg: Algorithm, kid: Option<&str>) -> Result<DecodingKey, TokenRejected> {
+        let keys = &self.settings.keys;
+        if alg == Algorithm::HS256 {
+            return keys
+                .hs256_secret
+                .as_deref()
+                .map(DecodingKey::from_secret)
+                .ok_or_else(|| TokenRejected("HS256 tokens are not accepted".into()));
+        }
+        if matches!(alg, Algorithm::HS384 | Algorithm::HS512) {
+            return Err(TokenRejected(format!("{alg:?} tokens are not accepted")));
+        }
+        if let (Some(jwks), Some(kid)) = (&keys.jwks, kid) {
+            let jwk = jwks
+                .find(kid)
+                .ok_or_else(|| TokenRejected(format!("unknown key id `{kid}`")))?;
+            if let Some(key_alg) = jwk.common.key_algorithm {
+                if key_alg.to_string() != format!("{alg:?}") {
+                    return Err(TokenRejected(format!(
+                        "key `{kid}` is for {key_alg}, not {alg:?}"
+                    )));
+                }
+            }
+            let key = DecodingKey::from_jwk(jwk)
+                .map_err(|e| TokenRejected(format!("key `{kid}` is unusable: {e}")))?;
+            if key.family() != alg.family() {
+                return Err(TokenRejected(format!("key `{kid}` cannot verify {alg:?}")));
+            }
+            return Ok(key);
+        }
+        keys.public_keys
+            .iter()
+            .find(|(key_alg, _)| *key_alg == alg)
+            .map(|(_, key)| key.clone())
+            .ok_or_else(|| TokenRejected(format!("{alg:?} tokens are not accepted")))
+    }
+}
+
+fn describe(error: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::ExpiredSignature => "expired".into(),
+        ErrorKind::ImmatureSignature => "not valid yet (nbf)".into(),
+        ErrorKind::InvalidSignature => "bad signature".into(),
+        ErrorKind::InvalidIssuer => "issuer not accepted".into(),
+        ErrorKind::InvalidAudience => "audience not accepted".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("missing claim `{claim}`"),
+        ErrorKind::InvalidAlgorithm => "algorithm not accepted".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}

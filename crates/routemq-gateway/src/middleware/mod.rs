@@ -1,0 +1,165 @@
+//! The middleware chain a route runs before and after its upstream call.
+//!
+//! A chain is the route's groups' middleware lists, outermost first. Each
+//! middleware implements the phases it needs of [`Middleware`]; the phases
+//! read in the order they run, and every one has a no-op default:
+//!
+//! 1. [`Middleware::request_filter`] — in chain order, local work only: check
+//!    credentials, rewrite the body, answer a CORS preflight.
+//! 2. [`Middleware::admit`] — decisions on cluster-wide state (rate limit,
+//!    circuit breaker). The admissions of a whole chain run *concurrently*, so
+//!    a chain costs one Redis round trip of latency however many it has.
+//! 3. The upstream call, then [`Middleware::upstream_response`] on success.
+//! 4. [`Middleware::fallback`] — when the upstream could not answer, a chance
+//!    to answer instead (cached reply, fallback service).
+
+mod api_keys;
+mod auth;
+mod breaker;
+mod chain;
+mod cors;
+mod fallback;
+mod jwt;
+mod rate_limit;
+mod spec;
+mod transform;
+
+#[cfg(test)]
+mod tests;
+
+use futures::future::BoxFuture;
+use routemq_router::Params;
+use serde_json::Value;
+
+use crate::upstream::{PreparedCall, UpstreamResponse};
+use crate::{ForwardRoute, GatewayError, Headers, Reply};
+
+pub use api_keys::{hash_api_key, ApiKeyRecord, ApiKeys};
+pub use auth::{AuthMethod, Authenticator};
+pub use breaker::{BreakerState, CircuitBreaker};
+pub use chain::{Chain, ChainRun};
+pub use cors::Cors;
+pub use fallback::Fallback;
+pub use jwt::{JwtKeys, JwtSettings};
+pub use rate_limit::{FailMode, RateLimit};
+pub use spec::{
+    Resources,
+    AuthSpec, BreakerSpec, CorsSpec, FallbackSpec, MiddlewareSpec, RateLimitSpec,
+    TransformSpec,
+};
+pub use transform::Transform;
+
+/// Who sent a request, as established by verified credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The JWT subject or the API key's id.
+    pub subject: String,
+    pub method: AuthMethod,
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
+}
+
+/// What the middleware of one request share: the request as it stands, and
+/// what the chain learnt about it.
+pub struct RequestContext<'r> {
+    pub request_id: &'r str,
+    pub topic: &'r str,
+    pub params: &'r Params<'r>,
+    pub headers: &'r Headers,
+    /// The response topic, used as the client's identity when it has no credentials.
+    pub response_topic: Option<&'r str>,
+    /// `None` for the gateway's own routes.
+    pub route: Option<&'r ForwardRoute>,
+    /// The JSON body; transforms rewrite it before it goes upstream.
+    pub body: Value,
+    pub identity: Option<Identity>,
+    /// User properties added to whatever reply this request gets.
+    pub reply_properties: Vec<(String, String)>,
+}
+
+impl RequestContext<'_> {
+    /// The key a client is counted under: the verified user, else the API key,
+    /// else what the client says it is. MQTT does not tell subscribers the
+    /// publisher's client id, so an anonymous client is known by its
+    /// `x-client-id` property or its response topic.
+    pub fn client_key(&self) -> String {
+        if let Some(identity) = &self.identity {
+            return format!("{}:{}", identity.method.as_str(), identity.subject);
+        }
+        if let Some(client_id) = self.headers.get("x-client-id") {
+            return format!("client:{client_id}");
+        }
+        match self.response_topic {
+            Some(topic) => format!("reply:{topic}"),
+            None => "anonymous".to_string(),
+        }
+    }
+}
+
+/// What a request filter decided.
+pub enum Flow {
+    Continue,
+    /// Answer now with this reply, without the upstream (a CORS preflight).
+    Respond(Reply),
+}
+
+/// A passed admission: reply properties to add and, for a circuit breaker,
+/// a permit to settle once the upstream call's outcome is known.
+#[derive(Default)]
+pub struct Admitted {
+    pub properties: Vec<(String, String)>,
+    pub permit: Option<Box<dyn Permit>>,
+}
+
+/// How the upstream call went, for whoever admitted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered (2xx, or a 4xx it chose to give).
+    Success,
+    /// 5xx, timeout or refused connection.
+    Failure,
+    /// The request never reached the upstream (another middleware refused it).
+    NotSent,
+}
+
+/// A claim on shared state that must be settled, exactly once, with the outcome.
+pub trait Permit: Send {
+    fn settle(self: Box<Self>, outcome: Outcome);
+}
+
+pub type Admission<'a> = BoxFuture<'a, Result<Admitted, GatewayError>>;
+
+/// One middleware. Implement the phases you need; the rest pass requests on.
+pub trait Middleware: Send + Sync {
+    /// The name it was configured under, for logs.
+    fn name(&self) -> &str;
+
+    /// Checks or rewrites the request. An error answers with that error.
+    fn request_filter(&self, _ctx: &mut RequestContext<'_>) -> Result<Flow, GatewayError> {
+        Ok(Flow::Continue)
+    }
+
+    /// A decision on cluster-wide state, run concurrently with the chain's other admissions.
+    fn admit<'a>(&'a self, _ctx: &'a RequestContext<'_>) -> Option<Admission<'a>> {
+        None
+    }
+
+    /// Sees every successful upstream response (the fallback cache stores it here).
+    fn upstream_response(
+        &self,
+        _ctx: &RequestContext<'_>,
+        _call: &PreparedCall,
+        _response: &UpstreamResponse,
+    ) {
+    }
+
+    /// Answers instead of a failed upstream, if it can.
+    fn fallback<'a>(
+        &'a self,
+        _ctx: &'a RequestContext<'_>,
+        _call: &'a PreparedCall,
+        _error: &'a GatewayError,
+    ) -> Option<BoxFuture<'a, Option<Reply>>> {
+        None
+    }
+}

@@ -1,0 +1,145 @@
+//! Cluster-wide rate limiting: a sliding-window log per client in Redis
+//! (`rate_limit.lua`), exact across any number of workers, with time taken
+//! from Redis. When Redis fails, each limiter's policy decides: fail open to a
+//! per-worker local limit, or fail closed.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fred::prelude::Client;
+use futures::FutureExt;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::spec::RateLimitSpec;
+use super::{Admission, Admitted, Middleware, RequestContext};
+use crate::metrics::MetricsRecorder;
+use crate::redis::{keys, scripts};
+use crate::{ErrorKind, GatewayError};
+
+/// What a limiter does when Redis cannot answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Keep serving; a rate limiter then applies its local per-worker limit.
+    Open,
+    /// Refuse with 503 until Redis is back.
+    Closed,
+}
+
+pub struct RateLimit {
+    name: String,
+    spec: RateLimitSpec,
+    redis: Client,
+    metrics: Arc<MetricsRecorder>,
+    attempt_prefix: String,
+    attempts: AtomicU64,
+    /// The fail-open limit, per worker: governor's GCRA, in memory.
+    local: DefaultKeyedRateLimiter<String>,
+}
+
+impl RateLimit {
+    pub fn new(
+        name: String,
+        spec: RateLimitSpec,
+        redis: Client,
+        metrics: Arc<MetricsRecorder>,
+        worker_id: &str,
+    ) -> RateLimit {
+        let burst = NonZeroU32::new(spec.fallback_limit).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(spec.window / burst.get())
+            .unwrap_or_else(|| Quota::per_second(burst))
+            .allow_burst(burst);
+        RateLimit {
+            attempt_prefix: format!("{worker_id}:{name}"),
+            name,
+            spec,
+            redis,
+            metrics,
+            attempts: AtomicU64::new(0),
+            local: RateLimiter::keyed(quota),
+        }
+    }
+
+    async fn check(&self, client_key: String) -> Result<Admitted, GatewayError> {
+        let attempt = format!(
+            "{}:{}",
+            self.attempt_prefix,
+            self.attempts.fetch_add(1, Ordering::Relaxed)
+        );
+        let key = keys::rate_limit(&self.name, &client_key);
+        let limit = self.spec.limit;
+        // Boxed: fred's command futures are large.
+        let verdict = Box::pin(scripts::rate_limit(
+            &self.redis,
+            &key,
+            limit,
+            self.spec.window,
+            &attempt,
+        ))
+        .await;
+        let verdict = match verdict {
+            Ok(verdict) => verdict,
+            Err(error) => return self.without_redis(client_key, &error),
+        };
+        let properties = vec![
+            ("x-ratelimit-limit".to_string(), limit.to_string()),
+            (
+                "x-ratelimit-remaining".to_string(),
+                verdict.remaining.to_string(),
+            ),
+        ];
+        if verdict.admitted {
+            return Ok(Admitted {
+                properties,
+                permit: None,
+            });
+        }
+        self.metrics.record_rate_limited();
+        let retry_after_seconds = verdict.retry_after.as_millis().div_ceil(1000).max(1);
+        let mut error = GatewayError::new(
+            ErrorKind::RateLimited,
+            format!(
+                "rate limit of {limit} requests per {} exceeded",
+                humantime::format_duration(self.spec.window)
+            ),
+        )
+        .with_property("retry-after", retry_after_seconds.to_string());
+        error.properties.extend(properties);
+        Err(error)
+    }
+
+    fn without_redis(
+        &self,
+        client_key: String,
+        error: &fred::error::Error,
+    ) -> Result<Admitted, GatewayError> {
+        tracing::warn!(limiter = %self.name, %error, policy = ?self.spec.on_redis_error, "rate limit store unavailable");
+        match self.spec.on_redis_error {
+            FailMode::Closed => Err(GatewayError::new(
+                ErrorKind::StoreUnavailable,
+                "rate limit store unavailable",
+            )),
+            FailMode::Open => match self.local.check_key(&client_key) {
+                Ok(()) => Ok(Admitted::default()),
+                Err(_) => {
+                    self.metrics.record_rate_limited();
+                    Err(GatewayError::new(
+                        ErrorKind::RateLimited,
+                        "local rate limit exceeded while the shared store is unavailable",
+                    )
+                    .with_property("retry-after", "1"))
+                }
+            },
+        }
+    }
+}
+
+impl Middleware for RateLimit {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn admit<'a>(&'a self, ctx: &'a RequestContext<'_>) -> Option<Admission<'a>> {
+        Some(self.check(ctx.client_key()).boxed())
+    }
+}
