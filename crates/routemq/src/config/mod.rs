@@ -2,9 +2,11 @@
 //! then validated into typed values (`validate.rs`). Every error names the
 //! file and line, and a broken file never half-starts a worker.
 
+mod middleware;
 mod raw;
 mod validate;
 
+pub use middleware::AuthSettings;
 pub use validate::{load, parse, ConfigError, MqttSettings, WorkerConfig};
 
 #[cfg(test)]

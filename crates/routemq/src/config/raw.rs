@@ -1,10 +1,13 @@
 //! The configuration file exactly as written. No defaults are applied and
 //! nothing is checked here beyond TOML types.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+pub use super::middleware::OneOrMany;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +24,11 @@ pub struct RawConfig {
     pub registry: RawRegistry,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub auth: RawAuth,
+    /// `[middleware.NAME]` tables, checked against their kind in `middleware.rs`.
+    #[serde(default)]
+    pub middleware: BTreeMap<String, Spanned<toml::Table>>,
     #[serde(default)]
     pub groups: Vec<Spanned<RawGroup>>,
     #[serde(default)]
@@ -83,6 +91,43 @@ pub struct RawRegistry {
 pub struct RawMetrics {
     #[serde(default, with = "humantime_serde")]
     pub flush_interval: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub jwt: Option<RawJwt>,
+    pub api_keys: Option<RawApiKeys>,
+}
+
+/// Where JWT verification keys come from: never the file itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    pub hs256_secret_env: Option<String>,
+    pub hs256_secret_file: Option<String>,
+    #[serde(default)]
+    pub public_keys: Vec<RawPublicKey>,
+    pub jwks_file: Option<String>,
+    pub issuer: Option<OneOrMany>,
+    pub audience: Option<OneOrMany>,
+    #[serde(default, with = "humantime_serde")]
+    pub leeway: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublicKey {
+    pub algorithm: String,
+    pub file: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    pub enabled: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub refresh_interval: Option<Duration>,
 }
 
 /// Settings a group passes down to every route and group beneath it.

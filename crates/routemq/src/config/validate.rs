@@ -11,6 +11,9 @@ use routemq_router::{Group, Qos, RouteSpec, RouteTable, TopicPattern};
 use thiserror::Error;
 use toml::Spanned;
 
+use routemq_gateway::middleware::MiddlewareSpec;
+
+use super::middleware::{auth_settings, middleware_specs, AuthSettings};
 use super::raw::{RawConfig, RawGroup, RawInherited, RawRoute};
 
 /// A configuration problem, with the file and (when known) the line.
@@ -50,6 +53,9 @@ pub struct WorkerConfig {
     pub health_check_interval: Duration,
     pub health_check_timeout: Duration,
     pub metrics_flush_interval: Duration,
+    pub auth: AuthSettings,
+    /// Middleware by name; every name a route uses is here.
+    pub middleware: HashMap<String, MiddlewareSpec>,
     pub routes: RouteTable<RouteTarget>,
 }
 
@@ -142,14 +148,23 @@ pub fn parse(
         ));
     }
 
+    let config_dir = Path::new(file).parent().unwrap_or(Path::new("."));
+    let auth = auth_settings(raw.auth, config_dir, env).map_err(|message| at(None, message))?;
+    let middleware = middleware_specs(raw.middleware, &auth)
+        .map_err(|(span, message)| at(Some(span), message))?;
+
     let mut lines = HashMap::new();
     let mut root = Group::root();
     let inherited = RawInherited::default();
+    let known = Known {
+        middleware: &middleware,
+        at: &at,
+    };
     for route in raw.routes {
-        root = root.route_spec(route_spec(route, "", &inherited, &mut lines, &at)?);
+        root = root.route_spec(route_spec(route, "", &inherited, &mut lines, &known)?);
     }
     for group in raw.groups {
-        root = root.group(group_spec(group, "", &inherited, &mut lines, &at)?);
+        root = root.group(group_spec(group, "", &inherited, &mut lines, &known)?);
     }
     let routes = RouteTable::build(root).map_err(|error| {
         let line = lines.get(error.pattern()).copied();
@@ -186,26 +201,48 @@ pub fn parse(
             .health_check_timeout
             .unwrap_or(Duration::from_secs(2)),
         metrics_flush_interval: raw.metrics.flush_interval.unwrap_or(Duration::from_secs(1)),
+        auth,
+        middleware,
         routes,
     })
 }
 
 type At<'a> = dyn Fn(Option<Range<usize>>, String) -> ConfigError + 'a;
 
+/// What route validation checks names against, and how it reports errors.
+struct Known<'a> {
+    middleware: &'a HashMap<String, MiddlewareSpec>,
+    at: &'a At<'a>,
+}
+
+impl Known<'_> {
+    fn check_middleware(&self, names: &[String]) -> Result<(), String> {
+        match names.iter().find(|name| !self.middleware.contains_key(*name)) {
+            None => Ok(()),
+            Some(name) => Err(format!(
+                "middleware `{name}` is not defined: add a [middleware.{name}] table"
+            )),
+        }
+    }
+}
+
 fn group_spec(
     spanned: Spanned<RawGroup>,
     parent_prefix: &str,
     parent: &RawInherited,
     lines: &mut HashMap<String, usize>,
-    at: &At<'_>,
+    known: &Known<'_>,
 ) -> Result<Group<RouteTarget>, ConfigError> {
+    let at = known.at;
     let span = spanned.span();
     let raw = spanned.into_inner();
     let prefix = join(parent_prefix, &raw.prefix);
     if let Some(line) = at(Some(span.clone()), String::new()).line {
         lines.entry(prefix.clone()).or_insert(line);
     }
-    check_middleware(&raw.middleware).map_err(|message| at(Some(span.clone()), message))?;
+    known
+        .check_middleware(&raw.middleware)
+        .map_err(|message| at(Some(span.clone()), format!("group `{prefix}`: {message}")))?;
     let inherited = RawInherited {
         service: raw.service.or_else(|| parent.service.clone()),
         timeout: raw.timeout.or(parent.timeout),
@@ -213,12 +250,12 @@ fn group_spec(
             .forward_headers
             .or_else(|| parent.forward_headers.clone()),
     };
-    let mut group = Group::new(raw.prefix);
+    let mut group = Group::new(raw.prefix).middleware(raw.middleware);
     for route in raw.routes {
-        group = group.route_spec(route_spec(route, &prefix, &inherited, lines, at)?);
+        group = group.route_spec(route_spec(route, &prefix, &inherited, lines, known)?);
     }
     for child in raw.groups {
-        group = group.group(group_spec(child, &prefix, &inherited, lines, at)?);
+        group = group.group(group_spec(child, &prefix, &inherited, lines, known)?);
     }
     Ok(group)
 }
@@ -228,8 +265,9 @@ fn route_spec(
     prefix: &str,
     inherited: &RawInherited,
     lines: &mut HashMap<String, usize>,
-    at: &At<'_>,
+    known: &Known<'_>,
 ) -> Result<RouteSpec<RouteTarget>, ConfigError> {
+    let at = known.at;
     let span = spanned.span();
     let raw = spanned.into_inner();
     let full_topic = join(prefix, &raw.topic);
@@ -244,7 +282,7 @@ fn route_spec(
     }
     let pattern =
         TopicPattern::parse(&full_topic).map_err(|e| at(Some(span.clone()), e.to_string()))?;
-    check_middleware(&raw.middleware).map_err(&error)?;
+    known.check_middleware(&raw.middleware).map_err(&error)?;
     let qos = match raw.qos {
         None => Qos::AtLeastOnce,
         Some(level) => Qos::from_u8(level)
@@ -328,17 +366,6 @@ fn route_spec(
         middleware: raw.middleware,
         target,
     })
-}
-
-/// Middleware (cors, auth, rate_limit, transform, circuit_breaker) arrives in
-/// a later release; naming one now must fail loudly rather than run unprotected.
-fn check_middleware(names: &[String]) -> Result<(), String> {
-    match names.first() {
-        None => Ok(()),
-        Some(name) => Err(format!(
-            "middleware `{name}` is not available in this version; remove `middleware` until it ships"
-        )),
-    }
 }
 
 fn join(prefix: &str, topic: &str) -> String {

@@ -2,14 +2,15 @@ use std::sync::Arc;
 
 use fred::prelude::Client;
 use routemq_gateway::metrics::MetricsRecorder;
+use routemq_gateway::middleware::ApiKeys;
 use routemq_gateway::registry::{run_health_probes, ProbeSettings, RegistryCache};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerConfig;
 
-/// The worker's tasks beside request handling: registry refresh, health
-/// probes and metric flushes. They stop after the requests have drained, so
+/// The worker's tasks beside request handling: registry and API key
+/// refresh, health probes and metric flushes. They stop after the requests have drained, so
 /// the last metrics flush counts every answered request.
 pub struct Background {
     stop: CancellationToken,
@@ -24,9 +25,14 @@ impl Background {
         http: reqwest::Client,
         cache: &Arc<RegistryCache>,
         metrics: &Arc<MetricsRecorder>,
+        api_keys: Option<&Arc<ApiKeys>>,
     ) -> Background {
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        if let (Some(api_keys), Some(interval)) = (api_keys, config.auth.api_keys_refresh) {
+            let (api_keys, redis, stop) = (Arc::clone(api_keys), redis.clone(), stop.clone());
+            tasks.spawn(async move { api_keys.run_refresh(redis, interval, stop).await });
+        }
         tasks.spawn(Arc::clone(cache).run_refresh(
             redis.clone(),
             config.refresh_interval,

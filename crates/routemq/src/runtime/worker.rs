@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use routemq_gateway::metrics::MetricsRecorder;
+use routemq_gateway::middleware::{ApiKeys, Authenticator};
 use routemq_gateway::registry::RegistryCache;
 use routemq_gateway::{Gateway, GatewayParts};
 use rumqttc::v5::mqttbytes::v5::Filter;
@@ -41,7 +42,25 @@ pub async fn run_worker(
         tracing::warn!(%error, "registry not readable at start-up, starting with an empty cache");
     }
     let metrics = Arc::new(MetricsRecorder::default());
-    let background = Background::start(&config, &worker_id, &redis, http.clone(), &cache, &metrics);
+    let api_keys = config.auth.api_keys_refresh.map(|_| Arc::new(ApiKeys::default()));
+    if let Some(api_keys) = &api_keys {
+        if let Err(error) = api_keys.refresh(&redis).await {
+            tracing::warn!(%error, "api keys not readable at start-up, starting with none");
+        }
+    }
+    let authenticator = Arc::new(Authenticator::new(
+        config.auth.jwt.clone(),
+        api_keys.clone(),
+    ));
+    let background = Background::start(
+        &config,
+        &worker_id,
+        &redis,
+        http.clone(),
+        &cache,
+        &metrics,
+        api_keys.as_ref(),
+    );
     let filters: Vec<Filter> = config
         .routes
         .filters()
@@ -54,8 +73,10 @@ pub async fn run_worker(
         })
         .collect();
     let (drain_timeout, mqtt) = (config.drain_timeout, config.mqtt.clone());
-    let gateway = Arc::new(Gateway::new(GatewayParts {
+    let gateway = Gateway::new(GatewayParts {
         routes: config.routes,
+        middleware: config.middleware,
+        authenticator,
         redis,
         http,
         cache,
@@ -64,7 +85,9 @@ pub async fn run_worker(
         worker_id: worker_id.clone(),
         round_robin_lease: config.round_robin_lease,
         replay_window: Some(config.replay_window),
-    }));
+    })
+    .map_err(|message| anyhow::anyhow!(message))?;
+    let gateway = Arc::new(gateway);
 
     let client_id = mqtt.client_id.clone().unwrap_or_else(|| worker_id.clone());
     let (client, event_loop) = AsyncClient::new(
