@@ -1,5 +1,6 @@
 //! When the upstream cannot answer (5xx, timeout, no instance, open breaker):
-//! the last good reply to the same request if the route is cacheable, else
+//! the last good reply to the same request if the route is cacheable (a GET
+//! route under a fallback with `cache_ttl`), else
 //! the `<service>-fallback` service, else the original error.
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use fred::prelude::*;
 use fred::types::Expiration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use reqwest::Method;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
@@ -44,7 +46,7 @@ impl Fallback {
     async fn answer(&self, ctx: &RequestContext<'_>, call: &PreparedCall) -> Option<Reply> {
         let route = ctx.route?;
         let started = Instant::now();
-        if self.spec.cache_ttl.is_some() {
+        if self.spec.cache_ttl.is_some() && route.method == Method::GET {
             let key = keys::fallback_cache(&route.service, &request_hash(ctx, call));
             match self.redis.get::<Option<String>, _>(&key).await {
                 Ok(Some(stored)) => {
@@ -101,6 +103,10 @@ impl Middleware for Fallback {
         let (Some(ttl), Some(route)) = (self.spec.cache_ttl, ctx.route) else {
             return;
         };
+        // Only reads are cacheable: replaying a cached write would claim it happened.
+        if route.method != Method::GET {
+            return;
+        }
         let key = keys::fallback_cache(&route.service, &request_hash(ctx, call));
         let stored = format!("{}:{}", response.status, response.body.get());
         let redis = self.redis.clone();

@@ -1,5 +1,6 @@
 //! The `routemq` command line.
 
+mod auth;
 mod services;
 
 use std::net::{IpAddr, SocketAddr};
@@ -53,6 +54,33 @@ enum Command {
             global = true
         )]
         redis: String,
+    },
+    /// Manage API keys in Redis.
+    ApiKeys {
+        #[command(subcommand)]
+        command: auth::ApiKeysCommand,
+        /// Redis URL.
+        #[arg(
+            long,
+            env = "ROUTEMQ_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379",
+            global = true
+        )]
+        redis: String,
+    },
+    /// Print a signed HS256 JWT for testing, using a config file's [auth.jwt] secret, issuer and audience.
+    Token {
+        #[arg(long)]
+        config: PathBuf,
+        /// The token's subject (the user id sent upstream as X-User-ID).
+        #[arg(long)]
+        sub: String,
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+        ttl: Duration,
     },
     /// Start the demo microservices (user, order, payment, notification, and the v2 services).
     DemoServices {
@@ -134,6 +162,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Services { command, redis } => services::run(command, &redis).await,
+        Command::ApiKeys { command, redis } => auth::api_keys(command, &redis).await,
+        Command::Token {
+            config,
+            sub,
+            scopes,
+            roles,
+            ttl,
+        } => auth::token(&config, &sub, &scopes, &roles, ttl),
         Command::DemoServices {
             instances,
             host,

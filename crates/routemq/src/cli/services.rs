@@ -54,7 +54,7 @@ pub enum ServicesCommand {
 /// How long a CLI command waits for Redis before giving up.
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
 
-async fn client(url: &str) -> anyhow::Result<Client> {
+pub(super) async fn client(url: &str) -> anyhow::Result<Client> {
     let client = connect(&RedisSettings::new(url)).await?;
     match tokio::time::timeout(CONNECT_WAIT, client.wait_for_connect()).await {
         Ok(Ok(())) => Ok(client),

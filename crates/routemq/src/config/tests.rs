@@ -4,12 +4,15 @@ use super::{parse, WorkerConfig};
 
 const SHIPPED: &str = include_str!("../../../../deploy/gateway.toml");
 
-fn no_env(_: &str) -> Option<String> {
-    None
+/// The environment the shipped config needs: its JWT secret.
+fn no_env(name: &str) -> Option<String> {
+    (name == "ROUTEMQ_JWT_HS256_SECRET").then(|| "test-secret-test-secret-test-secret".to_string())
 }
 
+/// Parses with a short secret in the environment, so secret checks can be tested.
 fn parse_text(text: &str) -> Result<WorkerConfig, String> {
-    parse(text, "test.toml", &no_env).map_err(|error| error.to_string())
+    let env = |name: &str| (name == "ROUTEMQ_JWT_HS256_SECRET").then(|| "short".to_string());
+    parse(text, "test.toml", &env).map_err(|error| error.to_string())
 }
 
 #[test]
@@ -56,6 +59,18 @@ fn the_shipped_config_reproduces_the_reference_route_table() {
     assert_eq!(route.service, "user-service");
     assert_eq!(route.method, reqwest::Method::GET);
     assert_eq!(route.timeout, std::time::Duration::from_secs(30));
+    assert_eq!(
+        found.route.middleware,
+        ["cors", "auth", "rate_limit", "transform", "circuit_breaker", "fallback"]
+    );
+    let v2 = config.routes.find("api/v2/users/create").expect("matches");
+    assert_eq!(
+        v2.route.middleware,
+        ["cors", "auth", "rate_limit", "v2_transform"]
+    );
+    let health = config.routes.find("gateway/health").expect("matches");
+    assert!(health.route.middleware.is_empty());
+    assert!(config.auth.jwt.is_some() && config.auth.api_keys_refresh.is_some());
     let filters: Vec<String> = config
         .routes
         .filters()
@@ -70,7 +85,7 @@ fn environment_overrides_the_addresses() {
     let env = |name: &str| match name {
         "ROUTEMQ_MQTT_URL" => Some("mqtt://broker.example:1999".to_string()),
         "ROUTEMQ_REDIS_URL" => Some("redis://cache.example:7000".to_string()),
-        _ => None,
+        other => no_env(other),
     };
     let config = parse(SHIPPED, "gateway.toml", &env).expect("valid");
     assert_eq!(
@@ -103,7 +118,31 @@ fn errors_name_the_file_and_line() {
         ("[mqtt]\nunknown = 1\n", "test.toml:2: unknown field `unknown`"),
         (
             "[[groups]]\nprefix = \"api\"\nmiddleware = [\"auth\"]\nroutes = [{ topic = \"x\", handler = \"health\" }]\n",
-            "test.toml:1: middleware `auth` is not available",
+            "test.toml:1: group `api`: middleware `auth` is not defined",
+        ),
+        (
+            "[middleware.rl]\nkind = \"rate_limit\"\nlimitt = 5\n[[routes]]\ntopic = \"x\"\nhandler = \"health\"\n",
+            "middleware `rl`: rate_limit middleware: unknown field `limitt`",
+        ),
+        (
+            "[middleware.auth]\n[[routes]]\ntopic = \"x\"\nhandler = \"health\"\n",
+            "middleware `auth`: auth middleware: no credentials configured",
+        ),
+        (
+            "[middleware.strange]\n[[routes]]\ntopic = \"x\"\nhandler = \"health\"\n",
+            "unknown middleware kind `strange`",
+        ),
+        (
+            "[auth.jwt]\nhs256_secret_env = \"NOT_SET_ANYWHERE\"\n[[routes]]\ntopic = \"x\"\nhandler = \"health\"\n",
+            "environment variable `NOT_SET_ANYWHERE` is not set",
+        ),
+        (
+            "[auth.jwt]\nhs256_secret_env = \"ROUTEMQ_JWT_HS256_SECRET\"\n[[routes]]\ntopic = \"x\"\nhandler = \"health\"\n",
+            "the HS256 secret must be at least 32 bytes",
+        ),
+        (
+            "[middleware.cb]\nkind = \"circuit_breaker\"\non_redis_error = \"maybe\"\n[[routes]]\ntopic = \"x\"\nhandler = \"health\"\n",
+            "on_redis_error must be",
         ),
         (
             "[[routes]]\ntopic = \"a\"\nservice = \"s\"\npath = \"/a\"\nforward_headers = [\"x-user-id\"]\n",

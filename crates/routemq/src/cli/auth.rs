@@ -1,0 +1,141 @@
+//! `routemq api-keys …` and `routemq token`: credentials for the auth middleware.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Subcommand;
+use fred::prelude::*;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use routemq_gateway::middleware::{hash_api_key, ApiKeyRecord};
+use routemq_gateway::redis::{keys, scripts};
+use serde_json::json;
+
+use super::services::client;
+use crate::config;
+
+#[derive(Subcommand)]
+pub enum ApiKeysCommand {
+    /// Create a key; it is printed once and stored only as its SHA-256.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes the key grants.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Comma-separated roles the key grants.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// List keys (ids and names; the keys themselves are not stored).
+    List,
+    /// Revoke a key by id; workers stop accepting it within one refresh interval.
+    Revoke { id: String },
+}
+
+pub async fn api_keys(command: ApiKeysCommand, redis_url: &str) -> anyhow::Result<()> {
+    let redis = client(redis_url).await?;
+    match command {
+        ApiKeysCommand::Create {
+            name,
+            scopes,
+            roles,
+        } => {
+            let key = format!(
+                "rmq_{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            let hash = hash_api_key(&key);
+            let record = ApiKeyRecord {
+                id: hash[..12].to_string(),
+                name,
+                scopes,
+                roles,
+                created_at: unix_seconds(),
+            };
+            scripts::put_api_key(&redis, &hash, &serde_json::to_string(&record)?).await?;
+            println!("id:  {}\nkey: {key}", record.id);
+            eprintln!("store the key now: it cannot be shown again");
+        }
+        ApiKeysCommand::List => {
+            let records: std::collections::HashMap<String, String> =
+                redis.hgetall(keys::API_KEYS).await?;
+            println!("{:<14} {:<24} {:<30} ROLES", "ID", "NAME", "SCOPES");
+            for record in records.values() {
+                let record: ApiKeyRecord = serde_json::from_str(record)?;
+                println!(
+                    "{:<14} {:<24} {:<30} {}",
+                    record.id,
+                    record.name,
+                    record.scopes.join(","),
+                    record.roles.join(",")
+                );
+            }
+        }
+        ApiKeysCommand::Revoke { id } => {
+            let records: std::collections::HashMap<String, String> =
+                redis.hgetall(keys::API_KEYS).await?;
+            let hash = records.iter().find_map(|(hash, record)| {
+                serde_json::from_str::<ApiKeyRecord>(record)
+                    .ok()
+                    .filter(|record| record.id == id)
+                    .map(|_| hash.clone())
+            });
+            let Some(hash) = hash else {
+                anyhow::bail!("no API key with id `{id}`");
+            };
+            scripts::revoke_api_key(&redis, &hash).await?;
+            println!("revoked {id}");
+        }
+    }
+    redis.quit().await.ok();
+    Ok(())
+}
+
+/// Mints an HS256 token with the secret, issuer and audience of a config file.
+pub fn token(
+    config_file: &PathBuf,
+    subject: &str,
+    scopes: &[String],
+    roles: &[String],
+    ttl: Duration,
+) -> anyhow::Result<()> {
+    let config = config::load(config_file)?;
+    let jwt = config
+        .auth
+        .jwt
+        .ok_or_else(|| anyhow::anyhow!("{}: no [auth.jwt]", config_file.display()))?;
+    let secret = jwt.keys.hs256_secret.ok_or_else(|| {
+        anyhow::anyhow!("tokens can only be minted with an HS256 secret (hs256_secret_env or hs256_secret_file)")
+    })?;
+    let now = unix_seconds();
+    let mut claims = json!({
+        "sub": subject,
+        "iat": now,
+        "exp": now + ttl.as_secs(),
+        "roles": roles,
+    });
+    if !scopes.is_empty() {
+        claims["scope"] = json!(scopes.join(" "));
+    }
+    if let Some(issuer) = jwt.issuers.first() {
+        claims["iss"] = json!(issuer);
+    }
+    if let Some(audience) = jwt.audiences.first() {
+        claims["aud"] = json!(audience);
+    }
+    let token = encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(&secret),
+    )?;
+    println!("{token}");
+    Ok(())
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
