@@ -168,6 +168,117 @@ async fn exercise_scripts(redis: &Client) {
         .await
         .expect("hget");
     assert_eq!(total, 15);
+
+    exercise_middleware_scripts(redis).await;
+}
+
+/// Rate limit, circuit breaker and API key scripts; each is safe to run twice.
+async fn exercise_middleware_scripts(redis: &Client) {
+    let window = Duration::from_secs(60);
+    let key = keys::rate_limit("limiter", "user:ann");
+    for attempt in ["a1", "a1", "a2", "a3"] {
+        let verdict = scripts::rate_limit(redis, &key, 3, window, attempt)
+            .await
+            .expect("rate limit");
+        assert!(
+            verdict.admitted,
+            "{attempt}: a repeated attempt is not recounted"
+        );
+    }
+    let refused = scripts::rate_limit(redis, &key, 3, window, "a4")
+        .await
+        .expect("rate limit");
+    assert!(!refused.admitted);
+    assert!(refused.retry_after > Duration::ZERO && refused.retry_after <= window);
+    let short = keys::rate_limit("limiter", "user:bob");
+    let fast = Duration::from_millis(200);
+    for attempt in ["b1", "b2"] {
+        assert!(
+            scripts::rate_limit(redis, &short, 1, fast, attempt)
+                .await
+                .expect("rl")
+                .admitted
+                == (attempt == "b1")
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        scripts::rate_limit(redis, &short, 1, fast, "b3")
+            .await
+            .expect("rl")
+            .admitted,
+        "the window slides"
+    );
+
+    let limits = scripts::BreakerLimits {
+        failure_threshold: 3,
+        failure_window: Duration::from_secs(60),
+        recovery: Duration::from_millis(200),
+        half_open_probes: 1,
+        probe_lease: Duration::from_secs(10),
+    };
+    let admit = |attempt: &'static str| async move {
+        scripts::breaker_admit(redis, "svc-cb", &limits, attempt)
+            .await
+            .expect("admit")
+    };
+    let record = |attempt: &'static str, outcome: scripts::CallOutcome| async move {
+        scripts::breaker_record(redis, "svc-cb", &limits, attempt, outcome)
+            .await
+            .expect("record")
+    };
+    assert!(admit("c1").await.admitted);
+    use scripts::CallOutcome::{Failure, Release, Success};
+    assert_eq!(record("c1", Failure).await, "closed");
+    assert_eq!(
+        record("c1", Failure).await,
+        "closed",
+        "the same failure twice counts once"
+    );
+    assert_eq!(record("c2", Failure).await, "closed");
+    assert_eq!(record("c3", Failure).await, "open");
+    let refused = admit("c4").await;
+    assert_eq!((refused.state.as_str(), refused.admitted), ("open", false));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let probe = admit("c5").await;
+    assert_eq!(
+        (probe.state.as_str(), probe.admitted, probe.probe),
+        ("half_open", true, true)
+    );
+    assert!(
+        admit("c5").await.probe,
+        "the same probe admitted twice keeps its one slot"
+    );
+    assert!(!admit("c6").await.admitted, "one probe at a time");
+    assert_eq!(
+        record("c6", Success).await,
+        "half_open",
+        "not a probe: ignored"
+    );
+    assert_eq!(record("c5", Release).await, "half_open");
+    assert!(admit("c7").await.probe, "a released slot is free again");
+    assert_eq!(record("c7", Success).await, "closed");
+    assert_eq!(record("c7", Success).await, "closed", "twice is harmless");
+    assert!(admit("c8").await.admitted);
+
+    assert_eq!(
+        scripts::put_api_key(redis, "hash-1", "{}")
+            .await
+            .expect("put"),
+        1
+    );
+    assert_eq!(
+        scripts::put_api_key(redis, "hash-1", "{}")
+            .await
+            .expect("put"),
+        2
+    );
+    assert!(scripts::revoke_api_key(redis, "hash-1")
+        .await
+        .expect("revoke"));
+    assert!(!scripts::revoke_api_key(redis, "hash-1")
+        .await
+        .expect("revoke twice"));
 }
 
 #[tokio::test]

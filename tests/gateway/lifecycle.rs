@@ -102,7 +102,7 @@ async fn a_redis_outage_does_not_stop_forwarding() {
     stack.settle().await;
     let client = stack.client().await;
     assert_eq!(ask(&client, "api/v1/users/get/1", "").await.status, 200);
-    stack.redis.kill();
+    stack.redis().kill();
     let mut instances = std::collections::HashSet::new();
     for id in 0..6 {
         let reply = ask(&client, &format!("api/v1/users/get/{id}"), "").await;
@@ -124,7 +124,7 @@ async fn a_redis_outage_does_not_stop_forwarding() {
     assert_eq!(health["status"], "degraded");
 
     // Redis comes back empty: the worker reconnects by itself.
-    stack.redis.restart();
+    stack.redis().restart();
     let mut healthy = false;
     for _ in 0..50 {
         if ask(&client, "gateway/health", "").await.json()["redis"] == "healthy" {

@@ -1,8 +1,12 @@
 //! End-to-end tests: real mosquitto, real redis-server, real worker processes,
 //! real HTTP upstreams. Nothing is mocked.
 
+mod auth;
 mod bad_input;
 mod balancing;
+mod edge;
 mod lifecycle;
+mod mw;
 mod retries;
+mod shared_state;
 mod stack;

@@ -9,7 +9,7 @@ use routemq_client::{Reply, RequestClient, RequestOptions};
 use routemq_gateway::redis::scripts::Registration;
 use routemq_gateway::redis::{connect, RedisSettings};
 use routemq_gateway::registry;
-use routemq_tests::{write_config, Mosquitto, Redis, Worker};
+use routemq_tests::{write_config, Mosquitto, Redis, RedisCluster, Worker};
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -53,9 +53,24 @@ routes = [
 ]
 "#;
 
+/// Where the cluster-wide state lives: one redis-server, or a 3-node Redis Cluster.
+pub enum Store {
+    Single(Redis),
+    Cluster(RedisCluster),
+}
+
+impl Store {
+    pub fn url(&self) -> String {
+        match self {
+            Store::Single(redis) => redis.url(),
+            Store::Cluster(cluster) => cluster.url(),
+        }
+    }
+}
+
 pub struct Stack {
     pub mosquitto: Mosquitto,
-    pub redis: Redis,
+    pub store: Store,
     pub redis_client: Client,
     pub config: PathBuf,
     pub workers: Vec<Worker>,
@@ -69,17 +84,37 @@ impl Stack {
     }
 
     pub async fn start_with_lease(worker_count: usize, round_robin_lease: u32) -> Stack {
+        Stack::start_with(worker_count, round_robin_lease, ROUTES, false, &[]).await
+    }
+
+    /// A stack with its own routes (and any other config appended), on one
+    /// Redis or on a Redis Cluster. The temp dir is `{dir}` in `routes`.
+    pub async fn start_with(
+        worker_count: usize,
+        round_robin_lease: u32,
+        routes: &str,
+        cluster: bool,
+        files: &[(&str, &str)],
+    ) -> Stack {
         let mosquitto = Mosquitto::start();
-        let redis = Redis::start();
+        let store = if cluster {
+            Store::Cluster(RedisCluster::start())
+        } else {
+            Store::Single(Redis::start())
+        };
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = write_config(dir.path(), round_robin_lease, ROUTES);
-        let redis_client = connect(&RedisSettings::new(redis.url()))
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).expect("write file");
+        }
+        let routes = routes.replace("{dir}", &dir.path().display().to_string());
+        let config = write_config(dir.path(), round_robin_lease, &routes);
+        let redis_client = connect(&RedisSettings::new(store.url()))
             .await
             .expect("redis client");
         redis_client.wait_for_connect().await.expect("redis up");
         let mut stack = Stack {
             mosquitto,
-            redis,
+            store,
             redis_client,
             config,
             workers: Vec::new(),
@@ -98,9 +133,17 @@ impl Stack {
             &self.config,
             id,
             &self.mosquitto.url(),
-            &self.redis.url(),
+            &self.store.url(),
         );
         self.workers.push(worker);
+    }
+
+    /// The single redis-server (tests that stop Redis run on one node).
+    pub fn redis(&mut self) -> &mut Redis {
+        match &mut self.store {
+            Store::Single(redis) => redis,
+            Store::Cluster(_) => panic!("this test needs a single redis-server"),
+        }
     }
 
     pub async fn register(&self, service: &str, instance_id: &str, addr: SocketAddr) {

@@ -70,3 +70,40 @@ pub async fn counting(hits: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> S
         }));
     serve(router).await
 }
+
+/// How a [`switchable`] upstream behaves, changeable while it runs.
+#[derive(Default)]
+pub struct Switch {
+    pub failing: std::sync::atomic::AtomicBool,
+    /// Delay before answering, in ms.
+    pub delay_ms: std::sync::atomic::AtomicU64,
+    /// Requests served (health probes excluded).
+    pub hits: std::sync::atomic::AtomicUsize,
+}
+
+/// An upstream that answers 200 with the path it was asked for, or 500 while
+/// its switch says failing, after the switch's delay.
+pub async fn switchable(switch: std::sync::Arc<Switch>) -> SocketAddr {
+    use std::sync::atomic::Ordering;
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .fallback(any(move |uri: axum::http::Uri| {
+            let switch = std::sync::Arc::clone(&switch);
+            async move {
+                switch.hits.fetch_add(1, Ordering::SeqCst);
+                let delay = switch.delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
+                if switch.failing.load(Ordering::SeqCst) {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        Json(json!({"detail": "failing"})),
+                    )
+                } else {
+                    (StatusCode::OK, Json(json!({"path": uri.path()})))
+                }
+            }
+        }));
+    serve(router).await
+}

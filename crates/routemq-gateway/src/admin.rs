@@ -2,10 +2,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::HashMap;
+
 use fred::prelude::*;
+use futures::future::join_all;
 use serde_json::{json, Map, Value};
 
 use crate::gateway::{Builtin, Gateway};
+use crate::middleware::BreakerState;
+use crate::redis::keys;
 use crate::{metrics, ErrorKind, GatewayError, Reply};
 
 fn unix_seconds() -> f64 {
@@ -19,14 +24,33 @@ impl Gateway {
     pub(crate) async fn builtin(&self, builtin: Builtin, request_id: &str) -> Reply {
         match builtin {
             Builtin::Health => self.health().await,
-            Builtin::Services => self.services(),
+            Builtin::Services => self.services().await,
             Builtin::Metrics => self.metrics_report(request_id).await,
         }
+    }
+
+    /// Each service's circuit breaker state, read from Redis; `unknown` when
+    /// Redis cannot say. Services no breaker ever tripped read `closed`.
+    async fn breaker_states<'a>(
+        &self,
+        services: impl Iterator<Item = &'a String>,
+    ) -> HashMap<String, &'static str> {
+        let reads = services.map(|service| async move {
+            let state: FredResult<Option<String>> =
+                self.redis.hget(keys::breaker(service), "state").await;
+            let state = match state {
+                Ok(state) => BreakerState::parse(state.as_deref().unwrap_or("closed")).as_str(),
+                Err(_) => "unknown",
+            };
+            (service.clone(), state)
+        });
+        join_all(reads).await.into_iter().collect()
     }
 
     async fn health(&self) -> Reply {
         let redis_ok = self.redis.ping::<String>(None).await.is_ok();
         let snapshot = self.cache.snapshot();
+        let breakers = self.breaker_states(snapshot.services.keys()).await;
         let services: Map<String, Value> = snapshot
             .services
             .iter()
@@ -43,13 +67,15 @@ impl Gateway {
                     "uptime_seconds": self.started.elapsed().as_secs_f64(),
                 },
                 "services": services,
+                "circuit_breakers": breakers,
                 "redis": if redis_ok { "healthy" } else { "unhealthy" },
             }),
         )
     }
 
-    fn services(&self) -> Reply {
+    async fn services(&self) -> Reply {
         let snapshot = self.cache.snapshot();
+        let breakers = self.breaker_states(snapshot.services.keys()).await;
         let services: Vec<Value> = snapshot
             .services
             .iter()
@@ -59,6 +85,7 @@ impl Gateway {
                     "total_instances": entry.instances.len(),
                     "healthy_instances": entry.healthy.len(),
                     "status": if entry.healthy.is_empty() { "unhealthy" } else { "healthy" },
+                    "circuit_breaker": breakers.get(name).copied().unwrap_or("closed"),
                     "instances": entry.instances.iter().map(|i| json!({
                         "instance_id": i.instance_id,
                         "url": i.url,

@@ -9,8 +9,8 @@
 mod admin;
 mod error;
 mod gateway;
-pub mod middleware;
 pub mod metrics;
+pub mod middleware;
 pub mod redis;
 pub mod registry;
 mod replay;
@@ -26,8 +26,10 @@ pub use request::{Headers, Inbound, ReplyAddress};
 /// Lower-case hex of a digest, for Redis keys and fingerprints.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-        let _ = write!(out, "{byte:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
 }

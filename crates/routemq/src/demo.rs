@@ -96,6 +96,17 @@ async fn echo(
             .map(str::to_string)
     };
     let received: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // Identity headers as the upstream sees them: only what the gateway asserted.
+    let identity_headers: HashMap<&str, &str> = headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            name.starts_with("x-user-")
+                || name.starts_with("x-consumer-")
+                || name.starts_with("x-authenticated-")
+        })
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
     let status = if method == Method::POST {
         StatusCode::CREATED
     } else {
@@ -110,6 +121,7 @@ async fn echo(
         "request_id": header("x-request-id"),
         "gateway_service": header("x-gateway-service"),
         "user_id": header("x-user-id"),
+        "identity_headers": identity_headers,
         "accept_language": header("accept-language"),
         "received": received,
     });

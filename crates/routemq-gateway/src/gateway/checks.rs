@@ -6,7 +6,11 @@ use super::Gateway;
 use crate::{ErrorKind, GatewayError, Headers, Inbound};
 
 impl Gateway {
-    pub(super) fn check_limits(&self, inbound: &Inbound, headers: &Headers) -> Result<(), GatewayError> {
+    pub(super) fn check_limits(
+        &self,
+        inbound: &Inbound,
+        headers: &Headers,
+    ) -> Result<(), GatewayError> {
         let limits = &self.limits;
         if inbound.payload.len() > limits.max_payload_bytes {
             return Err(GatewayError::new(

@@ -158,7 +158,8 @@ impl Gateway {
         let started = Instant::now();
         let result = self.forwarder.call(&route.service, &call).await;
         permits.settle(match &result {
-            Ok(_) | Err(GatewayError {
+            Ok(_)
+            | Err(GatewayError {
                 kind: ErrorKind::UpstreamRejected(_),
                 ..
             }) => Outcome::Success,

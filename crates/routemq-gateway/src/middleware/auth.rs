@@ -46,7 +46,10 @@ impl Authenticator {
         methods: &[AuthMethod],
     ) -> Result<Identity, GatewayError> {
         if let Some(authorization) = ctx.headers.get("authorization") {
-            let verifier = self.jwt.as_ref().filter(|_| methods.contains(&AuthMethod::Jwt));
+            let verifier = self
+                .jwt
+                .as_ref()
+                .filter(|_| methods.contains(&AuthMethod::Jwt));
             let Some(verifier) = verifier else {
                 return Err(unauthorized("bearer tokens are not accepted here"));
             };
@@ -56,10 +59,8 @@ impl Authenticator {
                 .map(str::trim)
                 .ok_or_else(|| unauthorized("authorization must be `Bearer <token>`"))?;
             return verifier.verify(token).map_err(|e| {
-                unauthorized(e.to_string()).with_property(
-                    "www-authenticate",
-                    "Bearer error=\"invalid_token\"",
-                )
+                unauthorized(e.to_string())
+                    .with_property("www-authenticate", "Bearer error=\"invalid_token\"")
             });
         }
         if let Some(key) = ctx.headers.get("x-api-key") {
@@ -121,7 +122,11 @@ impl Auth {
             ));
         }
         if !self.spec.roles.is_empty()
-            && !self.spec.roles.iter().any(|role| identity.roles.contains(role))
+            && !self
+                .spec
+                .roles
+                .iter()
+                .any(|role| identity.roles.contains(role))
         {
             return Err(GatewayError::new(
                 ErrorKind::Forbidden,

@@ -93,13 +93,12 @@ impl Middleware for Cors {
                 format!("origin `{origin}` is not allowed"),
             ));
         }
-        let allow_origin = if self.spec.allow_origins.iter().any(|o| o == "*")
-            && !self.spec.allow_credentials
-        {
-            "*".to_string()
-        } else {
-            origin.to_string()
-        };
+        let allow_origin =
+            if self.spec.allow_origins.iter().any(|o| o == "*") && !self.spec.allow_credentials {
+                "*".to_string()
+            } else {
+                origin.to_string()
+            };
         ctx.reply_properties
             .push(("access-control-allow-origin".into(), allow_origin));
         ctx.reply_properties.push(("vary".into(), "origin".into()));

@@ -43,8 +43,7 @@ pub use fallback::Fallback;
 pub use jwt::{JwtKeys, JwtSettings};
 pub use rate_limit::{FailMode, RateLimit};
 pub use spec::{
-    Resources,
-    AuthSpec, BreakerSpec, CorsSpec, FallbackSpec, MiddlewareSpec, RateLimitSpec,
+    AuthSpec, BreakerSpec, CorsSpec, FallbackSpec, MiddlewareSpec, RateLimitSpec, Resources,
     TransformSpec,
 };
 pub use transform::Transform;

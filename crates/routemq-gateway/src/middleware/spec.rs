@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::auth::Auth;
 use super::{
-    AuthMethod, Authenticator, CircuitBreaker, Cors, Fallback, FailMode, Middleware, RateLimit,
+    AuthMethod, Authenticator, CircuitBreaker, Cors, FailMode, Fallback, Middleware, RateLimit,
     Transform,
 };
 use crate::metrics::MetricsRecorder;
@@ -94,11 +94,9 @@ impl MiddlewareSpec {
         let name = name.to_string();
         match self.clone() {
             MiddlewareSpec::Cors(spec) => Arc::new(Cors::new(name, spec)),
-            MiddlewareSpec::Auth(spec) => Arc::new(Auth::new(
-                name,
-                Arc::clone(&resources.authenticator),
-                spec,
-            )),
+            MiddlewareSpec::Auth(spec) => {
+                Arc::new(Auth::new(name, Arc::clone(&resources.authenticator), spec))
+            }
             MiddlewareSpec::RateLimit(spec) => Arc::new(RateLimit::new(
                 name,
                 spec,

@@ -169,8 +169,14 @@ fn rs256_and_es256_tokens_verify_against_their_own_keys_only() {
         &EncodingKey::from_ec_pem(EC_PRIVATE).expect("ec private"),
     )
     .expect("es256");
-    assert_eq!(verifier.verify(&rs).expect("rs256 verifies").subject, "alice");
-    assert_eq!(verifier.verify(&es).expect("es256 verifies").subject, "alice");
+    assert_eq!(
+        verifier.verify(&rs).expect("rs256 verifies").subject,
+        "alice"
+    );
+    assert_eq!(
+        verifier.verify(&es).expect("es256 verifies").subject,
+        "alice"
+    );
     // An RS384 header over an RS256 key is not accepted: only configured algorithms are.
     let rs384 = encode(
         &Header::new(Algorithm::RS384),
@@ -211,8 +217,9 @@ fn with_context<T>(
     body: Value,
     run: impl FnOnce(&mut RequestContext<'_>) -> T,
 ) -> T {
-    let table = RouteTable::build(Group::root().route("api/v2/users/{action}", Qos::AtLeastOnce, ()))
-        .expect("routes build");
+    let table =
+        RouteTable::build(Group::root().route("api/v2/users/{action}", Qos::AtLeastOnce, ()))
+            .expect("routes build");
     let found = table.find(topic).expect("route matches");
     let headers = Headers::from_properties(
         &headers

@@ -338,7 +338,10 @@ pub async fn put_api_key(client: &Client, key_hash: &str, record: &str) -> FredR
     PUT_API_KEY
         .evalsha_with_reload(
             client,
-            vec![keys::API_KEYS.to_string(), keys::API_KEYS_VERSION.to_string()],
+            vec![
+                keys::API_KEYS.to_string(),
+                keys::API_KEYS_VERSION.to_string(),
+            ],
             vec![key_hash.to_string(), record.to_string()],
         )
         .await
@@ -349,7 +352,10 @@ pub async fn revoke_api_key(client: &Client, key_hash: &str) -> FredResult<bool>
     let removed: i64 = REVOKE_API_KEY
         .evalsha_with_reload(
             client,
-            vec![keys::API_KEYS.to_string(), keys::API_KEYS_VERSION.to_string()],
+            vec![
+                keys::API_KEYS.to_string(),
+                keys::API_KEYS_VERSION.to_string(),
+            ],
             vec![key_hash.to_string()],
         )
         .await?;

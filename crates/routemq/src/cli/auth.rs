@@ -1,6 +1,6 @@
 //! `routemq api-keys …` and `routemq token`: credentials for the auth middleware.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
@@ -94,7 +94,7 @@ pub async fn api_keys(command: ApiKeysCommand, redis_url: &str) -> anyhow::Resul
 
 /// Mints an HS256 token with the secret, issuer and audience of a config file.
 pub fn token(
-    config_file: &PathBuf,
+    config_file: &Path,
     subject: &str,
     scopes: &[String],
     roles: &[String],

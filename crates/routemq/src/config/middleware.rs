@@ -109,7 +109,10 @@ fn jwt_settings(
     }
     for raw_key in raw.public_keys {
         let algorithm: Algorithm = raw_key.algorithm.parse().map_err(|_| {
-            format!("auth.jwt.public_keys: unknown algorithm `{}`", raw_key.algorithm)
+            format!(
+                "auth.jwt.public_keys: unknown algorithm `{}`",
+                raw_key.algorithm
+            )
         })?;
         let pem = read(&raw_key.file)?;
         let key = match algorithm {

@@ -61,7 +61,14 @@ fn the_shipped_config_reproduces_the_reference_route_table() {
     assert_eq!(route.timeout, std::time::Duration::from_secs(30));
     assert_eq!(
         found.route.middleware,
-        ["cors", "auth", "rate_limit", "transform", "circuit_breaker", "fallback"]
+        [
+            "cors",
+            "auth",
+            "rate_limit",
+            "transform",
+            "circuit_breaker",
+            "fallback"
+        ]
     );
     let v2 = config.routes.find("api/v2/users/create").expect("matches");
     assert_eq!(

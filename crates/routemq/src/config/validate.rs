@@ -217,7 +217,10 @@ struct Known<'a> {
 
 impl Known<'_> {
     fn check_middleware(&self, names: &[String]) -> Result<(), String> {
-        match names.iter().find(|name| !self.middleware.contains_key(*name)) {
+        match names
+            .iter()
+            .find(|name| !self.middleware.contains_key(*name))
+        {
             None => Ok(()),
             Some(name) => Err(format!(
                 "middleware `{name}` is not defined: add a [middleware.{name}] table"

@@ -42,7 +42,10 @@ pub async fn run_worker(
         tracing::warn!(%error, "registry not readable at start-up, starting with an empty cache");
     }
     let metrics = Arc::new(MetricsRecorder::default());
-    let api_keys = config.auth.api_keys_refresh.map(|_| Arc::new(ApiKeys::default()));
+    let api_keys = config
+        .auth
+        .api_keys_refresh
+        .map(|_| Arc::new(ApiKeys::default()));
     if let Some(api_keys) = &api_keys {
         if let Err(error) = api_keys.refresh(&redis).await {
             tracing::warn!(%error, "api keys not readable at start-up, starting with none");

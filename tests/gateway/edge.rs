@@ -1,0 +1,180 @@
+//! CORS, request transforms, fallbacks, and what happens when Redis goes away.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use fred::prelude::ClientLike;
+use serde_json::json;
+
+use crate::mw::{self, ask_with, bearer, error_type};
+
+async fn cors_transform_and_fallback(cluster: bool) {
+    let stack = mw::start(2, cluster).await;
+    let client = stack.stack.client().await;
+    let token = bearer("edge-user", &[]);
+    let auth = ("authorization", token.as_str());
+    let flaky = &stack.flaky;
+
+    // A preflight is answered by the gateway alone.
+    let hits = flaky.hits.load(Ordering::SeqCst);
+    let preflight = ask_with(
+        &client,
+        "api/v1/flaky/get/1",
+        "",
+        &[
+            ("origin", "https://app.example"),
+            ("method", "OPTIONS"),
+            ("access-control-request-method", "GET"),
+        ],
+    )
+    .await;
+    assert_eq!(preflight.status, 204, "{}", preflight.json());
+    assert_eq!(
+        preflight.property("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        preflight.property("access-control-allow-methods"),
+        Some("GET, POST")
+    );
+    assert_eq!(
+        flaky.hits.load(Ordering::SeqCst),
+        hits,
+        "upstream not called"
+    );
+
+    let foreign = ask_with(
+        &client,
+        "api/v1/flaky/get/1",
+        "",
+        &[("origin", "https://evil.example"), auth],
+    )
+    .await;
+    assert_eq!(
+        (foreign.status, error_type(&foreign).as_str()),
+        (403, "forbidden")
+    );
+    let allowed = ask_with(
+        &client,
+        "api/v1/flaky/get/1",
+        "",
+        &[("origin", "https://app.example"), auth],
+    )
+    .await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(
+        allowed.property("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+
+    // The reference's v2 transform, from configuration.
+    let v2 = ask_with(
+        &client,
+        "api/v2/users/create",
+        r#"{"user_data": {"name": "Ann"}, "api_version": "v9"}"#,
+        &[auth],
+    )
+    .await;
+    assert_eq!(v2.status, 201, "{}", v2.json());
+    assert_eq!(
+        v2.json()["data"]["received"],
+        json!({"user": {"name": "Ann"}, "api_version": "v2", "action": "create"})
+    );
+
+    // Fallback: the last good reply of a cacheable GET, else the fallback service.
+    let good = ask_with(&client, "api/v1/flaky/get/7", "", &[auth]).await;
+    assert_eq!(good.status, 200);
+    assert!(good.json().get("source").is_none());
+    flaky.failing.store(true, Ordering::SeqCst);
+    // The cache write happens after the reply; allow it to land.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cached = loop {
+        let reply = ask_with(&client, "api/v1/flaky/get/7", "", &[auth]).await;
+        if reply.json()["source"] == "cache" {
+            break reply;
+        }
+        assert!(Instant::now() < deadline, "{}", reply.json());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(cached.status, 200);
+    assert_eq!(cached.json()["data"], good.json()["data"]);
+
+    let uncached = ask_with(&client, "api/v1/flaky/get/8", "", &[auth]).await;
+    assert!(uncached.status >= 500, "{}", uncached.json());
+    stack
+        .stack
+        .demo_instances("flaky-service-fallback", 1)
+        .await;
+    stack.stack.settle().await;
+    let fallback = ask_with(&client, "api/v1/flaky/get/8", "", &[auth]).await;
+    assert_eq!(fallback.status, 200, "{}", fallback.json());
+    let body = fallback.json();
+    assert_eq!(body["source"], "fallback");
+    assert_eq!(body["service"], "flaky-service-fallback");
+    assert_eq!(body["data"]["path"], "/items/8");
+}
+
+#[tokio::test]
+async fn cors_transform_and_fallback_on_one_redis() {
+    cors_transform_and_fallback(false).await;
+}
+
+#[tokio::test]
+async fn cors_transform_and_fallback_on_a_redis_cluster() {
+    cors_transform_and_fallback(true).await;
+}
+
+/// Redis stopped: a fail-open limiter keeps serving under its local limit,
+/// a fail-closed one answers 503, and JWT auth needs no Redis at all.
+#[tokio::test]
+async fn redis_outage_follows_each_limiters_policy() {
+    let mut stack = mw::start(1, false).await;
+    let client = stack.stack.client().await;
+    let token = bearer("outage-user", &[]);
+    let auth = ("authorization", token.as_str());
+    assert_eq!(
+        ask_with(&client, "api/strict/ping", "", &[auth])
+            .await
+            .status,
+        200
+    );
+    stack.stack.redis().kill();
+
+    let open = ask_with(&client, "api/limited/ping", "", &[auth]).await;
+    assert_eq!(open.status, 200, "{}", open.json());
+    let closed = ask_with(&client, "api/strict/ping", "", &[auth]).await;
+    assert_eq!(
+        (closed.status, error_type(&closed).as_str()),
+        (503, "store_unavailable")
+    );
+    // The local limit (30 per minute per worker) still applies.
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(
+            ask_with(&client, "api/limited/ping", "", &[auth])
+                .await
+                .status,
+        );
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429));
+
+    stack.stack.redis().restart();
+    // The restarted Redis is empty (no persistence in tests): register again.
+    stack
+        .stack
+        .redis_client
+        .wait_for_connect()
+        .await
+        .expect("redis back");
+    stack.stack.demo_instances("user-service", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = ask_with(&client, "api/strict/ping", "", &[auth]).await;
+        if reply.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", reply.json());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

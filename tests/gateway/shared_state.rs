@@ -1,0 +1,190 @@
+//! Rate limits and circuit breakers shared by four workers: exact counts,
+//! never per-worker drift. Each runs on one Redis and on a Redis Cluster.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use crate::mw::{self, ask_with, bearer, error_type};
+use crate::stack::ask;
+
+/// `tight_limit` admits 30 per minute per client; 90 requests at once from
+/// one client through 4 workers must get exactly 30 admissions.
+async fn rate_limit_is_exact_across_workers(cluster: bool) {
+    const LIMIT: usize = 30;
+    let stack = mw::start(4, cluster).await;
+    let client = Arc::new(stack.stack.client().await);
+    let token = bearer("burst-user", &[]);
+    let requests = (0..3 * LIMIT).map(|_| {
+        let (client, token) = (Arc::clone(&client), token.clone());
+        async move {
+            ask_with(
+                &client,
+                "api/limited/ping",
+                "",
+                &[("authorization", &token)],
+            )
+            .await
+        }
+    });
+    let replies = join_all(requests).await;
+    let admitted = replies.iter().filter(|r| r.status == 200).count();
+    let limited: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+    println!(
+        "rate limit ({}): {admitted} admitted of {} sent, limit {LIMIT}",
+        if cluster { "cluster" } else { "single" },
+        replies.len()
+    );
+    assert_eq!(admitted, LIMIT, "admitted exactly the limit");
+    assert_eq!(limited.len(), 2 * LIMIT, "every other request got 429");
+    for reply in &limited {
+        assert_eq!(error_type(reply), "rate_limited");
+        assert_eq!(reply.property("x-ratelimit-limit"), Some("30"));
+        assert_eq!(reply.property("x-ratelimit-remaining"), Some("0"));
+        let retry_after: u64 = reply
+            .property("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("retry-after in seconds");
+        assert!((1..=60).contains(&retry_after), "retry-after {retry_after}");
+    }
+    // Another client has its own window.
+    let other = bearer("other-user", &[]);
+    let reply = ask_with(
+        &client,
+        "api/limited/ping",
+        "",
+        &[("authorization", &other)],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.property("x-ratelimit-remaining"), Some("29"));
+
+    // The 60 refusals reach the cluster-wide metrics.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = ask(&client, "gateway/metrics", "").await.json();
+        if metrics["gateway"]["rate_limit_hits"] == 2 * LIMIT {
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics: {metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Threshold 3, recovery 1 s, one half-open probe, four workers.
+async fn breaker_is_one_state_for_all_workers(cluster: bool) {
+    let stack = mw::start(4, cluster).await;
+    let client = Arc::new(stack.stack.client().await);
+    let token = bearer("breaker-user", &[]);
+    let get = |id: usize| {
+        let (client, token) = (Arc::clone(&client), token.clone());
+        async move {
+            ask_with(
+                &client,
+                &format!("api/v1/flaky/get/{id}"),
+                "",
+                &[("authorization", &token)],
+            )
+            .await
+        }
+    };
+    let flaky = &stack.flaky;
+    flaky.failing.store(true, Ordering::SeqCst);
+
+    // Failures open the breaker; from then on the upstream is not called.
+    let mut opened_after = None;
+    for attempt in 1..=20 {
+        let reply = get(attempt).await;
+        if error_type(&reply) == "circuit_open" {
+            assert_eq!(reply.status, 503);
+            assert!(reply.property("retry-after").is_some());
+            opened_after = Some(attempt);
+            break;
+        }
+        assert_eq!(reply.status, 502, "{}", reply.json());
+        // Failures are recorded after the reply; give the write a moment.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let opened_after = opened_after.expect("the breaker opened");
+    assert!(
+        (4..=5).contains(&opened_after),
+        "three failures open it, not {}",
+        opened_after - 1
+    );
+    let hits_when_open = flaky.hits.load(Ordering::SeqCst);
+    for id in 0..20 {
+        assert_eq!(error_type(&get(id).await), "circuit_open");
+    }
+    assert_eq!(flaky.hits.load(Ordering::SeqCst), hits_when_open);
+    let services = ask(&client, "gateway/services", "").await.json();
+    assert_eq!(breaker_state(&services), "open", "{services}");
+
+    // Half open: 40 concurrent requests through 4 workers admit one probe.
+    flaky.delay_ms.store(500, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = flaky.hits.load(Ordering::SeqCst);
+    let replies = join_all((0..40).map(get)).await;
+    let probes = flaky.hits.load(Ordering::SeqCst) - before;
+    println!(
+        "half-open probes ({}): {probes} admitted of 40 concurrent requests, limit 1",
+        if cluster { "cluster" } else { "single" }
+    );
+    assert_eq!(probes, 1, "exactly one probe cluster-wide");
+    assert_eq!(replies.iter().filter(|r| r.status == 502).count(), 1);
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|r| error_type(r) == "circuit_open")
+            .count(),
+        39
+    );
+
+    // The probe failed, so it is open again; a successful probe closes it.
+    flaky.failing.store(false, Ordering::SeqCst);
+    flaky.delay_ms.store(0, Ordering::SeqCst);
+    assert_eq!(error_type(&get(1).await), "circuit_open");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(get(1).await.status, 200, "the probe succeeds");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let services = ask(&client, "gateway/services", "").await.json();
+        if breaker_state(&services) == "closed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{services}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let replies = join_all((0..20).map(get)).await;
+    assert!(replies.iter().all(|r| r.status == 200), "closed again");
+}
+
+fn breaker_state(services: &serde_json::Value) -> String {
+    services["services"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == "flaky-service"))
+        .and_then(|entry| entry["circuit_breaker"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn rate_limit_on_one_redis() {
+    rate_limit_is_exact_across_workers(false).await;
+}
+
+#[tokio::test]
+async fn rate_limit_on_a_redis_cluster() {
+    rate_limit_is_exact_across_workers(true).await;
+}
+
+#[tokio::test]
+async fn breaker_on_one_redis() {
+    breaker_is_one_state_for_all_workers(false).await;
+}
+
+#[tokio::test]
+async fn breaker_on_a_redis_cluster() {
+    breaker_is_one_state_for_all_workers(true).await;
+}
