@@ -43,6 +43,12 @@ else
   wait_port "$REDIS_PORT"
 fi
 export ROUTEMQ_MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT" ROUTEMQ_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+# The shipped config reads its JWT secret from the environment; make one up if unset.
+if [ -z "${ROUTEMQ_JWT_HS256_SECRET:-}" ]; then
+  ROUTEMQ_JWT_HS256_SECRET=$(head -c 32 /dev/urandom | base64)
+  echo "== generated a JWT secret for this run (set ROUTEMQ_JWT_HS256_SECRET to choose one)"
+fi
+export ROUTEMQ_JWT_HS256_SECRET
 
 echo "== building (release)"
 cargo build --release -q -p routemq
@@ -62,17 +68,29 @@ for n in 1 2; do
 done
 sleep 1.2 # one registry refresh
 
+# ask TOPIC PAYLOAD [NAME VALUE]...: one request, with user properties.
 ask() {
+  local topic=$1 payload=$2; shift 2
+  local props=() shown=""
+  while [ $# -ge 2 ]; do props+=(-D PUBLISH user-property "$1" "$2"); shown+=" -D PUBLISH user-property $1 '${2:0:24}…'"; shift 2; done
   echo
-  echo "\$ mosquitto_rr -V 5 -t $1 -e quickstart/replies -m '$2'"
-  mosquitto_rr -h 127.0.0.1 -p "$MQTT_PORT" -V 5 -q 1 -t "$1" -e quickstart/replies -m "$2" -W 10 -F '%P  %p'
+  echo "\$ mosquitto_rr -V 5 -t $topic -e quickstart/replies -m '$payload'$shown"
+  mosquitto_rr -h 127.0.0.1 -p "$MQTT_PORT" -V 5 -q 1 -t "$topic" -e quickstart/replies -m "$payload" "${props[@]}" -W 10 -F '%P  %p'
 }
+TOKEN=$($BIN token --config deploy/gateway.toml --sub user-42 --roles user)
+ADMIN=$($BIN token --config deploy/gateway.toml --sub admin-1 --roles admin)
+API_KEY=$($BIN api-keys create --name quickstart --scopes users:read 2>/dev/null | awk '/^key:/{print $2}')
 ask api/v1/users/get/42 ''
-ask api/v1/users/get/42 ''
-ask api/v1/users/create '{"name":"John Doe","email":"john@example.com","role":"user"}'
-ask api/v1/orders/list/42 '{"page":2}'
-ask api/v2/users/activate '{"user_data":{"id":42}}'
-ask api/v1/users/get/.. ''
+ask api/v1/users/get/42 '' authorization "Bearer $TOKEN"
+ask api/v1/users/get/42 '' authorization "Bearer $TOKEN"
+ask api/v1/users/get/7 '' x-api-key "$API_KEY"
+ask api/v1/users/create '{"name":"John Doe","email":"john@example.com","role":"user"}' authorization "Bearer $TOKEN"
+ask api/v1/users/delete/7 '' authorization "Bearer $TOKEN"
+ask api/v1/users/delete/7 '' authorization "Bearer $ADMIN"
+ask api/v1/orders/list/42 '{"page":2}' authorization "Bearer $TOKEN"
+ask api/v2/users/activate '{"user_data":{"id":42}}' authorization "Bearer $TOKEN"
+ask api/v1/users/get/42 '' authorization "Bearer $TOKEN" origin https://app.example.com method OPTIONS
+ask api/v1/users/get/.. '' authorization "Bearer $TOKEN"
 ask api/v1/nothing/here '{}'
 ask gateway/health ''
 ask gateway/services ''

@@ -2,8 +2,11 @@
 # The benchmark: in one run on one machine, through one Mosquitto,
 #   (a0) the bare MQTT request/response ceiling: a responder that replies at once;
 #   (a)  the baseline: a responder that makes the same single HTTP call and replies;
-#   (b1) the gateway with one worker; (b2) with two workers (deploy/gateway.toml);
-#   (b1-exact-round-robin) one worker with round_robin_lease = 1;
+#   (a2) the middleware baseline: a responder making one Redis script call and one HTTP call;
+#   (b1) the gateway with one worker, (b2) with two, on the plain forwarding path
+#        (deploy/gateway.toml without its middleware);
+#   (c1) one worker running the full api/v1 chain of deploy/gateway.toml: cors, JWT auth,
+#        rate limit, transform, circuit breaker, fallback (one client, limit never reached);
 # each ROUNDS times, interleaved so drift on a noisy machine hits all alike, then
 # prints medians, each as a ratio of (a), and the CPU each request costs the
 # process under test. Usage: loadtest/bench.sh [DURATION] [CONCURRENCY] [ROUNDS]
@@ -49,7 +52,7 @@ measure() {
 subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(usage.ru_utime + usage.ru_stime)' \
-    $BIN/routemq-loadtest run --broker "$ROUTEMQ_MQTT_URL" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 0s --json "$WORK/$name.json")
+    $BIN/routemq-loadtest run --broker "$ROUTEMQ_MQTT_URL" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 0s --json "$WORK/$name.json" "${LOADGEN_ARGS[@]}")
   local elapsed; elapsed=$(echo "$(date +%s.%N) - $start" | bc)
   for pid in "$@"; do after=$((after + $(ticks "$pid"))); done
   shared_after="$(ticks "$MOSQUITTO") $(ticks "$REDIS") $(ticks "$DEMO")"
@@ -70,10 +73,15 @@ PY
 start_responder() {
   $BIN/routemq-loadtest responder --port "$MQTT_PORT" "$@" & RESPONDER=$!; PIDS+=($RESPONDER); sleep 0.5
 }
-# The shipped config, and a copy with exact round robin (one Redis call per request).
-sed 's/^round_robin_lease = .*/round_robin_lease = 1/' deploy/gateway.toml > "$WORK/gateway-exact-rr.toml"
+# The shipped config without middleware (plain forwarding), and as shipped but
+# with a rate limit one client never reaches (1M per 1 s window).
+export ROUTEMQ_JWT_HS256_SECRET; ROUTEMQ_JWT_HS256_SECRET=$(head -c 32 /dev/urandom | base64)
+sed -e '/^ *middleware = \[/d' -e 's/, middleware = \[[^]]*\]//' deploy/gateway.toml > "$WORK/gateway-plain.toml"
+sed -e 's/^limit = 1000$/limit = 1000000/' -e 's/^window = "60s"$/window = "1s"/' deploy/gateway.toml > "$WORK/gateway-chain.toml"
+TOKEN=$($BIN/routemq token --config deploy/gateway.toml --sub bench-user --ttl 2h)
+LOADGEN_ARGS=()
 start_worker() {
-  $BIN/routemq worker --config "${2:-deploy/gateway.toml}" --worker-id "$1" 2>>"$WORK/workers.log" & LAST_WORKER=$!; PIDS+=($LAST_WORKER); sleep 1
+  $BIN/routemq worker --config "${2:-$WORK/gateway-plain.toml}" --worker-id "$1" 2>>"$WORK/workers.log" & LAST_WORKER=$!; PIDS+=($LAST_WORKER); sleep 1
 }
 
 for round in $(seq "$ROUNDS"); do
@@ -83,13 +91,18 @@ for round in $(seq "$ROUNDS"); do
   # shellcheck disable=SC2086
   start_responder $USER_URLS
   measure "a-responder+http" "$RESPONDER"; kill "$RESPONDER"
+  # shellcheck disable=SC2086
+  start_responder --redis "$ROUTEMQ_REDIS_URL" $USER_URLS
+  measure "a2-responder+redis+http" "$RESPONDER"; kill "$RESPONDER"
   start_worker "bench-1-$round"; W1=$LAST_WORKER
   measure "b1-gateway-1-worker" "$W1"
   start_worker "bench-2-$round"; W2=$LAST_WORKER
   measure "b2-gateway-2-workers" "$W1" "$W2"
   kill "$W1" "$W2"; wait "$W1" "$W2" 2>/dev/null || true
-  start_worker "bench-exact-$round" "$WORK/gateway-exact-rr.toml"; W3=$LAST_WORKER
-  measure "b1-exact-round-robin" "$W3"
+  start_worker "bench-chain-$round" "$WORK/gateway-chain.toml"; W3=$LAST_WORKER
+  LOADGEN_ARGS=(--header "authorization=Bearer $TOKEN")
+  measure "c1-full-api-v1-chain" "$W3"
+  LOADGEN_ARGS=()
   kill "$W3"; wait "$W3" 2>/dev/null || true
 done
 
@@ -101,10 +114,13 @@ for line in open(sys.argv[1]):
     rows.setdefault(name, []).append([float(v) for v in values])
 med = {name: [statistics.median(col) for col in zip(*runs)] for name, runs in rows.items()}
 base = med["a-responder+http"][0]
+chain_base = med["a2-responder+redis+http"][0]
 print(f"medians of {sys.argv[4]} interleaved rounds, {sys.argv[2]} outstanding, {sys.argv[3]} each")
 print(f"{'run':<22} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} {'errors':>6} {'cpu us/req':>10} {'vs (a)':>7}"
       f"   CPU % of a core: {'tested':>6} {'broker':>6} {'redis':>6} {'upstr':>6} {'loadgen':>7}")
 for name, (rps, p50, p99, lost, errors, cpu, tested, broker, redis, upstreams, loadgen) in med.items():
     print(f"{name:<22} {rps:>8.0f} {p50:>7.2f} {p99:>7.2f} {lost:>5.0f} {errors:>6.0f} {cpu:>10.1f} {rps / base:>7.2f}"
           f"                    {tested:>6.0f} {broker:>6.0f} {redis:>6.0f} {upstreams:>6.0f} {loadgen:>7.0f}")
+print(f"ratios: b1/a = {med['b1-gateway-1-worker'][0] / base:.2f}, b2/a = {med['b2-gateway-2-workers'][0] / base:.2f}, "
+      f"c1/a = {med['c1-full-api-v1-chain'][0] / base:.2f}, c1/a2 = {med['c1-full-api-v1-chain'][0] / chain_base:.2f}")
 PY

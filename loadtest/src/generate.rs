@@ -29,6 +29,10 @@ pub struct RunArgs {
     payload: String,
     #[arg(long, default_value_t = 1)]
     qos: u8,
+    /// A user property sent with every request, `NAME=VALUE` (repeatable),
+    /// e.g. `authorization=Bearer <token>` or `x-api-key=<key>`.
+    #[arg(long = "header", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
     /// A request without a reply by then counts as lost.
     #[arg(long, value_parser = crate::parse_duration, default_value = "10s")]
     timeout: Duration,
@@ -70,6 +74,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let options = RequestOptions {
         qos: args.qos,
         timeout: args.timeout,
+        headers: args.headers.clone(),
         ..RequestOptions::default()
     };
     let started = Instant::now();
@@ -153,4 +158,10 @@ fn report(args: &RunArgs, tally: &Tally) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;
     }
     Ok(())
+}
+
+fn parse_header(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(name, value)| (name.trim().to_string(), value.to_string()))
+        .ok_or_else(|| format!("`{raw}` is not NAME=VALUE"))
 }

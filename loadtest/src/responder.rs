@@ -2,6 +2,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use fred::prelude::ClientLike;
 use clap::Args;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
@@ -21,6 +22,10 @@ pub struct ResponderArgs {
     /// Before replying, GET this URL (several: round robin), as the gateway would forward.
     #[arg(long)]
     http: Vec<String>,
+    /// Before replying, also run one Redis script (the gateway's rate-limit
+    /// script, under a limit never reached): the baseline for the middleware chain.
+    #[arg(long)]
+    redis: Option<String>,
 }
 
 pub async fn run(args: ResponderArgs) -> anyhow::Result<()> {
@@ -41,20 +46,46 @@ pub async fn run(args: ResponderArgs) -> anyhow::Result<()> {
     let urls = Arc::new(args.http);
     let next = Arc::new(AtomicUsize::new(0));
     let filter = args.filter;
+    let redis = match &args.redis {
+        Some(url) => {
+            let redis = routemq_gateway::redis::connect(
+                &routemq_gateway::redis::RedisSettings::new(url.as_str()),
+            )
+            .await?;
+            redis.wait_for_connect().await?;
+            Some(redis)
+        }
+        None => None,
+    };
+    let attempts = Arc::new(AtomicUsize::new(0));
     loop {
         match event_loop.poll().await? {
             Event::Incoming(Packet::ConnAck(_)) => {
                 client.try_subscribe_many(vec![Filter::new(filter.clone(), QoS::AtLeastOnce)])?;
             }
             Event::Incoming(Packet::Publish(publish)) => {
-                let (client, http, urls, next) = (
+                let (client, http, urls, next, redis, attempts) = (
                     client.clone(),
                     http.clone(),
                     Arc::clone(&urls),
                     Arc::clone(&next),
+                    redis.clone(),
+                    Arc::clone(&attempts),
                 );
                 tokio::spawn(async move {
                     let mut body = Bytes::from_static(b"{\"status\":\"success\"}");
+                    if let Some(redis) = &redis {
+                        let attempt = attempts.fetch_add(1, Ordering::Relaxed).to_string();
+                        routemq_gateway::redis::scripts::rate_limit(
+                            redis,
+                            "{bench:responder}",
+                            u32::MAX,
+                            std::time::Duration::from_secs(1),
+                            &attempt,
+                        )
+                        .await
+                        .ok();
+                    }
                     if !urls.is_empty() {
                         let url = &urls[next.fetch_add(1, Ordering::Relaxed) % urls.len()];
                         if let Ok(response) = http.get(url).send().await {
