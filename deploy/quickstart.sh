@@ -80,6 +80,7 @@ ask() {
 TOKEN=$($BIN token --config deploy/gateway.toml --sub user-42 --roles user)
 ADMIN=$($BIN token --config deploy/gateway.toml --sub admin-1 --roles admin)
 API_KEY=$($BIN api-keys create --name quickstart --scopes users:read 2>/dev/null | awk '/^key:/{print $2}')
+sleep 1.1 # workers reload API keys every second
 ask api/v1/users/get/42 ''
 ask api/v1/users/get/42 '' authorization "Bearer $TOKEN"
 ask api/v1/users/get/42 '' authorization "Bearer $TOKEN"

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use routemq_tests::{routemq, Redis};
+use routemq_tests::{routemq, routemq_with_env, Redis};
 
 const BIN: &str = env!("CARGO_BIN_EXE_routemq-under-test");
 
@@ -15,13 +15,30 @@ fn shipped_config() -> String {
     format!("{}/../deploy/gateway.toml", env!("CARGO_MANIFEST_DIR"))
 }
 
+const SECRET: (&str, &str) = (
+    "ROUTEMQ_JWT_HS256_SECRET",
+    "cli-test-secret-cli-test-secret-0123",
+);
+
 #[test]
 fn check_config_and_routes_read_the_shipped_file() {
     let redis = Redis::start();
     let config = shipped_config();
-    let checked = run(&["check-config", &config], &redis).expect("valid");
+    let missing = run(&["check-config", &config], &redis).expect_err("the secret is required");
+    assert!(
+        missing.contains("environment variable `ROUTEMQ_JWT_HS256_SECRET` is not set"),
+        "{missing}"
+    );
+    let with_secret =
+        |args: &[&str]| routemq_with_env(Path::new(BIN), args, &redis.url(), &[SECRET]);
+    let checked = with_secret(&["check-config", &config]).expect("valid");
     assert!(checked.contains("ok, 20 routes"), "{checked}");
-    let routes = run(&["routes", &config], &redis).expect("prints");
+    let token = with_secret(&[
+        "token", "--config", &config, "--sub", "ann", "--roles", "admin",
+    ])
+    .expect("token minted");
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+    let routes = with_secret(&["routes", &config]).expect("prints");
     assert!(routes.contains("api/v1/users/get/{user_id}"), "{routes}");
     assert!(
         routes.contains("subscribes $share/gw/api/# (qos 2)"),

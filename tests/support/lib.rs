@@ -237,9 +237,21 @@ impl RedisCluster {
 /// is the test package's `CARGO_BIN_EXE_routemq-under-test`, known only to
 /// the integration tests themselves.
 pub fn routemq(bin: &Path, args: &[&str], redis_url: &str) -> Result<String, String> {
+    routemq_with_env(bin, args, redis_url, &[])
+}
+
+/// [`routemq`] with extra environment variables (secrets the config names).
+pub fn routemq_with_env(
+    bin: &Path,
+    args: &[&str],
+    redis_url: &str,
+    env: &[(&str, &str)],
+) -> Result<String, String> {
     let output = Command::new(bin)
         .args(args)
         .env("ROUTEMQ_REDIS_URL", redis_url)
+        .env_remove("ROUTEMQ_JWT_HS256_SECRET")
+        .envs(env.iter().copied())
         .output()
         .expect("routemq runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
