@@ -7,6 +7,7 @@ mod balancing;
 mod edge;
 mod lifecycle;
 mod mw;
+mod observability;
 mod retries;
 mod shared_state;
 mod stack;

@@ -128,12 +128,17 @@ impl Stack {
     }
 
     pub fn add_worker(&mut self, id: &str) {
-        let worker = Worker::start(
+        self.add_worker_with_env(id, &[]);
+    }
+
+    pub fn add_worker_with_env(&mut self, id: &str, env: &[(&str, &str)]) {
+        let worker = Worker::start_with_env(
             std::path::Path::new(BIN),
             &self.config,
             id,
             &self.mosquitto.url(),
             &self.store.url(),
+            env,
         );
         self.workers.push(worker);
     }

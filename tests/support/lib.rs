@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod otlp;
 pub mod upstream;
 
 /// A port that was free a moment ago.
@@ -275,6 +276,18 @@ pub struct Worker {
 impl Worker {
     /// Starts `routemq worker` and waits until it has subscribed.
     pub fn start(bin: &Path, config: &Path, id: &str, mqtt_url: &str, redis_url: &str) -> Worker {
+        Worker::start_with_env(bin, config, id, mqtt_url, redis_url, &[])
+    }
+
+    /// [`Worker::start`] with extra environment variables (they win over the defaults).
+    pub fn start_with_env(
+        bin: &Path,
+        config: &Path,
+        id: &str,
+        mqtt_url: &str,
+        redis_url: &str,
+        env: &[(&str, &str)],
+    ) -> Worker {
         let child = Command::new(bin)
             .args(["worker", "--config"])
             .arg(config)
@@ -283,6 +296,10 @@ impl Worker {
             .env("ROUTEMQ_REDIS_URL", redis_url)
             .env("RUST_LOG", "info,routemq_gateway=debug")
             .env("NO_COLOR", "1")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("ROUTEMQ_METRICS_ADDR")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -11,11 +11,13 @@ mod error;
 mod gateway;
 pub mod metrics;
 pub mod middleware;
+mod observe;
 pub mod redis;
 pub mod registry;
 mod replay;
 mod reply;
 mod request;
+pub mod request_log;
 pub mod upstream;
 
 pub use error::{ErrorKind, GatewayError, Side};

@@ -6,14 +6,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fred::prelude::Client;
+use metrics::SharedString;
 use reqwest::Method;
 use routemq_router::{filter_matches, is_valid_topic_name, RouteTable, SubscriptionFilter};
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::MetricsRecorder;
 use crate::middleware::{Authenticator, Chain, Middleware, MiddlewareSpec, Resources};
+use crate::observe::{self, PropertyExtractor};
 use crate::registry::{Balancer, RegistryCache};
 use crate::replay::Replays;
 use crate::request::is_acceptable_request_id;
+use crate::request_log::{LogRecord, RequestLog};
 use crate::upstream::{Forwarder, HeaderPolicy, PathTemplate};
 use crate::{GatewayError, Headers, Inbound, Outbound, Reply, ReplyAddress};
 
@@ -72,6 +77,11 @@ pub struct GatewayParts {
     pub middleware: HashMap<String, MiddlewareSpec>,
     /// The credentials every auth middleware checks.
     pub authenticator: Arc<Authenticator>,
+    /// Whether spans are exported: only then is trace context extracted,
+    /// recorded and propagated.
+    pub traces: bool,
+    /// Where answered requests are logged for the Redis lists; `None` disables it.
+    pub request_log: Option<Arc<RequestLog>>,
     pub redis: Client,
     pub http: reqwest::Client,
     pub cache: Arc<RegistryCache>,
@@ -97,18 +107,35 @@ pub struct Gateway {
     limits: Limits,
     pub(crate) worker_id: String,
     pub(crate) started: Instant,
+    traces: bool,
+    request_log: Option<Arc<RequestLog>>,
 }
 
 /// A route's target and the middleware chain it runs.
 pub(crate) struct Plan {
     target: RouteTarget,
     chain: Chain,
+    /// The route's pattern, as a metrics label and span name.
+    label: SharedString,
+}
+
+/// One request on its way through [`Gateway::handle`].
+struct Request<'r> {
+    inbound: &'r Inbound,
+    headers: &'r Headers,
+    request_id: &'r str,
+    /// The client chose the request id, so a retry can be recognised.
+    retry_safe_id: bool,
+    trace_id: Option<&'r str>,
+    started: Instant,
 }
 
 /// An answer and the upstream service it came from, for metrics.
 struct Answer {
     reply: Reply,
     service: Option<String>,
+    /// The matched route's pattern; `None` before a route matched.
+    route: Option<SharedString>,
 }
 
 impl Answer {
@@ -116,6 +143,7 @@ impl Answer {
         Answer {
             reply: Reply::error(&error, request_id, service.as_deref()),
             service,
+            route: None,
         }
     }
 }
@@ -164,6 +192,7 @@ impl Gateway {
             Ok::<Plan, String>(Plan {
                 target: route.target.clone(),
                 chain: Chain::new(chain),
+                label: SharedString::from_owned(route.pattern.to_string()),
             })
         })?;
         Ok(Gateway {
@@ -176,6 +205,8 @@ impl Gateway {
             limits: parts.limits,
             worker_id: parts.worker_id,
             started: Instant::now(),
+            traces: parts.traces,
+            request_log: parts.request_log,
         })
     }
 
@@ -196,6 +227,28 @@ impl Gateway {
         let request_id = client_request_id
             .map(str::to_string)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let span = self.request_span(&inbound, &headers, &request_id);
+        let trace_id = observe::trace_id(&span);
+        let request = Request {
+            inbound: &inbound,
+            headers: &headers,
+            request_id: &request_id,
+            retry_safe_id,
+            trace_id: trace_id.as_deref(),
+            started,
+        };
+        self.handle_request(request).instrument(span).await
+    }
+
+    async fn handle_request(&self, request: Request<'_>) -> Option<Outbound> {
+        let Request {
+            inbound,
+            headers,
+            request_id,
+            retry_safe_id,
+            trace_id,
+            started,
+        } = request;
         let mut address = inbound.response_topic.clone().map(|topic| ReplyAddress {
             topic,
             correlation_data: inbound.correlation_data.clone(),
@@ -212,21 +265,111 @@ impl Gateway {
             );
             return None;
         }
-        let answer = self
-            .process(&inbound, &headers, &request_id, retry_safe_id, &mut address)
+        let mut answer = self
+            .process(inbound, headers, request_id, retry_safe_id, &mut address)
             .await;
         let status = answer.reply.status;
+        let elapsed = started.elapsed();
         self.metrics
-            .record(answer.service.as_deref(), status, started.elapsed());
+            .record(answer.service.as_deref(), status, elapsed);
+        self.observe_answer(&answer, elapsed);
         let topic = String::from_utf8_lossy(&inbound.topic);
+        if let Some(log) = &self.request_log {
+            log.record(&LogRecord {
+                request_id,
+                trace_id,
+                topic: &topic,
+                route: answer.route.as_deref(),
+                service: answer.service.as_deref(),
+                status,
+                duration: elapsed,
+                worker_id: &self.worker_id,
+            });
+        }
+        if let Some(trace_id) = trace_id {
+            answer
+                .reply
+                .properties
+                .push(("x-trace-id".to_string(), trace_id.to_string()));
+        }
         match address {
             Some(address) => {
-                tracing::debug!(request_id, %topic, status, "request answered");
-                Some(Outbound::new(address, answer.reply, &request_id))
+                tracing::debug!(request_id, trace_id, %topic, status, "request answered");
+                Some(Outbound::new(address, answer.reply, request_id))
             }
             None => {
-                tracing::info!(request_id, %topic, status, "request processed without a reply address");
+                tracing::info!(request_id, trace_id, %topic, status, "request processed without a reply address");
                 None
+            }
+        }
+    }
+
+    /// The request's server-side span, parented to the publisher's trace
+    /// context; disabled (free) when spans are not exported.
+    fn request_span(&self, inbound: &Inbound, headers: &Headers, request_id: &str) -> Span {
+        if !self.traces {
+            return Span::none();
+        }
+        // Named after the route template (low cardinality), found here because
+        // a span's name cannot change once its context exists.
+        let template = std::str::from_utf8(&inbound.topic)
+            .ok()
+            .and_then(|topic| self.routes.find(topic))
+            .map(|found| found.route.target.label.clone());
+        let name = match &template {
+            Some(template) => format!("process {template}"),
+            None => "process".to_string(),
+        };
+        let span = tracing::info_span!(
+            "request",
+            otel.name = name,
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "mqtt",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = %String::from_utf8_lossy(&inbound.topic),
+            messaging.destination.template = template.as_deref(),
+            messaging.message.body.size = inbound.payload.len(),
+            request_id,
+            trace_id = tracing::field::Empty,
+            routemq.service = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&PropertyExtractor(headers))
+        });
+        span.set_parent(parent).ok();
+        if let Some(trace_id) = observe::trace_id(&span) {
+            span.record("trace_id", trace_id);
+        }
+        span
+    }
+
+    /// Metrics and span attributes of a finished request.
+    fn observe_answer(&self, answer: &Answer, elapsed: Duration) {
+        let status = answer.reply.status;
+        let route = answer
+            .route
+            .clone()
+            .unwrap_or(SharedString::const_str("unmatched"));
+        let service = answer.service.clone().unwrap_or_default();
+        metrics::counter!(
+            "routemq_requests_total",
+            "route" => route.clone(),
+            "service" => service,
+            "status" => status.to_string(),
+        )
+        .increment(1);
+        metrics::histogram!("routemq_request_duration_seconds", "route" => route)
+            .record(elapsed.as_secs_f64());
+        if self.traces {
+            let span = Span::current();
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", status.to_string());
             }
         }
     }

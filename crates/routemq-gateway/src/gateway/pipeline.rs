@@ -94,7 +94,11 @@ impl Gateway {
             properties.append(&mut reply.properties);
             reply.properties = properties;
         }
-        Answer { reply, service }
+        Answer {
+            reply,
+            service,
+            route: Some(plan.label.clone()),
+        }
     }
 
     /// The middleware chain around the route's target.

@@ -88,6 +88,7 @@ impl CircuitBreaker {
                 };
             }
         };
+        record_state(&service, BreakerState::parse(&verdict.state));
         if !verdict.admitted {
             let retry_after = verdict.retry_after.as_millis().div_ceil(1000).max(1);
             return Err(GatewayError::new(
@@ -152,9 +153,22 @@ impl Permit for BreakerPermit {
             )
             .await
             {
-                Ok(state) => tracing::debug!(service = %self.service, ?outcome, %state, "breaker outcome recorded"),
+                Ok(state) => {
+                    record_state(&self.service, BreakerState::parse(&state));
+                    tracing::debug!(service = %self.service, ?outcome, %state, "breaker outcome recorded");
+                }
                 Err(error) => tracing::warn!(service = %self.service, ?outcome, %error, "breaker outcome not recorded"),
             }
         });
     }
+}
+
+/// The breaker's state as a Prometheus gauge: 0 closed, 1 half open, 2 open.
+fn record_state(service: &str, state: BreakerState) {
+    let value = match state {
+        BreakerState::Closed => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Open => 2.0,
+    };
+    metrics::gauge!("routemq_circuit_breaker_state", "service" => service.to_string()).set(value);
 }

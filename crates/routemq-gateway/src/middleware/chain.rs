@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use futures::future::join_all;
+use tracing::Instrument;
 
 use super::{Flow, Middleware, Outcome, Permit, RequestContext};
 use crate::upstream::{PreparedCall, UpstreamResponse};
@@ -34,6 +35,7 @@ impl Chain {
     /// Runs every request filter in order; the first error or direct answer wins.
     pub fn request_filter(&self, ctx: &mut RequestContext<'_>) -> Result<Flow, GatewayError> {
         for middleware in self.middleware.iter() {
+            let _span = middleware_span(middleware.name(), "request_filter").entered();
             if let Flow::Respond(reply) = middleware.request_filter(ctx)? {
                 return Ok(Flow::Respond(reply));
             }
@@ -49,7 +51,10 @@ impl Chain {
             let admissions: Vec<_> = self
                 .middleware
                 .iter()
-                .filter_map(|m| m.admit(shared))
+                .filter_map(|m| {
+                    let admission = m.admit(shared)?;
+                    Some(admission.instrument(middleware_span(m.name(), "admit")))
+                })
                 .collect();
             if admissions.is_empty() {
                 return Ok(ChainRun::default());
@@ -101,7 +106,8 @@ impl Chain {
         }
         for middleware in self.middleware.iter() {
             if let Some(future) = middleware.fallback(ctx, call, error) {
-                if let Some(reply) = future.await {
+                let span = middleware_span(middleware.name(), "fallback");
+                if let Some(reply) = future.instrument(span).await {
                     return Some(reply);
                 }
             }
@@ -129,4 +135,14 @@ impl Drop for ChainRun {
     fn drop(&mut self) {
         self.settle(Outcome::NotSent);
     }
+}
+
+/// A child span of the request for one middleware phase.
+fn middleware_span(name: &str, phase: &'static str) -> tracing::Span {
+    tracing::debug_span!(
+        "middleware",
+        otel.name = format!("{name} {phase}"),
+        routemq.middleware = name,
+        routemq.phase = phase,
+    )
 }

@@ -94,7 +94,7 @@ impl RateLimit {
                 permit: None,
             });
         }
-        self.metrics.record_rate_limited();
+        self.count_hit();
         let retry_after_seconds = verdict.retry_after.as_millis().div_ceil(1000).max(1);
         let mut error = GatewayError::new(
             ErrorKind::RateLimited,
@@ -106,6 +106,13 @@ impl RateLimit {
         .with_property("retry-after", retry_after_seconds.to_string());
         error.properties.extend(properties);
         Err(error)
+    }
+
+    /// A refused request, in the cluster-wide report and in Prometheus.
+    fn count_hit(&self) {
+        self.metrics.record_rate_limited();
+        metrics::counter!("routemq_rate_limited_total", "limiter" => self.name.clone())
+            .increment(1);
     }
 
     fn without_redis(
@@ -122,7 +129,7 @@ impl RateLimit {
             FailMode::Open => match self.local.check_key(&client_key) {
                 Ok(()) => Ok(Admitted::default()),
                 Err(_) => {
-                    self.metrics.record_rate_limited();
+                    self.count_hit();
                     Err(GatewayError::new(
                         ErrorKind::RateLimited,
                         "local rate limit exceeded while the shared store is unavailable",

@@ -7,6 +7,10 @@ pub const METRICS: &str = "{routemq}:metrics";
 /// API key records by the key's SHA-256, and a counter bumped on every change.
 pub const API_KEYS: &str = "{routemq}:api_keys";
 pub const API_KEYS_VERSION: &str = "{routemq}:api_keys:version";
+/// The reference's request, response and error logs: capped lists, newest first.
+pub const LOG_REQUESTS: &str = "{routemq}:logs:requests";
+pub const LOG_RESPONSES: &str = "{routemq}:logs:responses";
+pub const LOG_ERRORS: &str = "{routemq}:logs:errors";
 
 /// The last metrics batch applied from one worker process (`flusher_id`).
 pub fn metrics_flushed(flusher_id: &str) -> String {

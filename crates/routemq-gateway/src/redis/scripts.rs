@@ -33,6 +33,8 @@ static BREAKER_ADMIT: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/breaker_admit.lua")));
 static BREAKER_RECORD: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/breaker_record.lua")));
+static PUSH_LOGS: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/push_logs.lua")));
 static PUT_API_KEY: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/put_api_key.lua")));
 static REVOKE_API_KEY: LazyLock<Script> =
@@ -50,13 +52,15 @@ pub async fn next_index(
     lease: u32,
     idle_expiry: Duration,
 ) -> FredResult<u64> {
-    NEXT_INDEX
-        .evalsha_with_reload(
+    crate::observe::redis_call(
+        "next_index",
+        NEXT_INDEX.evalsha_with_reload(
             client,
             vec![keys::round_robin(service)],
             vec![i64::from(lease.max(1)), millis(idle_expiry)],
-        )
-        .await
+        ),
+    )
+    .await
 }
 
 /// An instance as registered; `ttl` of `None` keeps it until deregistered.
@@ -74,8 +78,9 @@ pub async fn register_instance(
     registration: &Registration<'_>,
 ) -> FredResult<i64> {
     let ttl_ms = registration.ttl.map(millis).unwrap_or(0);
-    REGISTER_INSTANCE
-        .evalsha_with_reload(
+    crate::observe::redis_call(
+        "register_instance",
+        REGISTER_INSTANCE.evalsha_with_reload(
             client,
             vec![
                 keys::instance(registration.service, registration.instance_id),
@@ -88,19 +93,22 @@ pub async fn register_instance(
                 registration.health_check_url.to_string(),
                 ttl_ms.to_string(),
             ],
-        )
-        .await
+        ),
+    )
+    .await
 }
 
 /// Refreshes an instance's heartbeat; false when it is not registered.
 pub async fn heartbeat(client: &Client, service: &str, instance_id: &str) -> FredResult<bool> {
-    let refreshed: i64 = HEARTBEAT
-        .evalsha_with_reload(
+    let refreshed: i64 = crate::observe::redis_call(
+        "heartbeat",
+        HEARTBEAT.evalsha_with_reload(
             client,
             vec![keys::instance(service, instance_id)],
             Vec::<String>::new(),
-        )
-        .await?;
+        ),
+    )
+    .await?;
     Ok(refreshed == 1)
 }
 
@@ -110,16 +118,18 @@ pub async fn deregister_instance(
     service: &str,
     instance_id: &str,
 ) -> FredResult<u64> {
-    DEREGISTER_INSTANCE
-        .evalsha_with_reload(
+    crate::observe::redis_call(
+        "deregister_instance",
+        DEREGISTER_INSTANCE.evalsha_with_reload(
             client,
             vec![
                 keys::instance(service, instance_id),
                 keys::instances(service),
             ],
             vec![instance_id.to_string()],
-        )
-        .await
+        ),
+    )
+    .await
 }
 
 /// Records a probe verdict; false when the instance no longer exists.
@@ -130,13 +140,15 @@ pub async fn set_health(
     healthy: bool,
 ) -> FredResult<bool> {
     let status = if healthy { "healthy" } else { "unhealthy" };
-    let recorded: i64 = SET_HEALTH
-        .evalsha_with_reload(
+    let recorded: i64 = crate::observe::redis_call(
+        "set_health",
+        SET_HEALTH.evalsha_with_reload(
             client,
             vec![keys::instance(service, instance_id)],
             vec![status.to_string()],
-        )
-        .await?;
+        ),
+    )
+    .await?;
     Ok(recorded == 1)
 }
 
@@ -156,13 +168,15 @@ pub async fn flush_metrics(
         args.push(field.clone());
         args.push(delta.to_string());
     }
-    let applied: i64 = FLUSH_METRICS
-        .evalsha_with_reload(
+    let applied: i64 = crate::observe::redis_call(
+        "flush_metrics",
+        FLUSH_METRICS.evalsha_with_reload(
             client,
             vec![keys::METRICS.to_string(), keys::metrics_flushed(flusher_id)],
             args,
-        )
-        .await?;
+        ),
+    )
+    .await?;
     Ok(applied == 1)
 }
 
@@ -175,13 +189,15 @@ pub async fn claim_request(
     claim: &str,
     pending_for: Duration,
 ) -> FredResult<Option<String>> {
-    CLAIM_REQUEST
-        .evalsha_with_reload(
+    crate::observe::redis_call(
+        "claim_request",
+        CLAIM_REQUEST.evalsha_with_reload(
             client,
             vec![request_key.to_string()],
             vec![claim.to_string(), millis(pending_for).to_string()],
-        )
-        .await
+        ),
+    )
+    .await
 }
 
 /// Stores `outcome` for `keep_for`, or releases the claim when `outcome` is
@@ -193,8 +209,9 @@ pub async fn finish_request(
     outcome: &str,
     keep_for: Duration,
 ) -> FredResult<bool> {
-    let applied: i64 = FINISH_REQUEST
-        .evalsha_with_reload(
+    let applied: i64 = crate::observe::redis_call(
+        "finish_request",
+        FINISH_REQUEST.evalsha_with_reload(
             client,
             vec![request_key.to_string()],
             vec![
@@ -202,8 +219,9 @@ pub async fn finish_request(
                 outcome.to_string(),
                 millis(keep_for).to_string(),
             ],
-        )
-        .await?;
+        ),
+    )
+    .await?;
     Ok(applied == 1)
 }
 
@@ -225,8 +243,9 @@ pub async fn rate_limit(
     window: Duration,
     attempt_id: &str,
 ) -> FredResult<RateVerdict> {
-    let (admitted, remaining, retry_after_ms): (i64, i64, i64) = RATE_LIMIT
-        .evalsha_with_reload(
+    let (admitted, remaining, retry_after_ms): (i64, i64, i64) = crate::observe::redis_call(
+        "rate_limit",
+        RATE_LIMIT.evalsha_with_reload(
             client,
             vec![key.to_string()],
             vec![
@@ -234,8 +253,9 @@ pub async fn rate_limit(
                 millis(window).to_string(),
                 attempt_id.to_string(),
             ],
-        )
-        .await?;
+        ),
+    )
+    .await?;
     Ok(RateVerdict {
         admitted: admitted == 1,
         remaining: u64::try_from(remaining).unwrap_or(0),
@@ -273,8 +293,9 @@ pub async fn breaker_admit(
     limits: &BreakerLimits,
     attempt_id: &str,
 ) -> FredResult<BreakerVerdict> {
-    let (state, verdict, retry_after_ms): (String, i64, i64) = BREAKER_ADMIT
-        .evalsha_with_reload(
+    let (state, verdict, retry_after_ms): (String, i64, i64) = crate::observe::redis_call(
+        "breaker_admit",
+        BREAKER_ADMIT.evalsha_with_reload(
             client,
             vec![keys::breaker(service), keys::breaker_probes(service)],
             vec![
@@ -283,8 +304,9 @@ pub async fn breaker_admit(
                 millis(limits.probe_lease).to_string(),
                 attempt_id.to_string(),
             ],
-        )
-        .await?;
+        ),
+    )
+    .await?;
     Ok(BreakerVerdict {
         state,
         admitted: verdict != 0,
@@ -315,8 +337,9 @@ pub async fn breaker_record(
         CallOutcome::Failure => "failure",
         CallOutcome::Release => "release",
     };
-    BREAKER_RECORD
-        .evalsha_with_reload(
+    crate::observe::redis_call(
+        "breaker_record",
+        BREAKER_RECORD.evalsha_with_reload(
             client,
             vec![
                 keys::breaker(service),
@@ -329,35 +352,69 @@ pub async fn breaker_record(
                 limits.failure_threshold.to_string(),
                 millis(limits.failure_window).to_string(),
             ],
-        )
-        .await
+        ),
+    )
+    .await
 }
 
 /// Stores an API key record (`record`, JSON) under the key's hash.
 pub async fn put_api_key(client: &Client, key_hash: &str, record: &str) -> FredResult<u64> {
-    PUT_API_KEY
-        .evalsha_with_reload(
+    crate::observe::redis_call(
+        "put_api_key",
+        PUT_API_KEY.evalsha_with_reload(
             client,
             vec![
                 keys::API_KEYS.to_string(),
                 keys::API_KEYS_VERSION.to_string(),
             ],
             vec![key_hash.to_string(), record.to_string()],
-        )
-        .await
+        ),
+    )
+    .await
 }
 
 /// Revokes an API key by hash; true when it existed.
 pub async fn revoke_api_key(client: &Client, key_hash: &str) -> FredResult<bool> {
-    let removed: i64 = REVOKE_API_KEY
-        .evalsha_with_reload(
+    let removed: i64 = crate::observe::redis_call(
+        "revoke_api_key",
+        REVOKE_API_KEY.evalsha_with_reload(
             client,
             vec![
                 keys::API_KEYS.to_string(),
                 keys::API_KEYS_VERSION.to_string(),
             ],
             vec![key_hash.to_string()],
-        )
-        .await?;
+        ),
+    )
+    .await?;
     Ok(removed == 1)
+}
+
+/// Pushes request, response and error log entries onto their capped lists.
+pub async fn push_logs(
+    client: &Client,
+    cap: usize,
+    requests: &[String],
+    responses: &[String],
+    errors: &[String],
+) -> FredResult<i64> {
+    let mut args = Vec::with_capacity(4 + requests.len() + responses.len() + errors.len());
+    args.push(cap.to_string());
+    args.push(requests.len().to_string());
+    args.push(responses.len().to_string());
+    args.push(errors.len().to_string());
+    args.extend(requests.iter().chain(responses).chain(errors).cloned());
+    crate::observe::redis_call(
+        "push_logs",
+        PUSH_LOGS.evalsha_with_reload(
+            client,
+            vec![
+                keys::LOG_REQUESTS.to_string(),
+                keys::LOG_RESPONSES.to_string(),
+                keys::LOG_ERRORS.to_string(),
+            ],
+            args,
+        ),
+    )
+    .await
 }

@@ -1,11 +1,14 @@
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 
+use tracing::Instrument;
+
 use super::{forward, UpstreamRequest, UpstreamResponse};
+use crate::observe;
 use crate::registry::Balancer;
 use crate::{ErrorKind, GatewayError};
 
@@ -51,19 +54,40 @@ impl Forwarder {
                 .balancer
                 .pick(service, refused_instance.as_deref())
                 .await?;
+            let span = tracing::debug_span!(
+                "http.client",
+                otel.name = %call.method,
+                otel.kind = "client",
+                http.request.method = %call.method,
+                server.address = instance.base_url.host_str().unwrap_or_default(),
+                server.port = instance.base_url.port_or_known_default().unwrap_or_default(),
+                url.path = %call.path,
+                routemq.service = service,
+                routemq.instance = %instance.instance_id,
+                http.response.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            );
+            let mut headers = call.headers.clone();
+            observe::inject_trace_context(&span, &mut headers);
             let request = UpstreamRequest {
                 method: call.method.clone(),
                 base_url: &instance.base_url,
                 path: &call.path,
                 query: &call.query,
                 body: call.body.clone(),
-                headers: call.headers.clone(),
+                headers,
                 timeout: call.timeout,
                 max_response_bytes: self.max_response_bytes,
             };
+            let started = Instant::now();
             // Boxed: the HTTP client's future is large, and moving it through every
             // enclosing state machine showed up as memcpy in profiles.
-            match Box::pin(forward(&self.http, request)).await {
+            let result = Box::pin(forward(&self.http, request))
+                .instrument(span.clone())
+                .await;
+            observe_upstream(&span, service, &result, started.elapsed());
+            match result {
                 Err(error)
                     if error.kind == ErrorKind::UpstreamUnavailable
                         && refused_instance.is_none() =>
@@ -80,4 +104,39 @@ impl Forwarder {
     pub fn has_healthy_instance(&self, service: &str) -> bool {
         self.balancer.has_healthy_instance(service)
     }
+}
+
+/// Span attributes and latency metrics of one upstream attempt.
+fn observe_upstream(
+    span: &tracing::Span,
+    service: &str,
+    result: &Result<UpstreamResponse, GatewayError>,
+    elapsed: Duration,
+) {
+    let status = match result {
+        Ok(response) => Some(response.status),
+        Err(error) => match error.kind {
+            ErrorKind::UpstreamRejected(status) => Some(status),
+            _ => None,
+        },
+    };
+    if let Some(status) = status {
+        span.record("http.response.status_code", status);
+    }
+    if let Err(error) = result {
+        if !matches!(error.kind, ErrorKind::UpstreamRejected(_)) {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", error.kind.type_name());
+        }
+    }
+    let outcome = match result {
+        Ok(_) => "success",
+        Err(error) => error.kind.type_name(),
+    };
+    metrics::histogram!(
+        "routemq_upstream_duration_seconds",
+        "service" => service.to_string(),
+        "outcome" => outcome,
+    )
+    .record(elapsed.as_secs_f64());
 }

@@ -109,7 +109,6 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging();
     let threads = match &cli.command {
         Command::Worker { threads, .. } => *threads,
         _ => 1,
@@ -125,7 +124,13 @@ pub fn main() -> ExitCode {
             .build()
     };
     let result = match runtime {
-        Ok(runtime) => runtime.block_on(run(cli.command)),
+        Ok(runtime) => runtime.block_on(async {
+            // A worker traces; the other commands only log.
+            let telemetry = telemetry::init(matches!(cli.command, Command::Worker { .. }));
+            let result = run(cli.command, telemetry.traces_enabled()).await;
+            telemetry.shutdown().await;
+            result
+        }),
         Err(error) => Err(error.into()),
     };
     match result {
@@ -137,7 +142,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(command: Command, traces: bool) -> anyhow::Result<()> {
     match command {
         Command::Worker {
             config, worker_id, ..
@@ -145,7 +150,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config = config::load(&config)?;
             let worker_id =
                 worker_id.unwrap_or_else(|| format!("routemq-{}", uuid::Uuid::new_v4().simple()));
-            runtime::run_worker(config, worker_id, shutdown_on_signal()).await
+            runtime::run_worker(config, worker_id, traces, shutdown_on_signal()).await
         }
         Command::CheckConfig { file } => {
             let config = config::load(&file)?;

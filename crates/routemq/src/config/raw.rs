@@ -25,6 +25,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub telemetry: RawTelemetry,
+    #[serde(default)]
     pub auth: RawAuth,
     /// `[middleware.NAME]` tables, checked against their kind in `middleware.rs`.
     #[serde(default)]
@@ -91,6 +93,14 @@ pub struct RawRegistry {
 pub struct RawMetrics {
     #[serde(default, with = "humantime_serde")]
     pub flush_interval: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub metrics_addr: Option<String>,
+    pub request_log: Option<bool>,
+    pub request_log_length: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -53,6 +53,10 @@ pub struct WorkerConfig {
     pub health_check_interval: Duration,
     pub health_check_timeout: Duration,
     pub metrics_flush_interval: Duration,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: not served.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Entries each Redis request/response/error log list keeps; `None`: not logged.
+    pub request_log_length: Option<usize>,
     pub auth: AuthSettings,
     /// Middleware by name; every name a route uses is here.
     pub middleware: HashMap<String, MiddlewareSpec>,
@@ -148,6 +152,22 @@ pub fn parse(
         ));
     }
 
+    let metrics_addr = env("ROUTEMQ_METRICS_ADDR")
+        .or(raw.telemetry.metrics_addr)
+        .filter(|addr| !addr.is_empty())
+        .map(|addr| {
+            addr.parse::<std::net::SocketAddr>().map_err(|error| {
+                at(
+                    None,
+                    format!("telemetry.metrics_addr `{addr}` is not host:port: {error}"),
+                )
+            })
+        })
+        .transpose()?;
+    let request_log_length = match raw.telemetry.request_log {
+        Some(false) => None,
+        _ => Some(raw.telemetry.request_log_length.unwrap_or(1000).max(1)),
+    };
     let config_dir = Path::new(file).parent().unwrap_or(Path::new("."));
     let auth = auth_settings(raw.auth, config_dir, env).map_err(|message| at(None, message))?;
     let middleware = middleware_specs(raw.middleware, &auth)
@@ -201,6 +221,8 @@ pub fn parse(
             .health_check_timeout
             .unwrap_or(Duration::from_secs(2)),
         metrics_flush_interval: raw.metrics.flush_interval.unwrap_or(Duration::from_secs(1)),
+        metrics_addr,
+        request_log_length,
         auth,
         middleware,
         routes,

@@ -4,31 +4,47 @@ use fred::prelude::Client;
 use routemq_gateway::metrics::MetricsRecorder;
 use routemq_gateway::middleware::ApiKeys;
 use routemq_gateway::registry::{run_health_probes, ProbeSettings, RegistryCache};
+use routemq_gateway::request_log::RequestLog;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerConfig;
 
 /// The worker's tasks beside request handling: registry and API key
-/// refresh, health probes and metric flushes. They stop after the requests have drained, so
-/// the last metrics flush counts every answered request.
+/// refresh, health probes, metric and request-log flushes. They stop after
+/// the requests have drained, so the last flushes count every answered request.
 pub struct Background {
     stop: CancellationToken,
     tasks: TaskTracker,
 }
 
+/// What the background tasks work on, shared with the request pipeline.
+pub struct Shared<'a> {
+    pub redis: &'a Client,
+    pub http: reqwest::Client,
+    pub cache: &'a Arc<RegistryCache>,
+    pub metrics: &'a Arc<MetricsRecorder>,
+    pub api_keys: Option<&'a Arc<ApiKeys>>,
+    pub request_log: Option<&'a Arc<RequestLog>>,
+}
+
 impl Background {
-    pub fn start(
-        config: &WorkerConfig,
-        worker_id: &str,
-        redis: &Client,
-        http: reqwest::Client,
-        cache: &Arc<RegistryCache>,
-        metrics: &Arc<MetricsRecorder>,
-        api_keys: Option<&Arc<ApiKeys>>,
-    ) -> Background {
+    pub fn start(config: &WorkerConfig, worker_id: &str, shared: Shared<'_>) -> Background {
+        let Shared {
+            redis,
+            http,
+            cache,
+            metrics,
+            api_keys,
+            request_log,
+        } = shared;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        if let Some(log) = request_log {
+            let (log, redis, stop) = (Arc::clone(log), redis.clone(), stop.clone());
+            let interval = config.metrics_flush_interval;
+            tasks.spawn(async move { log.run_flush(redis, interval, stop).await });
+        }
         if let (Some(api_keys), Some(interval)) = (api_keys, config.auth.api_keys_refresh) {
             let (api_keys, redis, stop) = (Arc::clone(api_keys), redis.clone(), stop.clone());
             tasks.spawn(async move { api_keys.run_refresh(redis, interval, stop).await });

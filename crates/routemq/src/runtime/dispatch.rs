@@ -16,6 +16,8 @@ pub struct Dispatcher {
     gateway: Arc<Gateway>,
     client: AsyncClient,
     in_flight: Arc<Semaphore>,
+    /// Requests being handled, for Prometheus.
+    in_flight_gauge: metrics::Gauge,
     pub requests: TaskTracker,
 }
 
@@ -25,6 +27,7 @@ impl Dispatcher {
             gateway,
             client,
             in_flight: Arc::new(Semaphore::new(usize::from(max_in_flight))),
+            in_flight_gauge: metrics::gauge!("routemq_requests_in_flight"),
             requests: TaskTracker::new(),
         }
     }
@@ -34,16 +37,19 @@ impl Dispatcher {
         let LoopEvent::Request(publish, received_at) = event else {
             return Some(event);
         };
-        let (gateway, client, in_flight) = (
+        let (gateway, client, in_flight, gauge) = (
             Arc::clone(&self.gateway),
             self.client.clone(),
             Arc::clone(&self.in_flight),
+            self.in_flight_gauge.clone(),
         );
         self.requests.spawn(async move {
             let Ok(_permit) = in_flight.acquire_owned().await else {
                 return;
             };
+            gauge.increment(1.0);
             handle(&gateway, &client, &publish, received_at).await;
+            gauge.decrement(1.0);
         });
         None
     }

@@ -14,6 +14,10 @@ pub enum LoopEvent {
     /// The connection dropped; nothing more arrives until `Connected`.
     ConnectionLost,
     Request(Box<Publish>, Instant),
+    /// The broker answered a SUBSCRIBE; `accepted` is false if it refused a filter.
+    Subscribed {
+        accepted: bool,
+    },
     Unsubscribed,
 }
 
@@ -66,6 +70,10 @@ pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<Loop
                     tracing::error!(codes = ?ack.return_codes, "the broker refused a subscription");
                 } else {
                     tracing::info!(codes = ?ack.return_codes, "subscribed");
+                }
+                let subscribed = LoopEvent::Subscribed { accepted: !refused };
+                if events.send(subscribed).is_err() {
+                    return;
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {

@@ -5,6 +5,7 @@ use anyhow::Context;
 use routemq_gateway::metrics::MetricsRecorder;
 use routemq_gateway::middleware::{ApiKeys, Authenticator};
 use routemq_gateway::registry::RegistryCache;
+use routemq_gateway::request_log::RequestLog;
 use routemq_gateway::{Gateway, GatewayParts};
 use rumqttc::v5::mqttbytes::v5::Filter;
 use rumqttc::v5::{AsyncClient, MqttOptions};
@@ -13,11 +14,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::background::Background;
+use super::background::{Background, Shared};
 use super::dispatch::Dispatcher;
 use super::event_loop::{drive, LoopEvent};
 use super::message;
 use crate::config::{MqttSettings, WorkerConfig};
+use crate::telemetry::{install_prometheus, serve_probes, Readiness};
 
 /// After the last request of a drain, how long to wait for one more already in transit.
 const DRAIN_QUIET_PERIOD: Duration = Duration::from_millis(100);
@@ -28,9 +30,25 @@ const DRAIN_QUIET_PERIOD: Duration = Duration::from_millis(100);
 pub async fn run_worker(
     config: WorkerConfig,
     worker_id: String,
+    traces: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let redis = routemq_gateway::redis::connect(&config.redis).await?;
+    let readiness = Arc::new(Readiness::default());
+    let probes_stop = CancellationToken::new();
+    let probes = match config.metrics_addr {
+        Some(addr) => Some(
+            serve_probes(
+                addr,
+                install_prometheus()?,
+                Arc::clone(&readiness),
+                redis.clone(),
+                probes_stop.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
@@ -55,14 +73,20 @@ pub async fn run_worker(
         config.auth.jwt.clone(),
         api_keys.clone(),
     ));
+    let request_log = config
+        .request_log_length
+        .map(|length| Arc::new(RequestLog::new(length)));
     let background = Background::start(
         &config,
         &worker_id,
-        &redis,
-        http.clone(),
-        &cache,
-        &metrics,
-        api_keys.as_ref(),
+        Shared {
+            redis: &redis,
+            http: http.clone(),
+            cache: &cache,
+            metrics: &metrics,
+            api_keys: api_keys.as_ref(),
+            request_log: request_log.as_ref(),
+        },
     );
     let filters: Vec<Filter> = config
         .routes
@@ -80,6 +104,8 @@ pub async fn run_worker(
         routes: config.routes,
         middleware: config.middleware,
         authenticator,
+        traces,
+        request_log,
         redis,
         http,
         cache,
@@ -103,16 +129,29 @@ pub async fn run_worker(
 
     tracing::info!(worker_id, filters = ?filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "worker started");
     let mut connected = false;
+    let mut connections = 0u64;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             event = events.recv() => match event.and_then(|e| dispatcher.dispatch(e)) {
-                Some(LoopEvent::ConnectionLost) => connected = false,
+                Some(LoopEvent::ConnectionLost) => {
+                    connected = false;
+                    readiness.set(&readiness.mqtt_connected, false);
+                    readiness.set(&readiness.subscribed, false);
+                }
                 Some(LoopEvent::Connected { session_present }) => {
                     connected = true;
+                    connections += 1;
+                    if connections > 1 {
+                        metrics::counter!("routemq_mqtt_reconnects_total").increment(1);
+                    }
+                    readiness.set(&readiness.mqtt_connected, true);
                     if !session_present {
                         client.subscribe_many(filters.clone()).await.context("subscribing")?;
                     }
+                }
+                Some(LoopEvent::Subscribed { accepted }) => {
+                    readiness.set(&readiness.subscribed, accepted);
                 }
                 Some(_) => {}
                 None if event_task.is_finished() => anyhow::bail!("the MQTT event loop stopped"),
@@ -121,6 +160,7 @@ pub async fn run_worker(
         }
     }
 
+    readiness.set(&readiness.draining, true);
     tracing::info!(
         in_flight = dispatcher.requests.len(),
         "draining: no new requests"
@@ -144,6 +184,10 @@ pub async fn run_worker(
     tokio::time::timeout(Duration::from_secs(2), event_task)
         .await
         .ok();
+    probes_stop.cancel();
+    if let Some(probes) = probes {
+        probes.await.ok();
+    }
     Ok(())
 }
 

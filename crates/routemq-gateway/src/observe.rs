@@ -1,0 +1,103 @@
+//! Traces and metrics of the request pipeline.
+//!
+//! Spans follow the OpenTelemetry semantic conventions: the request is a
+//! `consumer` span named `process <route template>` with `messaging.*`
+//! attributes, parented to the publisher's W3C `traceparent` user property;
+//! middleware, Redis scripts (`db.*`) and the upstream call (`http.*`,
+//! `client`) are its children, and the upstream gets the `traceparent` of the
+//! HTTP span. Child spans are DEBUG level, so logs at INFO never pay for them
+//! while the trace layer (filtered on its own) still records them.
+//!
+//! Metrics go through the `metrics` facade: free until the binary installs a
+//! recorder (Prometheus), then one labelled update per event.
+
+use std::future::Future;
+use std::time::Instant;
+
+use fred::error::Error as RedisError;
+use opentelemetry::propagation::{Extractor, Injector};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::Headers;
+
+/// Reads W3C trace context (`traceparent`, `tracestate`, `baggage`) from the
+/// request's user properties.
+pub(crate) struct PropertyExtractor<'a>(pub &'a Headers);
+
+impl Extractor for PropertyExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name).collect()
+    }
+}
+
+/// Writes trace context into the upstream request's headers.
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Adds the trace context of `span` to `headers`; nothing when the span is not recorded.
+pub(crate) fn inject_trace_context(span: &tracing::Span, headers: &mut HeaderMap) {
+    if span.is_disabled() {
+        return;
+    }
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut HeaderInjector(headers));
+    });
+}
+
+/// The trace id of `span`, when it is recorded and valid.
+pub(crate) fn trace_id(span: &tracing::Span) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    if span.is_disabled() {
+        return None;
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+/// Runs one Redis script call inside a `db` span, recording its latency and
+/// errors in the metrics.
+pub(crate) async fn redis_call<T>(
+    script: &'static str,
+    call: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, RedisError> {
+    let span = tracing::debug_span!(
+        "redis",
+        otel.name = format!("EVALSHA {script}"),
+        otel.kind = "client",
+        db.system.name = "redis",
+        db.operation.name = "EVALSHA",
+        db.query.summary = script,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let result = call.instrument(span.clone()).await;
+    metrics::histogram!("routemq_redis_duration_seconds", "script" => script)
+        .record(started.elapsed().as_secs_f64());
+    if let Err(error) = &result {
+        metrics::counter!("routemq_redis_errors_total", "script" => script).increment(1);
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", tracing::field::debug(error.kind()));
+    }
+    result
+}
