@@ -7,6 +7,8 @@
 #        (deploy/gateway.toml without its middleware);
 #   (c1) one worker running the full api/v1 chain of deploy/gateway.toml: cors, JWT auth,
 #        rate limit, transform, circuit breaker, fallback (one client, limit never reached);
+#   (t100), (t1) (b1) with OpenTelemetry tracing exported over OTLP/gRPC to a counting
+#        sink, sampling 100 % and 1 % of traces ((b1) itself runs with tracing off);
 # each ROUNDS times, interleaved so drift on a noisy machine hits all alike, then
 # prints medians, each as a ratio of (a), and the CPU each request costs the
 # process under test. Usage: loadtest/bench.sh [DURATION] [CONCURRENCY] [ROUNDS]
@@ -80,9 +82,14 @@ sed -e '/^ *middleware = \[/d' -e 's/, middleware = \[[^]]*\]//' deploy/gateway.
 sed -e 's/^limit = 1000$/limit = 1000000/' -e 's/^window = "60s"$/window = "1s"/' deploy/gateway.toml > "$WORK/gateway-chain.toml"
 TOKEN=$($BIN/routemq token --config deploy/gateway.toml --sub bench-user --ttl 2h)
 LOADGEN_ARGS=()
+WORKER_ENV=()
 start_worker() {
-  $BIN/routemq worker --config "${2:-$WORK/gateway-plain.toml}" --worker-id "$1" 2>>"$WORK/workers.log" & LAST_WORKER=$!; PIDS+=($LAST_WORKER); sleep 1
+  env "${WORKER_ENV[@]}" $BIN/routemq worker --config "${2:-$WORK/gateway-plain.toml}" --worker-id "$1" 2>>"$WORK/workers.log" & LAST_WORKER=$!; PIDS+=($LAST_WORKER); sleep 1
 }
+OTLP_PORT=$(free_port)
+$BIN/routemq-loadtest otlp-sink --listen "127.0.0.1:$OTLP_PORT" 2>"$WORK/otlp-sink.log" & PIDS+=($!)
+wait_port "$OTLP_PORT"
+TRACING=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT" OTEL_EXPORTER_OTLP_PROTOCOL=grpc)
 
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
@@ -104,6 +111,15 @@ for round in $(seq "$ROUNDS"); do
   measure "c1-full-api-v1-chain" "$W3"
   LOADGEN_ARGS=()
   kill "$W3"; wait "$W3" 2>/dev/null || true
+  WORKER_ENV=("${TRACING[@]}" OTEL_TRACES_SAMPLER=parentbased_always_on)
+  start_worker "bench-t100-$round"; W4=$LAST_WORKER
+  measure "t100-tracing-all" "$W4"
+  kill "$W4"; wait "$W4" 2>/dev/null || true
+  WORKER_ENV=("${TRACING[@]}" OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01)
+  start_worker "bench-t1-$round"; W5=$LAST_WORKER
+  measure "t1-tracing-1pct" "$W5"
+  kill "$W5"; wait "$W5" 2>/dev/null || true
+  WORKER_ENV=()
 done
 
 python3 - "$WORK/results" "$CONCURRENCY" "$DURATION" "$ROUNDS" <<'PY'
@@ -123,4 +139,6 @@ for name, (rps, p50, p99, lost, errors, cpu, tested, broker, redis, upstreams, l
           f"                    {tested:>6.0f} {broker:>6.0f} {redis:>6.0f} {upstreams:>6.0f} {loadgen:>7.0f}")
 print(f"ratios: b1/a = {med['b1-gateway-1-worker'][0] / base:.2f}, b2/a = {med['b2-gateway-2-workers'][0] / base:.2f}, "
       f"c1/a = {med['c1-full-api-v1-chain'][0] / base:.2f}, c1/a2 = {med['c1-full-api-v1-chain'][0] / chain_base:.2f}")
+b1 = med['b1-gateway-1-worker'][0]
+print(f"tracing: t100/b1 = {med['t100-tracing-all'][0] / b1:.2f}, t1/b1 = {med['t1-tracing-1pct'][0] / b1:.2f}")
 PY

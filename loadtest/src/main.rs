@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod generate;
+mod otlp_sink;
 mod responder;
 
 use std::time::Duration;
@@ -27,6 +28,8 @@ enum Command {
     Run(generate::RunArgs),
     /// The baseline: answer every request at once, optionally after one HTTP GET.
     Responder(responder::ResponderArgs),
+    /// An OTLP/gRPC trace receiver that counts spans (for benchmarks with tracing on).
+    OtlpSink(otlp_sink::SinkArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(args) => generate::run(args).await,
             Command::Responder(args) => responder::run(args).await,
+            Command::OtlpSink(args) => otlp_sink::run(args).await,
         }
     })
 }

@@ -234,6 +234,24 @@ async fn one_trace_from_publisher_through_either_worker_to_the_upstream() {
         assert!(line["fields"]["trace_id"].is_string(), "{line}");
     }
 
+    // A publisher that did not sample its trace: the gateway records nothing
+    // but still passes the (unsampled) context on.
+    let unsampled = random_hex(16);
+    let options = RequestOptions {
+        timeout: Duration::from_secs(10),
+        request_id: Some("trace-test-unsampled".into()),
+        headers: vec![(
+            "traceparent".into(),
+            format!("00-{unsampled}-{}-00", random_hex(8)),
+        )],
+        ..RequestOptions::default()
+    };
+    let reply = client
+        .request("api/t/ok/7", "", &options)
+        .await
+        .expect("reply");
+    assert_eq!(reply.status, 200);
+
     // A graceful stop flushes the last batch: a worker that would export
     // only every 10 minutes still delivers its spans when it is stopped.
     for worker in &mut stack.workers {
@@ -242,6 +260,22 @@ async fn one_trace_from_publisher_through_either_worker_to_the_upstream() {
     for worker in &mut stack.workers {
         assert!(worker.process.wait_exit(Duration::from_secs(20)).is_some());
     }
+    assert!(
+        receiver.spans.all().iter().all(|s| s.trace_id != unsampled),
+        "an unsampled trace exports no span"
+    );
+    let upstream_traceparent = seen
+        .lock()
+        .expect("seen lock")
+        .iter()
+        .find(|(_, id)| id.as_deref() == Some("trace-test-unsampled"))
+        .and_then(|(traceparent, _)| traceparent.clone())
+        .expect("traceparent sent upstream");
+    assert!(
+        upstream_traceparent.starts_with(&format!("00-{unsampled}-"))
+            && upstream_traceparent.ends_with("-00"),
+        "{upstream_traceparent}"
+    );
     let slow_env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),

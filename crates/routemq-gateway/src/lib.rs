@@ -11,7 +11,7 @@ mod error;
 mod gateway;
 pub mod metrics;
 pub mod middleware;
-mod observe;
+pub mod observe;
 pub mod redis;
 pub mod registry;
 mod replay;

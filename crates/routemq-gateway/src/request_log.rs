@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fred::prelude::Client;
+use metrics::SharedString;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -15,18 +16,62 @@ use crate::redis::scripts;
 /// Entries kept while Redis is slow; beyond this, new entries are dropped.
 const MAX_BUFFERED: usize = 30_000;
 
-#[derive(Default)]
-struct Buffer {
-    requests: Vec<String>,
-    responses: Vec<String>,
-    errors: Vec<String>,
-    dropped: u64,
+/// One answered request, kept raw until the flush task encodes it, so the
+/// request path only copies a few strings.
+struct Entry {
+    timestamp: f64,
+    request_id: String,
+    trace_id: Option<String>,
+    topic: String,
+    route: Option<SharedString>,
+    service: Option<String>,
+    status: u16,
+    duration: Duration,
 }
 
-impl Buffer {
-    fn len(&self) -> usize {
-        self.requests.len() + self.responses.len() + self.errors.len()
+impl Entry {
+    fn request(&self, worker_id: &str) -> String {
+        json!({
+            "timestamp": self.timestamp,
+            "request_id": self.request_id,
+            "trace_id": self.trace_id,
+            "topic": self.topic,
+            "route": self.route.as_deref(),
+            "worker": worker_id,
+        })
+        .to_string()
     }
+
+    fn response(&self) -> String {
+        json!({
+            "timestamp": self.timestamp,
+            "request_id": self.request_id,
+            "status": self.status,
+            "service": self.service,
+            "duration_ms": self.duration.as_secs_f64() * 1000.0,
+        })
+        .to_string()
+    }
+
+    fn error(&self) -> Option<String> {
+        (self.status >= 400).then(|| {
+            json!({
+                "timestamp": self.timestamp,
+                "request_id": self.request_id,
+                "trace_id": self.trace_id,
+                "topic": self.topic,
+                "status": self.status,
+                "service": self.service,
+            })
+            .to_string()
+        })
+    }
+}
+
+#[derive(Default)]
+struct Buffer {
+    entries: Vec<Entry>,
+    dropped: u64,
 }
 
 /// One answered request, as logged.
@@ -34,24 +79,25 @@ pub struct LogRecord<'a> {
     pub request_id: &'a str,
     pub trace_id: Option<&'a str>,
     pub topic: &'a str,
-    pub route: Option<&'a str>,
+    pub route: Option<&'a SharedString>,
     pub service: Option<&'a str>,
     pub status: u16,
     pub duration: Duration,
-    pub worker_id: &'a str,
 }
 
 pub struct RequestLog {
     buffer: Mutex<Buffer>,
     /// Entries each list keeps (the reference: 1000).
     cap: usize,
+    worker_id: String,
 }
 
 impl RequestLog {
-    pub fn new(cap: usize) -> RequestLog {
+    pub fn new(cap: usize, worker_id: &str) -> RequestLog {
         RequestLog {
             buffer: Mutex::new(Buffer::default()),
             cap: cap.max(1),
+            worker_id: worker_id.to_string(),
         }
     }
 
@@ -60,45 +106,24 @@ impl RequestLog {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or_default();
-        let request = json!({
-            "timestamp": timestamp,
-            "request_id": record.request_id,
-            "trace_id": record.trace_id,
-            "topic": record.topic,
-            "route": record.route,
-            "worker": record.worker_id,
-        })
-        .to_string();
-        let response = json!({
-            "timestamp": timestamp,
-            "request_id": record.request_id,
-            "status": record.status,
-            "service": record.service,
-            "duration_ms": record.duration.as_secs_f64() * 1000.0,
-        })
-        .to_string();
-        let error = (record.status >= 400).then(|| {
-            json!({
-                "timestamp": timestamp,
-                "request_id": record.request_id,
-                "trace_id": record.trace_id,
-                "topic": record.topic,
-                "status": record.status,
-                "service": record.service,
-            })
-            .to_string()
-        });
         let mut buffer = self
             .buffer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buffer.len() >= MAX_BUFFERED {
+        if buffer.entries.len() >= MAX_BUFFERED {
             buffer.dropped += 1;
             return;
         }
-        buffer.requests.push(request);
-        buffer.responses.push(response);
-        buffer.errors.extend(error);
+        buffer.entries.push(Entry {
+            timestamp,
+            request_id: record.request_id.to_string(),
+            trace_id: record.trace_id.map(str::to_string),
+            topic: record.topic.to_string(),
+            route: record.route.cloned(),
+            service: record.service.map(str::to_string),
+            status: record.status,
+            duration: record.duration,
+        });
     }
 
     fn take(&self) -> Buffer {
@@ -118,22 +143,17 @@ impl RequestLog {
                 "request log entries dropped: buffer full"
             );
         }
-        if batch.len() == 0 {
+        if batch.entries.is_empty() {
             return;
         }
         // Each list keeps only `cap` entries, so no more are ever sent.
-        let newest =
-            |entries: &[String]| entries[entries.len().saturating_sub(self.cap)..].to_vec();
-        let pushed = scripts::push_logs(
-            redis,
-            self.cap,
-            &newest(&batch.requests),
-            &newest(&batch.responses),
-            &newest(&batch.errors),
-        )
-        .await;
+        let newest = &batch.entries[batch.entries.len().saturating_sub(self.cap)..];
+        let requests: Vec<String> = newest.iter().map(|e| e.request(&self.worker_id)).collect();
+        let responses: Vec<String> = newest.iter().map(Entry::response).collect();
+        let errors: Vec<String> = newest.iter().filter_map(Entry::error).collect();
+        let pushed = scripts::push_logs(redis, self.cap, &requests, &responses, &errors).await;
         if let Err(error) = pushed {
-            tracing::warn!(%error, entries = batch.len(), "request log batch dropped");
+            tracing::warn!(%error, entries = newest.len(), "request log batch dropped");
         }
     }
 

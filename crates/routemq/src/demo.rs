@@ -36,11 +36,16 @@ pub struct DemoInstance {
     pub service: String,
     pub instance_id: String,
     pub addr: SocketAddr,
+    /// The host name others reach it by, when not its bind address (containers).
+    pub advertised_host: Option<String>,
 }
 
 impl DemoInstance {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match &self.advertised_host {
+            Some(host) => format!("http://{host}:{}", self.addr.port()),
+            None => format!("http://{}", self.addr),
+        }
     }
 }
 
@@ -73,6 +78,7 @@ pub async fn start_instance(
         service: service.to_string(),
         instance_id: instance_id.to_string(),
         addr,
+        advertised_host: None,
     })
 }
 

@@ -237,7 +237,8 @@ impl Gateway {
             trace_id: trace_id.as_deref(),
             started,
         };
-        self.handle_request(request).instrument(span).await
+        let sampled = observe::is_sampled(&span);
+        observe::with_sampling(sampled, self.handle_request(request).instrument(span)).await
     }
 
     async fn handle_request(&self, request: Request<'_>) -> Option<Outbound> {
@@ -279,11 +280,10 @@ impl Gateway {
                 request_id,
                 trace_id,
                 topic: &topic,
-                route: answer.route.as_deref(),
+                route: answer.route.as_ref(),
                 service: answer.service.as_deref(),
                 status,
                 duration: elapsed,
-                worker_id: &self.worker_id,
             });
         }
         if let Some(trace_id) = trace_id {
@@ -350,6 +350,17 @@ impl Gateway {
     /// Metrics and span attributes of a finished request.
     fn observe_answer(&self, answer: &Answer, elapsed: Duration) {
         let status = answer.reply.status;
+        if self.traces {
+            let span = Span::current();
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", status.to_string());
+            }
+        }
+        if !observe::metrics_enabled() {
+            return;
+        }
         let route = answer
             .route
             .clone()
@@ -364,14 +375,6 @@ impl Gateway {
         .increment(1);
         metrics::histogram!("routemq_request_duration_seconds", "route" => route)
             .record(elapsed.as_secs_f64());
-        if self.traces {
-            let span = Span::current();
-            span.record("http.response.status_code", status);
-            if status >= 500 {
-                span.record("otel.status_code", "ERROR");
-                span.record("error.type", status.to_string());
-            }
-        }
     }
 
     /// Why a reply may not go to `topic`, if it may not: wildcards cannot be

@@ -165,6 +165,9 @@ impl Permit for BreakerPermit {
 
 /// The breaker's state as a Prometheus gauge: 0 closed, 1 half open, 2 open.
 fn record_state(service: &str, state: BreakerState) {
+    if !crate::observe::metrics_enabled() {
+        return;
+    }
     let value = match state {
         BreakerState::Closed => 0.0,
         BreakerState::HalfOpen => 1.0,

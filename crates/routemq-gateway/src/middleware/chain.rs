@@ -139,6 +139,9 @@ impl Drop for ChainRun {
 
 /// A child span of the request for one middleware phase.
 fn middleware_span(name: &str, phase: &'static str) -> tracing::Span {
+    if !crate::observe::children_sampled() {
+        return tracing::Span::none();
+    }
     tracing::debug_span!(
         "middleware",
         otel.name = format!("{name} {phase}"),

@@ -111,6 +111,9 @@ impl RateLimit {
     /// A refused request, in the cluster-wide report and in Prometheus.
     fn count_hit(&self) {
         self.metrics.record_rate_limited();
+        if !crate::observe::metrics_enabled() {
+            return;
+        }
         metrics::counter!("routemq_rate_limited_total", "limiter" => self.name.clone())
             .increment(1);
     }

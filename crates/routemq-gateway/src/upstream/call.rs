@@ -54,22 +54,32 @@ impl Forwarder {
                 .balancer
                 .pick(service, refused_instance.as_deref())
                 .await?;
-            let span = tracing::debug_span!(
-                "http.client",
-                otel.name = %call.method,
-                otel.kind = "client",
-                http.request.method = %call.method,
-                server.address = instance.base_url.host_str().unwrap_or_default(),
-                server.port = instance.base_url.port_or_known_default().unwrap_or_default(),
-                url.path = %call.path,
-                routemq.service = service,
-                routemq.instance = %instance.instance_id,
-                http.response.status_code = tracing::field::Empty,
-                otel.status_code = tracing::field::Empty,
-                error.type = tracing::field::Empty,
-            );
+            let span = if observe::children_sampled() {
+                tracing::debug_span!(
+                    "http.client",
+                    otel.name = %call.method,
+                    otel.kind = "client",
+                    http.request.method = %call.method,
+                    server.address = instance.base_url.host_str().unwrap_or_default(),
+                    server.port = instance.base_url.port_or_known_default().unwrap_or_default(),
+                    url.path = %call.path,
+                    routemq.service = service,
+                    routemq.instance = %instance.instance_id,
+                    http.response.status_code = tracing::field::Empty,
+                    otel.status_code = tracing::field::Empty,
+                    error.type = tracing::field::Empty,
+                )
+            } else {
+                tracing::Span::none()
+            };
             let mut headers = call.headers.clone();
-            observe::inject_trace_context(&span, &mut headers);
+            // An unsampled request still passes its (unsampled) context on.
+            let context_source = if span.is_disabled() {
+                tracing::Span::current()
+            } else {
+                span.clone()
+            };
+            observe::inject_trace_context(&context_source, &mut headers);
             let request = UpstreamRequest {
                 method: call.method.clone(),
                 base_url: &instance.base_url,
@@ -128,6 +138,9 @@ fn observe_upstream(
             span.record("otel.status_code", "ERROR");
             span.record("error.type", error.kind.type_name());
         }
+    }
+    if !observe::metrics_enabled() {
+        return;
     }
     let outcome = match result {
         Ok(_) => "success",

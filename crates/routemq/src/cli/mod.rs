@@ -89,6 +89,9 @@ enum Command {
         instances: u16,
         #[arg(long, default_value = "127.0.0.1")]
         host: IpAddr,
+        /// Host name registered for the instances when they bind 0.0.0.0 (containers).
+        #[arg(long)]
+        advertise_host: Option<String>,
         /// First port; instances take consecutive ports. 0 picks free ports.
         #[arg(long, default_value_t = 8101)]
         base_port: u16,
@@ -178,11 +181,20 @@ async fn run(command: Command, traces: bool) -> anyhow::Result<()> {
         Command::DemoServices {
             instances,
             host,
+            advertise_host,
             base_port,
             register,
             redis,
             ttl,
-        } => run_demo(instances, host, base_port, register.then_some(redis), ttl).await,
+        } => {
+            let demo = DemoOptions {
+                instances,
+                host,
+                advertise_host,
+                base_port,
+            };
+            run_demo(demo, register.then_some(redis), ttl).await
+        }
     }
 }
 
@@ -236,13 +248,25 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-async fn run_demo(
+/// How `demo-services` lays its instances out.
+struct DemoOptions {
     instances: u16,
     host: IpAddr,
+    advertise_host: Option<String>,
     base_port: u16,
+}
+
+async fn run_demo(
+    options: DemoOptions,
     register_in: Option<String>,
     ttl: Duration,
 ) -> anyhow::Result<()> {
+    let DemoOptions {
+        instances,
+        host,
+        advertise_host,
+        base_port,
+    } = options;
     let stop = shutdown_on_signal();
     let mut started = Vec::new();
     let mut port = base_port;
@@ -250,7 +274,9 @@ async fn run_demo(
         for index in 1..=instances {
             let instance_id = format!("{service}-{index}");
             let bind = SocketAddr::new(host, port);
-            let instance = demo::start_instance(service, &instance_id, bind, stop.clone()).await?;
+            let mut instance =
+                demo::start_instance(service, &instance_id, bind, stop.clone()).await?;
+            instance.advertised_host.clone_from(&advertise_host);
             println!(
                 "{:<22} {:<26} {}",
                 instance.service,

@@ -75,7 +75,7 @@ pub async fn run_worker(
     ));
     let request_log = config
         .request_log_length
-        .map(|length| Arc::new(RequestLog::new(length)));
+        .map(|length| Arc::new(RequestLog::new(length, &worker_id)));
     let background = Background::start(
         &config,
         &worker_id,

@@ -24,9 +24,11 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Installs the process-wide Prometheus recorder; the gateway's `metrics::`
 /// calls are no-ops until it is installed.
 pub fn install_prometheus() -> anyhow::Result<PrometheusHandle> {
-    Ok(PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets(LATENCY_BUCKETS)?
-        .install_recorder()?)
+        .install_recorder()?;
+    routemq_gateway::observe::enable_metrics();
+    Ok(handle)
 }
 
 /// What `/readyz` checks. The worker flips the flags as its MQTT session
