@@ -320,7 +320,9 @@ impl Gateway {
             Some(template) => format!("process {template}"),
             None => "process".to_string(),
         };
-        let span = tracing::info_span!(
+        // DEBUG, like its children: log lines name the request themselves, so
+        // the log layer (INFO by default) never pays for formatting span fields.
+        let span = tracing::debug_span!(
             "request",
             otel.name = name,
             otel.kind = "consumer",
