@@ -166,3 +166,31 @@ fn errors_name_the_file_and_line() {
         );
     }
 }
+
+#[test]
+fn telemetry_settings_and_their_environment_override() {
+    let text = "[telemetry]\nmetrics_addr = \"127.0.0.1:9464\"\nrequest_log_length = 50\n[[routes]]\ntopic = \"x\"\nhandler = \"health\"\n";
+    let config = parse(text, "test.toml", &no_env).expect("valid");
+    assert_eq!(
+        config.metrics_addr.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:9464")
+    );
+    assert_eq!(config.request_log_length, Some(50));
+    let env = |name: &str| (name == "ROUTEMQ_METRICS_ADDR").then(|| "0.0.0.0:9500".to_string());
+    let config = parse(text, "test.toml", &env).expect("valid");
+    assert_eq!(config.metrics_addr.map(|a| a.port()), Some(9500));
+    let off = "[telemetry]\nrequest_log = false\n[[routes]]\ntopic = \"x\"\nhandler = \"health\"\n";
+    let config = parse(off, "test.toml", &no_env).expect("valid");
+    assert_eq!(
+        (config.metrics_addr, config.request_log_length),
+        (None, None)
+    );
+    let broken = "[telemetry]\nmetrics_addr = \"nine-four\"\n[[routes]]\ntopic = \"x\"\nhandler = \"health\"\n";
+    let error = parse(broken, "test.toml", &no_env).expect_err("invalid address");
+    assert!(
+        error
+            .to_string()
+            .contains("telemetry.metrics_addr `nine-four`"),
+        "{error}"
+    );
+}
