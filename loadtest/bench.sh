@@ -54,7 +54,7 @@ measure() {
 subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(usage.ru_utime + usage.ru_stime)' \
-    $BIN/routemq-loadtest run --broker "$ROUTEMQ_MQTT_URL" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 0s --json "$WORK/$name.json" "${LOADGEN_ARGS[@]}")
+    $BIN/routemq-loadtest run --broker "$ROUTEMQ_MQTT_URL" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 0s --quiet --json "$WORK/$name.json" "${LOADGEN_ARGS[@]}")
   local elapsed; elapsed=$(echo "$(date +%s.%N) - $start" | bc)
   for pid in "$@"; do after=$((after + $(ticks "$pid"))); done
   shared_after="$(ticks "$MOSQUITTO") $(ticks "$REDIS") $(ticks "$DEMO")"

@@ -7,7 +7,8 @@
 //! can recognise them.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
-use rumqttc::NetworkOptions;
+use rumqttc::{NetworkOptions, Transport};
 use tokio::sync::{oneshot, watch};
 
 #[derive(Debug, thiserror::Error)]
@@ -90,29 +91,113 @@ impl Default for RequestOptions {
 
 type Pending = Arc<Mutex<HashMap<Bytes, oneshot::Sender<Reply>>>>;
 
+/// How to connect. The broker URL may also carry `user:password@`.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    pub credentials: Option<(String, String)>,
+    /// Remember every request's correlation data, so replies that match no
+    /// waiting request can be told apart: a second reply to an answered
+    /// request (duplicate) or a reply after its request timed out (late).
+    /// Costs 16 bytes per request for the client's lifetime: for load tests.
+    pub track_stray_replies: bool,
+}
+
+/// Replies that matched no waiting request (see [`ClientOptions::track_stray_replies`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StrayReplies {
+    /// A second (or later) reply to a request already answered.
+    pub duplicates: u64,
+    /// A reply to a request that had already timed out.
+    pub late: u64,
+    /// A reply with correlation data this client never sent (or did not track).
+    pub unknown: u64,
+}
+
+/// What became of the correlation data of finished requests.
+#[derive(Default)]
+struct Strays {
+    tracking: bool,
+    answered: Mutex<HashSet<Bytes>>,
+    timed_out: Mutex<HashSet<Bytes>>,
+    duplicates: AtomicU64,
+    late: AtomicU64,
+    unknown: AtomicU64,
+}
+
+impl Strays {
+    fn answered(&self, correlation: &Bytes) {
+        if self.tracking {
+            lock(&self.answered).insert(correlation.clone());
+        }
+    }
+
+    fn timed_out(&self, correlation: Bytes) {
+        if self.tracking {
+            lock(&self.timed_out).insert(correlation);
+        }
+    }
+
+    /// Classifies a reply nobody waits for.
+    fn stray(&self, correlation: &Bytes) {
+        let counter = if lock(&self.timed_out).remove(correlation) {
+            lock(&self.answered).insert(correlation.clone());
+            &self.late
+        } else if lock(&self.answered).contains(correlation) {
+            &self.duplicates
+        } else {
+            &self.unknown
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A connected request/response client. Cheap to share behind an `Arc`;
 /// any number of requests may be outstanding at once.
 pub struct RequestClient {
     client: AsyncClient,
     pending: Pending,
+    strays: Arc<Strays>,
     reply_topic: String,
 }
 
 impl RequestClient {
     /// Connects to `mqtt://host:port` and subscribes to a private reply topic.
     pub async fn connect(broker_url: &str) -> Result<RequestClient, ClientError> {
-        let (host, port) = parse_broker_url(broker_url)?;
+        RequestClient::connect_with(broker_url, &ClientOptions::default()).await
+    }
+
+    /// Connects to `mqtt://` or `tcp://` (plain), `mqtts://` or `ssl://`
+    /// (TLS, system roots), `ws://` or `wss://` (WebSocket, path kept).
+    pub async fn connect_with(
+        broker_url: &str,
+        client_options: &ClientOptions,
+    ) -> Result<RequestClient, ClientError> {
+        let broker = parse_broker_url(broker_url)?;
         let client_id = format!("routemq-client-{}", uuid::Uuid::new_v4().simple());
-        let mut options = MqttOptions::new(client_id.clone(), host, port);
+        let mut options = MqttOptions::new(client_id.clone(), broker.host, broker.port);
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_start(true)
-            .set_max_packet_size(Some(16 * 1024 * 1024));
+            .set_max_packet_size(Some(16 * 1024 * 1024))
+            .set_transport(broker.transport);
+        if let Some((user, password)) = client_options.credentials.clone().or(broker.credentials) {
+            options.set_credentials(user, password);
+        }
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
         options.set_network_options(network);
         let (client, event_loop) = AsyncClient::new(options, 1024);
         let pending: Pending = Arc::default();
+        let strays = Arc::new(Strays {
+            tracking: client_options.track_stray_replies,
+            ..Strays::default()
+        });
         let reply_topic = format!("routemq/replies/{client_id}");
         let (ready_tx, mut ready) = watch::channel(false);
         tokio::spawn(drive(
@@ -120,6 +205,7 @@ impl RequestClient {
             client.clone(),
             reply_topic.clone(),
             Arc::clone(&pending),
+            Arc::clone(&strays),
             ready_tx,
         ));
         let connect_timeout = Duration::from_secs(10);
@@ -130,8 +216,18 @@ impl RequestClient {
         Ok(RequestClient {
             client,
             pending,
+            strays,
             reply_topic,
         })
+    }
+
+    /// Replies that matched no waiting request so far.
+    pub fn stray_replies(&self) -> StrayReplies {
+        StrayReplies {
+            duplicates: self.strays.duplicates.load(Ordering::Relaxed),
+            late: self.strays.late.load(Ordering::Relaxed),
+            unknown: self.strays.unknown.load(Ordering::Relaxed),
+        }
     }
 
     /// The topic this client's replies arrive on.
@@ -196,7 +292,10 @@ impl RequestClient {
         match tokio::time::timeout(options.timeout, reply_rx).await {
             Ok(Ok(reply)) => Ok(reply),
             _ => {
-                self.lock_pending().remove(&correlation);
+                // The reply may have raced the timeout: then it was answered after all.
+                if self.lock_pending().remove(&correlation).is_some() {
+                    self.strays.timed_out(correlation);
+                }
                 Err(ClientError::Timeout(options.timeout))
             }
         }
@@ -236,22 +335,50 @@ fn qos(level: u8) -> QoS {
     }
 }
 
-/// `mqtt://host:port` or `tcp://host:port` (port defaults to 1883).
-fn parse_broker_url(url: &str) -> Result<(String, u16), ClientError> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .ok_or_else(|| ClientError::Url(url.to_string()))?;
-    let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
-        Some((host, port)) => {
-            let port = port
-                .parse()
-                .map_err(|_| ClientError::Url(url.to_string()))?;
-            Ok((host.to_string(), port))
+/// Where and how to connect, from a broker URL.
+struct Broker {
+    /// The host, or for WebSocket the whole URL (rumqttc's convention).
+    host: String,
+    port: u16,
+    transport: Transport,
+    credentials: Option<(String, String)>,
+}
+
+/// `mqtt://`, `tcp://` (1883), `mqtts://`, `ssl://`, `tls://` (8883),
+/// `ws://` (80) and `wss://` (443), with optional `user:password@`.
+fn parse_broker_url(raw: &str) -> Result<Broker, ClientError> {
+    let invalid = || ClientError::Url(raw.to_string());
+    let url = url::Url::parse(raw).map_err(|_| invalid())?;
+    let host = url.host_str().ok_or_else(invalid)?.to_string();
+    let (default_port, transport) = match url.scheme() {
+        "mqtt" | "tcp" => (1883, Transport::Tcp),
+        "mqtts" | "ssl" | "tls" => (8883, Transport::tls_with_default_config()),
+        "ws" => (80, Transport::Ws),
+        "wss" => (443, Transport::wss_with_default_config()),
+        _ => return Err(invalid()),
+    };
+    let port = url.port().unwrap_or(default_port);
+    let credentials = (!url.username().is_empty()).then(|| {
+        (
+            url.username().to_string(),
+            url.password().unwrap_or_default().to_string(),
+        )
+    });
+    let host = match transport {
+        Transport::Ws | Transport::Wss(_) => {
+            let mut ws = url.clone();
+            ws.set_username("").ok();
+            ws.set_password(None).ok();
+            ws.to_string()
         }
-        None => Ok((rest.to_string(), 1883)),
-    }
+        _ => host,
+    };
+    Ok(Broker {
+        host,
+        port,
+        transport,
+        credentials,
+    })
 }
 
 /// Runs the event loop: (re)subscribes on every clean connection and hands
@@ -261,6 +388,7 @@ async fn drive(
     client: AsyncClient,
     reply_topic: String,
     pending: Pending,
+    strays: Arc<Strays>,
     ready: watch::Sender<bool>,
 ) {
     let mut backoff = Duration::from_millis(50);
@@ -292,7 +420,12 @@ async fn drive(
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .remove(&correlation);
-                if let Some(waiter) = waiter {
+                let Some(waiter) = waiter else {
+                    strays.stray(&correlation);
+                    continue;
+                };
+                strays.answered(&correlation);
+                {
                     let status = properties
                         .user_properties
                         .iter()
@@ -324,17 +457,34 @@ async fn drive(
 mod tests {
     use super::parse_broker_url;
 
+    type Parsed = (String, u16, Option<(String, String)>);
+
+    fn parsed(url: &str) -> Option<Parsed> {
+        parse_broker_url(url)
+            .ok()
+            .map(|broker| (broker.host, broker.port, broker.credentials))
+    }
+
     #[test]
     fn broker_urls() {
         assert_eq!(
-            parse_broker_url("mqtt://127.0.0.1:1884").ok(),
-            Some(("127.0.0.1".into(), 1884))
+            parsed("mqtt://127.0.0.1:1884"),
+            Some(("127.0.0.1".into(), 1884, None))
+        );
+        assert_eq!(parsed("tcp://broker"), Some(("broker".into(), 1883, None)));
+        assert_eq!(
+            parsed("mqtts://bench:secret@broker"),
+            Some((
+                "broker".into(),
+                8883,
+                Some(("bench".into(), "secret".into()))
+            ))
         );
         assert_eq!(
-            parse_broker_url("tcp://broker").ok(),
-            Some(("broker".into(), 1883))
+            parsed("ws://broker:8083/mqtt"),
+            Some(("ws://broker:8083/mqtt".into(), 8083, None))
         );
-        assert!(parse_broker_url("http://x").is_err());
-        assert!(parse_broker_url("mqtt://x:notaport").is_err());
+        assert!(parsed("http://x").is_none());
+        assert!(parsed("mqtt://x:notaport").is_none());
     }
 }
