@@ -17,25 +17,17 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 CONCURRENCY=${2:-64}
 ROUNDS=${3:-3}
-WORK=$(mktemp -d); echo "work dir: $WORK" >&2
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+# shellcheck source=loadtest/lib.sh
+source loadtest/lib.sh
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
 cargo build --release -q -p routemq -p routemq-loadtest
 BIN=target/release
 
-MQTT_PORT=$(free_port); REDIS_PORT=$(free_port); DEMO_PORT=$(free_port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_inflight_messages 0\npersistence false\n' "$MQTT_PORT" > "$WORK/mosquitto.conf"
-mosquitto -c "$WORK/mosquitto.conf" >/dev/null 2>&1 & MOSQUITTO=$!; PIDS+=($MOSQUITTO)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & REDIS=$!; PIDS+=($REDIS)
-wait_port "$MQTT_PORT"; wait_port "$REDIS_PORT"
-export ROUTEMQ_MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT" ROUTEMQ_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" RUST_LOG=warn
+start_broker_and_redis
+DEMO_PORT=$(free_port)
+export RUST_LOG=warn
 $BIN/routemq demo-services --instances 2 --base-port "$DEMO_PORT" --register --ttl 600s >"$WORK/demo.log" 2>&1 & DEMO=$!; PIDS+=($DEMO)
 for _ in $(seq 100); do grep -q registered "$WORK/demo.log" && break; sleep 0.05; done
 USER_URLS=$(awk '$1=="user-service"{print "--http " $3 "/users/1"}' "$WORK/demo.log")
@@ -77,7 +69,6 @@ start_responder() {
 }
 # The shipped config without middleware (plain forwarding), and as shipped but
 # with a rate limit one client never reaches (1M per 1 s window).
-export ROUTEMQ_JWT_HS256_SECRET; ROUTEMQ_JWT_HS256_SECRET=$(head -c 32 /dev/urandom | base64)
 sed -e '/^ *middleware = \[/d' -e 's/, middleware = \[[^]]*\]//' deploy/gateway.toml > "$WORK/gateway-plain.toml"
 sed -e 's/^limit = 1000$/limit = 1000000/' -e 's/^window = "60s"$/window = "1s"/' deploy/gateway.toml > "$WORK/gateway-chain.toml"
 TOKEN=$($BIN/routemq token --config deploy/gateway.toml --sub bench-user --ttl 2h)
