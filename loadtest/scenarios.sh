@@ -32,7 +32,10 @@ stub user-service --latency 1ms --jitter 2ms --tail-latency 20ms --tail-fraction
 stub user-service-v2 --latency 1ms --jitter 2ms
 stub order-service --error-rate 1.0
 stub order-service-fallback --latency 1ms
-for _ in $(seq 100); do [ "$(grep -c '^upstream stub' "$WORK/stubs.log" 2>/dev/null || true)" -ge 4 ] && break; sleep 0.05; done
+for _ in $(seq 100); do
+  started=$(grep -c '^upstream stub' "$WORK/stubs.log" 2>/dev/null || true)
+  [ "${started:-0}" -ge 4 ] && break; sleep 0.05
+done
 WORKERS=()
 for n in 1 2; do
   $BIN/routemq worker --config "$CONFIG" --worker-id "scenario-$n" 2>>"$WORK/workers.log" & WORKERS+=($!); PIDS+=($!)
