@@ -3,9 +3,34 @@
 
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::Report;
+
+type Panel<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One chart over the run's seconds, with its mesh drawn.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    seconds: f64,
+    y_max: f64,
+) -> anyhow::Result<Panel<'a, 'b>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..seconds, 0.0..y_max)
+        .map_err(chart_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("second")
+        .draw()
+        .map_err(chart_error)?;
+    Ok(chart)
+}
 
 pub fn write_svg(report: &Report, path: &Path) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
@@ -18,18 +43,7 @@ pub fn write_svg(report: &Report, path: &Path) -> anyhow::Result<()> {
         .map(|s| s.p99_ms)
         .fold(1.0_f64, f64::max)
         * 1.1;
-    let mut latency = ChartBuilder::on(&upper)
-        .caption("latency (ms)", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..seconds, 0.0..max_latency)
-        .map_err(chart_error)?;
-    latency
-        .configure_mesh()
-        .x_desc("second")
-        .draw()
-        .map_err(chart_error)?;
+    let mut latency = panel(&upper, "latency (ms)", seconds, max_latency)?;
     for (label, color, value) in [
         (
             "p50",
@@ -58,18 +72,7 @@ pub fn write_svg(report: &Report, path: &Path) -> anyhow::Result<()> {
         .map(|s| s.replied as f64)
         .fold(1.0_f64, f64::max)
         * 1.1;
-    let mut throughput = ChartBuilder::on(&lower)
-        .caption("replies per second", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..seconds, 0.0..max_rate)
-        .map_err(chart_error)?;
-    throughput
-        .configure_mesh()
-        .x_desc("second")
-        .draw()
-        .map_err(chart_error)?;
+    let mut throughput = panel(&lower, "replies per second", seconds, max_rate)?;
     throughput
         .draw_series(LineSeries::new(
             report

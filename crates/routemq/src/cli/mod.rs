@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use routemq_gateway::RouteTarget;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +23,19 @@ use crate::{config, demo, runtime, telemetry};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The Redis a registry or API-key command works on.
+#[derive(Args)]
+struct RedisArg {
+    /// Redis URL.
+    #[arg(
+        long = "redis",
+        env = "ROUTEMQ_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    url: String,
 }
 
 #[derive(Subcommand)]
@@ -46,27 +59,15 @@ enum Command {
     Services {
         #[command(subcommand)]
         command: services::ServicesCommand,
-        /// Redis URL.
-        #[arg(
-            long,
-            env = "ROUTEMQ_REDIS_URL",
-            default_value = "redis://127.0.0.1:6379",
-            global = true
-        )]
-        redis: String,
+        #[command(flatten)]
+        redis: RedisArg,
     },
     /// Manage API keys in Redis.
     ApiKeys {
         #[command(subcommand)]
         command: auth::ApiKeysCommand,
-        /// Redis URL.
-        #[arg(
-            long,
-            env = "ROUTEMQ_REDIS_URL",
-            default_value = "redis://127.0.0.1:6379",
-            global = true
-        )]
-        redis: String,
+        #[command(flatten)]
+        redis: RedisArg,
     },
     /// Print a signed HS256 JWT for testing, using a config file's [auth.jwt] secret, issuer and audience.
     Token {
@@ -169,8 +170,8 @@ async fn run(command: Command, traces: bool) -> anyhow::Result<()> {
             print_routes(&config);
             Ok(())
         }
-        Command::Services { command, redis } => services::run(command, &redis).await,
-        Command::ApiKeys { command, redis } => auth::api_keys(command, &redis).await,
+        Command::Services { command, redis } => services::run(command, &redis.url).await,
+        Command::ApiKeys { command, redis } => auth::api_keys(command, &redis.url).await,
         Command::Token {
             config,
             sub,
