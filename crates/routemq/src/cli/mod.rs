@@ -30,6 +30,7 @@ struct Cli {
 struct RedisArg {
     /// Redis URL.
     #[arg(
+        id = "redis",
         long = "redis",
         env = "ROUTEMQ_REDIS_URL",
         default_value = "redis://127.0.0.1:6379",
