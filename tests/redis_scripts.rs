@@ -97,7 +97,7 @@ async fn exercise_scripts(redis: &Client) {
     // A request id is claimed once; only the claim's holder finishes it, and
     // finishing twice (or after losing the claim) changes nothing.
     let pending = Duration::from_secs(60);
-    let (r1, r2) = (keys::request("r1", "api/x"), keys::request("r2", "api/x"));
+    let (r1, r2) = (keys::request("r1"), keys::request("r2"));
     assert_eq!(
         scripts::claim_request(redis, &r1, "w1:a", pending)
             .await
@@ -213,6 +213,8 @@ async fn exercise_middleware_scripts(redis: &Client) {
     let limits = scripts::BreakerLimits {
         failure_threshold: 3,
         failure_window: Duration::from_secs(60),
+        failure_rate: None,
+        min_requests: 1,
         recovery: Duration::from_millis(200),
         half_open_probes: 1,
         probe_lease: Duration::from_secs(10),

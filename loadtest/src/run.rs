@@ -103,6 +103,7 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Report> {
     let client_options = ClientOptions {
         credentials: config.credentials.clone(),
         track_stray_replies: true,
+        reply_topic: None,
     };
     let mut clients = Vec::new();
     for _ in 0..config.connections.max(1) {

@@ -100,6 +100,19 @@ pub struct ClientOptions {
     /// request (duplicate) or a reply after its request timed out (late).
     /// Costs 16 bytes per request for the client's lifetime: for load tests.
     pub track_stray_replies: bool,
+    /// The topic replies come back on. Default:
+    /// `replies/anonymous/<client id>`, the anonymous namespace of the
+    /// gateway's default reply-topic allowlist. A client with credentials
+    /// uses its own namespace, e.g. `replies/<sub>/<anything>` with the
+    /// subject encoded by [`reply_level`].
+    pub reply_topic: Option<String>,
+}
+
+/// One identity value (a JWT `sub` or `iss`) as the gateway encodes it into
+/// a reply-topic level: bytes outside `A–Z a–z 0–9 - _ .` percent-encoded,
+/// and a value longer than 64 encoded bytes as `~` + its hex SHA-256.
+pub fn reply_level(value: &str) -> String {
+    routemq_router::encode_level(value)
 }
 
 /// Replies that matched no waiting request (see [`ClientOptions::track_stray_replies`]).
@@ -198,7 +211,10 @@ impl RequestClient {
             tracking: client_options.track_stray_replies,
             ..Strays::default()
         });
-        let reply_topic = format!("routemq/replies/{client_id}");
+        let reply_topic = client_options
+            .reply_topic
+            .clone()
+            .unwrap_or_else(|| format!("replies/anonymous/{client_id}"));
         let (ready_tx, mut ready) = watch::channel(false);
         tokio::spawn(drive(
             event_loop,

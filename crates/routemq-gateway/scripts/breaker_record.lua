@@ -1,12 +1,16 @@
 -- Records the outcome of a call the breaker admitted; every transition out
 -- of closed and half_open happens here, atomically.
 -- KEYS[1] breaker hash; KEYS[2] live half-open probes; KEYS[3] recent
--- failures (sorted set: member = attempt id, score = ms).
+-- failures (sorted set: member = attempt id, score = ms); KEYS[4] recent
+-- successes (hash: time bucket → count, written by breaker_successes.lua).
 -- ARGV[1] outcome: success | failure | release (never sent);
--- ARGV[2] attempt id; ARGV[3] failures that open the breaker;
--- ARGV[4] failure window in ms.
+-- ARGV[2] attempt id; ARGV[3] failures that open the breaker (0: no count
+-- threshold); ARGV[4] failure window in ms; ARGV[5] failure rate that opens
+-- it (0: no rate threshold); ARGV[6] calls the rate needs in the window;
+-- ARGV[7] success bucket length in ms.
 -- Returns the state afterwards.
--- closed:    a failure is logged; ARGV[3] within the window → open.
+-- closed:    a failure is logged; the count or the rate reached within the
+--            window → open.
 -- half_open: only a live probe's outcome counts: success → closed, failure → open.
 -- open:      late outcomes are ignored.
 -- Safe to run twice: failures are logged by attempt id, and a second
@@ -23,7 +27,7 @@ if state == 'half_open' then
   if not redis.call('ZSCORE', KEYS[2], ARGV[2]) then
     return state
   end
-  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
   if outcome == 'success' then
     redis.call('HSET', KEYS[1], 'state', 'closed', 'closed_at', now)
     return 'closed'
@@ -36,8 +40,24 @@ if state == 'closed' and outcome == 'failure' then
   redis.call('ZADD', KEYS[3], now, ARGV[2])
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
   redis.call('PEXPIRE', KEYS[3], window)
-  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then
-    redis.call('DEL', KEYS[3])
+  local failures = redis.call('ZCARD', KEYS[3])
+  local threshold = tonumber(ARGV[3])
+  local open = threshold > 0 and failures >= threshold
+  local rate = tonumber(ARGV[5])
+  if not open and rate > 0 then
+    local oldest = math.floor((now - window) / tonumber(ARGV[7]))
+    local successes = 0
+    local buckets = redis.call('HGETALL', KEYS[4])
+    for i = 1, #buckets, 2 do
+      if tonumber(buckets[i]) >= oldest then
+        successes = successes + tonumber(buckets[i + 1])
+      end
+    end
+    local calls = failures + successes
+    open = calls >= tonumber(ARGV[6]) and failures >= rate * calls
+  end
+  if open then
+    redis.call('DEL', KEYS[3], KEYS[4])
     redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', now)
     return 'open'
   end

@@ -43,6 +43,13 @@ pub enum ErrorKind {
     RateLimited,
     /// The service's circuit breaker is open: the upstream is not called.
     CircuitOpen,
+    /// The service already has as many calls in flight as its bulkhead allows.
+    ServiceOverloaded,
+    /// The worker is at capacity and shed the request without running it.
+    Overloaded,
+    /// The answer is larger than the gateway may deliver (the upstream body
+    /// over `max_response_bytes`, or the reply over the broker's packet size).
+    ReplyTooLarge,
     Internal,
 }
 
@@ -62,11 +69,13 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::UpstreamRejected(status) => status,
-            ErrorKind::UpstreamError => 502,
+            ErrorKind::UpstreamError | ErrorKind::ReplyTooLarge => 502,
             ErrorKind::UpstreamUnavailable
             | ErrorKind::NoHealthyInstance
             | ErrorKind::StoreUnavailable
-            | ErrorKind::CircuitOpen => 503,
+            | ErrorKind::CircuitOpen
+            | ErrorKind::ServiceOverloaded
+            | ErrorKind::Overloaded => 503,
             ErrorKind::DeadlineExceeded | ErrorKind::UpstreamTimeout => 504,
             ErrorKind::Internal => 500,
         }
@@ -94,6 +103,9 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::ServiceOverloaded => "service_overloaded",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::ReplyTooLarge => "reply_too_large",
             ErrorKind::Internal => "internal_error",
         }
     }
@@ -118,8 +130,12 @@ impl ErrorKind {
             | ErrorKind::UpstreamTimeout
             | ErrorKind::UpstreamUnavailable
             | ErrorKind::NoHealthyInstance
-            | ErrorKind::CircuitOpen => Side::Upstream,
-            ErrorKind::StoreUnavailable | ErrorKind::Internal => Side::Internal,
+            | ErrorKind::CircuitOpen
+            | ErrorKind::ServiceOverloaded
+            | ErrorKind::ReplyTooLarge => Side::Upstream,
+            ErrorKind::StoreUnavailable | ErrorKind::Overloaded | ErrorKind::Internal => {
+                Side::Internal
+            }
         }
     }
 
@@ -135,6 +151,21 @@ impl ErrorKind {
                 | ErrorKind::StoreUnavailable
                 | ErrorKind::RateLimited
                 | ErrorKind::CircuitOpen
+                | ErrorKind::ServiceOverloaded
+                | ErrorKind::Overloaded
+        )
+    }
+
+    /// Whether this failure is evidence against the upstream service, for its
+    /// circuit breaker: a 5xx, a refused or reset connection, or the route's
+    /// own timeout. Never anything a caller can cause on its own — a 4xx, its
+    /// own short deadline, an oversized answer — nor a refusal by the gateway
+    /// itself (no instance, bulkhead full, open breaker): otherwise any one
+    /// client could open a service's breaker for every caller.
+    pub fn is_upstream_fault(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::UpstreamError | ErrorKind::UpstreamTimeout | ErrorKind::UpstreamUnavailable
         )
     }
 
@@ -148,6 +179,7 @@ impl ErrorKind {
                 | ErrorKind::UpstreamUnavailable
                 | ErrorKind::NoHealthyInstance
                 | ErrorKind::CircuitOpen
+                | ErrorKind::ServiceOverloaded
         )
     }
 }

@@ -21,7 +21,9 @@ pub mod request_log;
 pub mod upstream;
 
 pub use error::{ErrorKind, GatewayError, Side};
-pub use gateway::{Builtin, ForwardRoute, Gateway, GatewayParts, Limits, RouteTarget};
+pub use gateway::{
+    encode_level, Builtin, ForwardRoute, Gateway, GatewayParts, Limits, ReplyTopics, RouteTarget,
+};
 pub use reply::{Outbound, Reply};
 pub use request::{Headers, Inbound, ReplyAddress};
 

@@ -1,6 +1,10 @@
 //! Safe retries. Brokers redeliver and clients retry on timeout with the same
 //! `x-request-id`, so a non-idempotent request (POST, PATCH) may arrive twice.
-//! The first arrival claims its id (on its topic) in Redis; a retry gets the
+//! The first arrival claims its id (for its caller, on its topic) in Redis;
+//! request ids are not secrets, so the claim is scoped to the verified caller:
+//! the same id from another caller is another request, and nobody can read or
+//! poison another caller's replies. Anonymous callers, whose reply address
+//! anyone can choose, get no replay unless their route opts in. A retry gets the
 //! first one's stored reply (marked `x-replayed`), or `409
 //! request_in_progress` while the first is still running, and the same id
 //! with a different payload gets `422 request_id_reused`. Upstream 5xx and
@@ -30,6 +34,9 @@ pub(crate) struct Replays {
 /// One request as the replay store sees it.
 pub(crate) struct Attempt<'a> {
     pub method: &'a Method,
+    /// The verified caller ([`crate::middleware::Identity::caller_key`]), or
+    /// `None` for an anonymous caller on a route that opted in.
+    pub caller: Option<&'a str>,
     pub request_id: &'a str,
     pub topic: &'a str,
     /// The request body as forwarded (canonical JSON, without a payload reply address).
@@ -89,7 +96,7 @@ impl Replays {
             self.worker_id,
             uuid::Uuid::new_v4().simple()
         );
-        let key = keys::request(attempt.request_id, attempt.topic);
+        let key = keys::request(&scope(attempt.caller, attempt.topic, attempt.request_id));
         let pending_for = attempt.upstream_timeout + PENDING_MARGIN;
         let existing = match scripts::claim_request(&self.redis, &key, &claim, pending_for).await {
             Ok(None) => {
@@ -128,7 +135,7 @@ impl Replays {
         let Some(window) = self.window else {
             return;
         };
-        let outcome = if reply.status < 500 {
+        let outcome = if is_final(reply.status) {
             format!(
                 "done:{}:{}:{}",
                 ticket.fingerprint,
@@ -147,6 +154,25 @@ impl Replays {
             }
         });
     }
+}
+
+/// Whether an answer is the request's final word, to replay to its retries.
+/// 5xx and the retryable refusals (408 timeout, 425 too early, 429 rate
+/// limited) say "try again": storing them would refuse every retry.
+fn is_final(status: u16) -> bool {
+    status < 500 && !matches!(status, 408 | 425 | 429)
+}
+
+/// The replay key's scope: caller, topic and id, hashed (each part is client
+/// chosen and unbounded), with lengths so no choice of parts collides.
+fn scope(caller: Option<&str>, topic: &str, request_id: &str) -> String {
+    let caller = caller.unwrap_or("anonymous");
+    let mut hasher = sha2::Sha256::new();
+    for part in [caller, topic, request_id] {
+        sha2::Digest::update(&mut hasher, (part.len() as u64).to_be_bytes());
+        sha2::Digest::update(&mut hasher, part.as_bytes());
+    }
+    crate::hex(&sha2::Digest::finalize(hasher))
 }
 
 fn fingerprint(payload: &[u8]) -> String {
@@ -175,7 +201,27 @@ fn parse(stored: &str) -> Option<Stored<'_>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{fingerprint, parse, Stored};
+    use super::{fingerprint, is_final, parse, scope, Stored};
+
+    #[test]
+    fn scopes_separate_callers_topics_and_ids() {
+        let alice = scope(Some("user:1:a:alice"), "t", "id");
+        assert_eq!(alice, scope(Some("user:1:a:alice"), "t", "id"));
+        assert_ne!(alice, scope(Some("user:1:b:alice"), "t", "id"));
+        assert_ne!(alice, scope(None, "t", "id"));
+        assert_ne!(alice, scope(Some("user:1:a:alice"), "u", "id"));
+        assert_ne!(scope(Some("a"), "bc", "d"), scope(Some("ab"), "c", "d"));
+    }
+
+    #[test]
+    fn retryable_refusals_are_not_final() {
+        for status in [200, 201, 204, 400, 403, 404, 409, 422] {
+            assert!(is_final(status), "{status}");
+        }
+        for status in [408, 425, 429, 500, 502, 503, 504] {
+            assert!(!is_final(status), "{status}");
+        }
+    }
 
     #[test]
     fn stored_records_parse_back() {

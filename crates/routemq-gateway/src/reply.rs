@@ -121,10 +121,26 @@ pub struct Outbound {
     pub payload: Bytes,
     pub user_properties: Vec<(String, String)>,
     pub status: u16,
+    /// Kept to build a smaller reply in its place (see [`Outbound::too_large`]).
+    address: ReplyAddress,
+    request_id: String,
 }
 
 impl Outbound {
+    /// The `502 reply_too_large` error that goes instead of a reply of
+    /// `size` bytes the broker would not take (its limit is `limit`), so the
+    /// caller still gets exactly one answer.
+    pub fn too_large(&self, size: usize, limit: usize) -> Outbound {
+        let error = GatewayError::new(
+            crate::ErrorKind::ReplyTooLarge,
+            format!("the reply of {size} bytes exceeds the broker's packet size of {limit}"),
+        );
+        let reply = Reply::error(&error, &self.request_id, None);
+        Outbound::new(self.address.clone(), reply, &self.request_id)
+    }
+
     pub(crate) fn new(address: ReplyAddress, reply: Reply, request_id: &str) -> Outbound {
+        let kept = address.clone();
         let (payload, correlation_data) = if address.from_payload {
             // MQTT 3.1.1 clients read the correlation id from the body.
             (
@@ -148,6 +164,8 @@ impl Outbound {
             payload,
             user_properties,
             status: reply.status,
+            address: kept,
+            request_id: request_id.to_string(),
         }
     }
 }

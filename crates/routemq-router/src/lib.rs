@@ -9,12 +9,14 @@
 mod error;
 mod filter;
 mod group;
+mod level;
 mod pattern;
 mod table;
 
 pub use error::RouteError;
 pub use filter::{filter_matches, is_valid_topic_name, SubscriptionFilter};
 pub use group::{Group, RouteSpec};
+pub use level::{encode_level, MAX_LEVEL_BYTES};
 pub use pattern::{Segment, TopicPattern};
 pub use table::{Match, Params, Qos, Route, RouteTable};
 

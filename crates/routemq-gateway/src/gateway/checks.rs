@@ -12,6 +12,16 @@ impl Gateway {
         headers: &Headers,
     ) -> Result<(), GatewayError> {
         let limits = &self.limits;
+        if inbound.topic.len() > limits.max_topic_bytes {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidTopic,
+                format!(
+                    "topic of {} bytes exceeds the limit of {}",
+                    inbound.topic.len(),
+                    limits.max_topic_bytes
+                ),
+            ));
+        }
         if inbound.payload.len() > limits.max_payload_bytes {
             return Err(GatewayError::new(
                 ErrorKind::PayloadTooLarge,

@@ -1,5 +1,10 @@
+mod address;
 mod checks;
 mod pipeline;
+mod reply_topics;
+
+pub use reply_topics::ReplyTopics;
+pub use routemq_router::encode_level;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +13,7 @@ use std::time::{Duration, Instant};
 use fred::prelude::Client;
 use metrics::SharedString;
 use reqwest::Method;
-use routemq_router::{filter_matches, is_valid_topic_name, RouteTable, SubscriptionFilter};
+use routemq_router::{RouteTable, SubscriptionFilter};
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -19,7 +24,7 @@ use crate::registry::{Balancer, RegistryCache};
 use crate::replay::Replays;
 use crate::request::is_acceptable_request_id;
 use crate::request_log::{LogRecord, RequestLog};
-use crate::upstream::{Forwarder, HeaderPolicy, PathTemplate};
+use crate::upstream::{Bulkheads, Forwarder, HeaderPolicy, PathTemplate, ServiceLimits};
 use crate::{GatewayError, Headers, Inbound, Outbound, Reply, ReplyAddress};
 
 /// The gateway's own routes (`gateway/*`), answered without an upstream.
@@ -45,6 +50,10 @@ pub struct ForwardRoute {
     pub path: PathTemplate,
     pub timeout: Duration,
     pub headers: HeaderPolicy,
+    /// Replay retries of anonymous callers too. Off by default: an anonymous
+    /// caller's request id and reply address can be guessed and chosen by
+    /// anyone, so a stored reply could reach someone else.
+    pub anonymous_replay: bool,
 }
 
 /// Bounds on what a request may carry; beyond them it gets a typed error.
@@ -56,6 +65,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_param_bytes: usize,
     pub max_response_bytes: usize,
+    /// Request and reply topics; a longer request topic gets 400, a longer
+    /// reply topic is refused.
+    pub max_topic_bytes: usize,
 }
 
 impl Default for Limits {
@@ -66,6 +78,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_param_bytes: 256,
             max_response_bytes: 4 * 1024 * 1024,
+            max_topic_bytes: 512,
         }
     }
 }
@@ -93,6 +106,10 @@ pub struct GatewayParts {
     /// How long answered POST/PATCH requests are kept for replaying retries
     /// with the same `x-request-id`; `None` or zero disables it.
     pub replay_window: Option<Duration>,
+    /// Bulkheads: calls in flight per upstream service on this worker.
+    pub service_limits: ServiceLimits,
+    /// Where replies may be published.
+    pub reply_topics: ReplyTopics,
 }
 
 /// One worker's request pipeline. Stateless apart from read caches and
@@ -109,6 +126,9 @@ pub struct Gateway {
     pub(crate) started: Instant,
     traces: bool,
     request_log: Option<Arc<RequestLog>>,
+    reply_topics: ReplyTopics,
+    authenticator: Arc<Authenticator>,
+    refusal_warnings: address::WarnEverySecond,
 }
 
 /// A route's target and the middleware chain it runs.
@@ -159,6 +179,7 @@ impl Gateway {
         let forwarder = Arc::new(Forwarder::new(
             parts.http,
             balancer,
+            Bulkheads::new(parts.service_limits),
             parts.limits.max_response_bytes,
         ));
         let replays = Replays::new(
@@ -168,7 +189,7 @@ impl Gateway {
         );
         let resources = Resources {
             redis: parts.redis.clone(),
-            authenticator: parts.authenticator,
+            authenticator: Arc::clone(&parts.authenticator),
             metrics: Arc::clone(&parts.metrics),
             forwarder: Arc::clone(&forwarder),
             worker_id: parts.worker_id.clone(),
@@ -207,6 +228,9 @@ impl Gateway {
             started: Instant::now(),
             traces: parts.traces,
             request_log: parts.request_log,
+            reply_topics: parts.reply_topics,
+            authenticator: parts.authenticator,
+            refusal_warnings: address::WarnEverySecond::default(),
         })
     }
 
@@ -255,20 +279,15 @@ impl Gateway {
             correlation_data: inbound.correlation_data.clone(),
             from_payload: false,
         });
-        if let Some(refused) = address
-            .as_ref()
-            .and_then(|a| self.refuse_reply_topic(&a.topic))
-        {
-            tracing::warn!(
-                request_id,
-                reason = refused,
-                "request refused: unusable response topic"
-            );
-            return None;
+        if let Some(address) = &address {
+            if let Err(refusal) = self.check_reply_topic(&address.topic, headers) {
+                self.note_refused_reply(refusal, request_id, &address.topic);
+                return None;
+            }
         }
         let mut answer = self
             .process(inbound, headers, request_id, retry_safe_id, &mut address)
-            .await;
+            .await?;
         let status = answer.reply.status;
         let elapsed = started.elapsed();
         self.metrics
@@ -294,11 +313,11 @@ impl Gateway {
         }
         match address {
             Some(address) => {
-                tracing::debug!(request_id, trace_id, %topic, status, "request answered");
+                tracing::debug!(request_id, trace_id, topic = ?address::truncated(&topic), status, "request answered");
                 Some(Outbound::new(address, answer.reply, request_id))
             }
             None => {
-                tracing::info!(request_id, trace_id, %topic, status, "request processed without a reply address");
+                tracing::info!(request_id, trace_id, topic = ?address::truncated(&topic), status, "request processed without a reply address");
                 None
             }
         }
@@ -377,27 +396,6 @@ impl Gateway {
         .increment(1);
         metrics::histogram!("routemq_request_duration_seconds", "route" => route)
             .record(elapsed.as_secs_f64());
-    }
-
-    /// Why a reply may not go to `topic`, if it may not: wildcards cannot be
-    /// published to, `$` topics belong to the broker, and a topic the gateway
-    /// serves would loop the reply back in as a request.
-    pub(super) fn refuse_reply_topic(&self, topic: &str) -> Option<&'static str> {
-        if !is_valid_topic_name(topic) {
-            return Some("empty or contains a wildcard");
-        }
-        if topic.starts_with('$') {
-            return Some("reserved `$` topic");
-        }
-        if self
-            .routes
-            .filters()
-            .iter()
-            .any(|f| filter_matches(&f.filter, topic))
-        {
-            return Some("falls under a filter the gateway serves");
-        }
-        None
     }
 }
 

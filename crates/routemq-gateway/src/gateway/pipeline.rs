@@ -9,13 +9,15 @@ use reqwest::Method;
 use routemq_router::Params;
 
 use super::{header_value, upstream_timeout, Answer, Gateway, Plan, RouteTarget};
-use crate::middleware::{Flow, Outcome, RequestContext};
+use crate::middleware::{Flow, Identity, Outcome, RequestContext};
 use crate::replay::{Attempt, Claim};
 use crate::request::{parse_payload, query_pairs, take_payload_address};
-use crate::upstream::PreparedCall;
+use crate::upstream::{PreparedCall, UpstreamResponse};
 use crate::{ErrorKind, ForwardRoute, GatewayError, Headers, Inbound, Reply, ReplyAddress};
 
 impl Gateway {
+    /// The answer to a request; `None` when its payload's reply address was
+    /// refused (then nothing runs and nothing is published).
     pub(super) async fn process(
         &self,
         inbound: &Inbound,
@@ -23,29 +25,28 @@ impl Gateway {
         request_id: &str,
         retry_safe_id: bool,
         address: &mut Option<ReplyAddress>,
-    ) -> Answer {
+    ) -> Option<Answer> {
         if let Err(error) = self.check_limits(inbound, headers) {
-            return Answer::error(error, request_id, None);
+            return Some(Answer::error(error, request_id, None));
         }
         let Ok(topic) = std::str::from_utf8(&inbound.topic) else {
-            return Answer::error(
+            return Some(Answer::error(
                 GatewayError::new(ErrorKind::InvalidTopic, "topic is not valid UTF-8"),
                 request_id,
                 None,
-            );
+            ));
         };
         let mut body = match parse_payload(&inbound.payload) {
             Ok(body) => body,
-            Err(error) => return Answer::error(error, request_id, None),
+            Err(error) => return Some(Answer::error(error, request_id, None)),
         };
         if address.is_none() {
             *address = take_payload_address(&mut body);
-            if let Some(refused) = address
-                .as_ref()
-                .and_then(|a| self.refuse_reply_topic(&a.topic))
-            {
-                tracing::warn!(request_id, reason = refused, "payload reply_to refused");
-                *address = None;
+            if let Some(address) = address.as_ref() {
+                if let Err(refusal) = self.check_reply_topic(&address.topic, headers) {
+                    self.note_refused_reply(refusal, request_id, &address.topic);
+                    return None;
+                }
             }
         }
         if inbound
@@ -56,17 +57,17 @@ impl Gateway {
                 ErrorKind::DeadlineExceeded,
                 "the request expired before it was processed",
             );
-            return Answer::error(error, request_id, None);
+            return Some(Answer::error(error, request_id, None));
         }
         let Some(found) = self.routes.find(topic) else {
             let error = GatewayError::new(
                 ErrorKind::RouteNotFound,
                 format!("no route for topic `{topic}`"),
             );
-            return Answer::error(error, request_id, None);
+            return Some(Answer::error(error, request_id, None));
         };
         if let Err(error) = self.check_params(&found.params) {
-            return Answer::error(error, request_id, None);
+            return Some(Answer::error(error, request_id, None));
         }
         let plan = &found.route.target;
         let route = match &plan.target {
@@ -94,11 +95,11 @@ impl Gateway {
             properties.append(&mut reply.properties);
             reply.properties = properties;
         }
-        Answer {
+        Some(Answer {
             reply,
             service,
             route: Some(plan.label.clone()),
-        }
+        })
     }
 
     /// The middleware chain around the route's target.
@@ -126,12 +127,17 @@ impl Gateway {
             Err(error) => return self.fall_back(plan, ctx, &call, error).await,
         };
 
-        // Only a client-chosen id identifies a retry; a generated one never repeats.
-        let claim = if retry_safe_id && self.replays.applies(&route.method) {
+        // Only a client-chosen id identifies a retry; a generated one never
+        // repeats. Replies are bound to the verified caller; an anonymous
+        // caller is replayed only where the route opted in.
+        let caller = ctx.identity.as_ref().map(Identity::caller_key);
+        let replayable = caller.is_some() || route.anonymous_replay;
+        let claim = if retry_safe_id && replayable && self.replays.applies(&route.method) {
             // serde_json orders object keys, so equal bodies encode equally.
             let canonical = serde_json::to_vec(&ctx.body).unwrap_or_default();
             let attempt = Attempt {
                 method: &route.method,
+                caller: caller.as_deref(),
                 request_id: ctx.request_id,
                 topic: ctx.topic,
                 payload: &canonical,
@@ -161,24 +167,18 @@ impl Gateway {
 
         let started = Instant::now();
         let result = self.forwarder.call(&route.service, &call).await;
-        permits.settle(match &result {
-            Ok(_)
-            | Err(GatewayError {
-                kind: ErrorKind::UpstreamRejected(_),
-                ..
-            }) => Outcome::Success,
-            Err(error) if error.kind.allows_fallback() => Outcome::Failure,
-            Err(_) => Outcome::NotSent,
-        });
+        permits.settle(breaker_evidence(&result));
         let result = result.map(|response| {
             plan.chain.upstream_response(ctx, &call, &response);
-            Reply::success(
+            let mut reply = Reply::success(
                 response.status,
                 &response.body,
                 ctx.request_id,
                 &route.service,
                 started.elapsed().as_secs_f64(),
-            )
+            );
+            reply.properties = response.properties;
+            reply
         });
         if let Some(ticket) = ticket {
             // Only the upstream's own answer is kept for retries: a fallback is not.
@@ -212,6 +212,18 @@ impl Gateway {
     }
 }
 
+/// What an upstream call says about the service's health. Only the upstream's
+/// own faults count against it ([`ErrorKind::is_upstream_fault`]); a 4xx is
+/// the upstream working as intended.
+fn breaker_evidence(result: &Result<UpstreamResponse, GatewayError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(error) if matches!(error.kind, ErrorKind::UpstreamRejected(_)) => Outcome::Success,
+        Err(error) if error.kind.is_upstream_fault() => Outcome::Failure,
+        Err(_) => Outcome::NotSent,
+    }
+}
+
 /// Builds the upstream call once: path, query or body, and headers,
 /// including the identity the chain verified.
 fn prepare(
@@ -220,6 +232,7 @@ fn prepare(
     deadline: Option<Instant>,
 ) -> Result<PreparedCall, GatewayError> {
     let params: &Params<'_> = ctx.params;
+    let timeout = upstream_timeout(route.timeout, deadline);
     let path = route.path.render(|name| params.get(name))?;
     let sends_body = !matches!(route.method, Method::GET | Method::HEAD | Method::DELETE);
     let (body, query) = if sends_body {
@@ -276,6 +289,7 @@ fn prepare(
         query,
         body,
         headers,
-        timeout: upstream_timeout(route.timeout, deadline),
+        timeout,
+        deadline_bound: timeout < route.timeout,
     })
 }

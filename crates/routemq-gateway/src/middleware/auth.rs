@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::jwt::{JwtSettings, JwtVerifier};
 use super::spec::AuthSpec;
 use super::{ApiKeys, Flow, Identity, Middleware, RequestContext};
-use crate::{ErrorKind, GatewayError};
+use crate::{ErrorKind, GatewayError, Headers};
 
 /// How a client proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,10 +15,19 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
+    /// The prefix of a caller key (`user:…`, `key:…`); `X-User-Auth` upstream.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Jwt => "user",
             AuthMethod::ApiKey => "key",
+        }
+    }
+
+    /// As the configuration names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::ApiKey => "api_key",
         }
     }
 }
@@ -40,12 +49,19 @@ impl Authenticator {
     /// Verifies the request's credentials. A request that presents
     /// credentials of a method the route does not accept is refused rather
     /// than treated as anonymous.
+    /// The caller's verified identity by any configured method, if its
+    /// credentials verify; the reply-topic check binds placeholders to it.
+    pub fn identify(&self, headers: &Headers) -> Option<Identity> {
+        self.authenticate(headers, &[AuthMethod::Jwt, AuthMethod::ApiKey])
+            .ok()
+    }
+
     fn authenticate(
         &self,
-        ctx: &RequestContext<'_>,
+        headers: &Headers,
         methods: &[AuthMethod],
     ) -> Result<Identity, GatewayError> {
-        if let Some(authorization) = ctx.headers.get("authorization") {
+        if let Some(authorization) = headers.get("authorization") {
             let verifier = self
                 .jwt
                 .as_ref()
@@ -63,7 +79,7 @@ impl Authenticator {
                     .with_property("www-authenticate", "Bearer error=\"invalid_token\"")
             });
         }
-        if let Some(key) = ctx.headers.get("x-api-key") {
+        if let Some(key) = headers.get("x-api-key") {
             let keys = self
                 .api_keys
                 .as_ref()
@@ -76,6 +92,7 @@ impl Authenticator {
                 .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
             return Ok(Identity {
                 subject: record.id,
+                issuer: None,
                 method: AuthMethod::ApiKey,
                 scopes: record.scopes,
                 roles: record.roles,
@@ -143,8 +160,22 @@ impl Middleware for Auth {
     }
 
     fn request_filter(&self, ctx: &mut RequestContext<'_>) -> Result<Flow, GatewayError> {
-        if ctx.identity.is_none() {
-            ctx.identity = Some(self.authenticator.authenticate(ctx, &self.spec.methods)?);
+        match &ctx.identity {
+            // An identity an earlier auth established counts only if it was
+            // proven by a method this one accepts.
+            Some(identity) if !self.spec.methods.contains(&identity.method) => {
+                return Err(unauthorized(format!(
+                    "credentials of kind `{}` are not accepted here",
+                    identity.method.name()
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let identity = self
+                    .authenticator
+                    .authenticate(ctx.headers, &self.spec.methods)?;
+                ctx.identity = Some(identity);
+            }
         }
         if let Some(identity) = &ctx.identity {
             self.authorize(identity)?;

@@ -4,9 +4,13 @@
 //! between them than configured.
 //!
 //! Healthy traffic costs one cheap admission read; only failures and probe
-//! outcomes are written, after the reply has gone out.
+//! outcomes are written, after the reply has gone out. In failure-rate mode
+//! successes are counted per worker and flushed once a second in one batch.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use fred::prelude::Client;
 use futures::FutureExt;
@@ -48,16 +52,96 @@ pub struct CircuitBreaker {
     redis: Client,
     attempt_prefix: String,
     attempts: AtomicU64,
+    /// Successful calls per service not yet flushed (failure-rate mode only).
+    successes: Option<Arc<Successes>>,
+}
+
+/// How often a worker adds its successful calls to the shared counts.
+const SUCCESS_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One worker's successful calls per service since the last flush.
+#[derive(Default)]
+struct Successes {
+    pending: Mutex<HashMap<String, u64>>,
+}
+
+impl Successes {
+    fn add(&self, service: &str) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match pending.get_mut(service) {
+            Some(count) => *count += 1,
+            None => {
+                pending.insert(service.to_string(), 1);
+            }
+        }
+    }
+
+    fn take(&self) -> HashMap<String, u64> {
+        std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+}
+
+/// Flushes a breaker's success counts until the breaker is dropped. A batch
+/// that fails is dropped, not resent: the rate is a sample, and resending
+/// after a timed-out call that did run would count it twice.
+async fn flush_successes(
+    successes: Weak<Successes>,
+    redis: Client,
+    limits: BreakerLimits,
+    flusher_id: String,
+) {
+    let mut sequence = 0u64;
+    let mut tick = tokio::time::interval(SUCCESS_FLUSH_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(successes) = successes.upgrade() else {
+            return;
+        };
+        for (service, count) in successes.take() {
+            sequence += 1;
+            let flushed =
+                scripts::breaker_successes(&redis, &service, &limits, &flusher_id, sequence, count)
+                    .await;
+            if let Err(error) = flushed {
+                tracing::debug!(%service, %error, "breaker successes not flushed");
+            }
+        }
+    }
 }
 
 impl CircuitBreaker {
     pub fn new(name: String, spec: BreakerSpec, redis: Client, worker_id: &str) -> CircuitBreaker {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let successes = match (spec.limits.failure_rate, runtime) {
+            (Some(_), Some(runtime)) => {
+                let successes = Arc::new(Successes::default());
+                // Unique per process, so a restarted worker's batches are new.
+                let flusher_id = format!("{worker_id}:{name}:{}", uuid::Uuid::new_v4().simple());
+                runtime.spawn(flush_successes(
+                    Arc::downgrade(&successes),
+                    redis.clone(),
+                    spec.limits,
+                    flusher_id,
+                ));
+                Some(successes)
+            }
+            _ => None,
+        };
         CircuitBreaker {
             attempt_prefix: format!("{worker_id}:{name}"),
             name,
             spec,
             redis,
             attempts: AtomicU64::new(0),
+            successes,
         }
     }
 
@@ -103,6 +187,7 @@ impl CircuitBreaker {
             limits,
             attempt,
             probe: verdict.probe,
+            successes: self.successes.clone(),
         };
         Ok(Admitted {
             properties: Vec::new(),
@@ -129,12 +214,16 @@ struct BreakerPermit {
     limits: BreakerLimits,
     attempt: String,
     probe: bool,
+    successes: Option<Arc<Successes>>,
 }
 
 impl Permit for BreakerPermit {
     fn settle(self: Box<Self>, outcome: Outcome) {
+        if let (Outcome::Success, Some(successes)) = (outcome, &self.successes) {
+            successes.add(&self.service);
+        }
         let outcome = match (outcome, self.probe) {
-            // In the closed state only failures are counted; a success needs no write.
+            // In the closed state a success is never written one by one.
             (Outcome::Success, false) | (Outcome::NotSent, false) => return,
             (Outcome::Success, true) => CallOutcome::Success,
             (Outcome::Failure, _) => CallOutcome::Failure,

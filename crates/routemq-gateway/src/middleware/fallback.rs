@@ -103,8 +103,9 @@ impl Middleware for Fallback {
         let (Some(ttl), Some(route)) = (self.spec.cache_ttl, ctx.route) else {
             return;
         };
-        // Only reads are cacheable: replaying a cached write would claim it happened.
-        if route.method != Method::GET {
+        // Only reads are cacheable: replaying a cached write would claim it
+        // happened. A redirect or `304 Not Modified` is no data to fall back on.
+        if route.method != Method::GET || !(200..300).contains(&response.status) {
             return;
         }
         let key = keys::fallback_cache(&route.service, &request_hash(ctx, call));
@@ -151,8 +152,7 @@ fn request_hash(ctx: &RequestContext<'_>, call: &PreparedCall) -> String {
     }
     hasher.update([0]);
     if let Some(identity) = &ctx.identity {
-        hasher.update(identity.method.as_str());
-        hasher.update(&identity.subject);
+        hasher.update(identity.caller_key());
     }
     crate::hex(&hasher.finalize())
 }

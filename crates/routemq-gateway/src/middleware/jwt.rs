@@ -48,6 +48,8 @@ pub struct JwtSettings {
 struct Claims {
     sub: String,
     #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
     scopes: Vec<String>,
@@ -100,6 +102,7 @@ impl JwtVerifier {
         roles.extend(claims.role);
         Ok(Identity {
             subject: claims.sub,
+            issuer: claims.iss,
             method: AuthMethod::Jwt,
             scopes,
             roles,

@@ -53,9 +53,27 @@ pub use transform::Transform;
 pub struct Identity {
     /// The JWT subject or the API key's id.
     pub subject: String,
+    /// The JWT's `iss`; `None` for API keys and tokens without one. The same
+    /// subject from two issuers is two callers.
+    pub issuer: Option<String>,
     pub method: AuthMethod,
     pub scopes: Vec<String>,
     pub roles: Vec<String>,
+}
+
+impl Identity {
+    /// One unambiguous string for who this is (method, issuer, subject), to
+    /// key whatever is stored or counted per caller. Lengths are spelled out
+    /// so no choice of issuer and subject can collide with another's.
+    pub fn caller_key(&self) -> String {
+        let issuer = self.issuer.as_deref().unwrap_or_default();
+        format!(
+            "{}:{}:{issuer}:{}",
+            self.method.as_str(),
+            issuer.len(),
+            self.subject
+        )
+    }
 }
 
 /// What the middleware of one request share: the request as it stands, and
@@ -77,22 +95,34 @@ pub struct RequestContext<'r> {
 }
 
 impl RequestContext<'_> {
-    /// The key a client is counted under: the verified user, else the API key,
-    /// else what the client says it is. MQTT does not tell subscribers the
-    /// publisher's client id, so an anonymous client is known by its
-    /// `x-client-id` property or its response topic.
-    pub fn client_key(&self) -> String {
+    /// The key a client is counted under: the verified caller, else (only
+    /// where the limiter trusts it) the `x-client-id` property, else the
+    /// response topic. MQTT does not tell subscribers the publisher's client
+    /// id, so an anonymous client is known by what it says. Whatever the
+    /// client chose is hashed, so its length and bytes never reach a Redis
+    /// key or a log line.
+    pub fn client_key(&self, trust_client_id: bool) -> String {
         if let Some(identity) = &self.identity {
-            return format!("{}:{}", identity.method.as_str(), identity.subject);
+            return format!("id:{}", short_hash(&identity.caller_key()));
         }
-        if let Some(client_id) = self.headers.get("x-client-id") {
-            return format!("client:{client_id}");
+        if trust_client_id {
+            if let Some(client_id) = self.headers.get("x-client-id") {
+                return format!("client:{}", short_hash(client_id));
+            }
         }
         match self.response_topic {
-            Some(topic) => format!("reply:{topic}"),
+            Some(topic) => format!("reply:{}", short_hash(topic)),
             None => "anonymous".to_string(),
         }
     }
+}
+
+/// The first 128 bits of a SHA-256, in hex: short enough for a key, long
+/// enough that no client can find a collision.
+pub(crate) fn short_hash(value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(value.as_bytes());
+    crate::hex(&digest[..16])
 }
 
 /// What a request filter decided.

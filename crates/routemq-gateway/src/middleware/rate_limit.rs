@@ -150,6 +150,9 @@ impl Middleware for RateLimit {
     }
 
     fn admit<'a>(&'a self, ctx: &'a RequestContext<'_>) -> Option<Admission<'a>> {
-        Some(self.check(ctx.client_key()).boxed())
+        Some(
+            self.check(ctx.client_key(self.spec.trust_client_id))
+                .boxed(),
+        )
     }
 }

@@ -43,6 +43,9 @@ pub struct RateLimitSpec {
     pub on_redis_error: FailMode,
     /// Per worker, per client, per window, while Redis is unavailable.
     pub fallback_limit: u32,
+    /// Count anonymous clients by their `x-client-id` property. Off by
+    /// default: any client can claim any id, including a victim's.
+    pub trust_client_id: bool,
 }
 
 #[derive(Debug, Clone, Default)]

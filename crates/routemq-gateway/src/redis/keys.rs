@@ -33,10 +33,12 @@ pub fn probe_lock(service: &str, instance_id: &str) -> String {
     format!("{{svc:{service}}}:probe:{instance_id}")
 }
 
-/// A request's claim or stored reply, for replaying retries: the client's
-/// request id on one topic (an id reused on another topic is another request).
-pub fn request(request_id: &str, topic: &str) -> String {
-    format!("{{routemq:req:{request_id}}}:{topic}")
+/// A request's claim or stored reply, for replaying retries: one caller's
+/// request id on one topic (the same id from another caller, or on another
+/// topic, is another request). `scope` is a hash of caller, topic and id.
+/// Version 2 (version 1 was keyed by id and topic only, shared by callers).
+pub fn request(scope: &str) -> String {
+    format!("{{routemq:req2:{scope}}}")
 }
 
 /// A circuit breaker's state (`state`, `opened_at`).
@@ -52,10 +54,22 @@ pub fn breaker_failures(service: &str) -> String {
     format!("{{svc:{service}}}:breaker:failures")
 }
 
+/// Recent successful calls by time bucket (failure-rate mode).
+pub fn breaker_successes(service: &str) -> String {
+    format!("{{svc:{service}}}:breaker:successes")
+}
+
+/// The last success batch applied from one worker process.
+pub fn breaker_successes_flushed(service: &str, flusher_id: &str) -> String {
+    format!("{{svc:{service}}}:breaker:successes:flushed:{flusher_id}")
+}
+
 /// One client's sliding-window log under one limiter; its own hash tag, so
-/// clients spread over the cluster.
+/// clients spread over the cluster. `client_key` is hashed by the caller
+/// (`RequestContext::client_key`); version 2 of the key (version 1 held the
+/// raw subject or client id).
 pub fn rate_limit(limiter: &str, client_key: &str) -> String {
-    format!("{{rl:{limiter}:{client_key}}}")
+    format!("{{rl2:{limiter}:{client_key}}}")
 }
 
 /// A cached reply to one request (`request_hash`) of a service, for fallback.

@@ -1,6 +1,7 @@
 //! The gateway's Redis layer: connection policy, key names and one typed
 //! wrapper per Lua script in `scripts/`.
 
+mod breaker_scripts;
 mod connect;
 pub mod keys;
 pub mod scripts;

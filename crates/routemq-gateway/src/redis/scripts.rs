@@ -10,6 +10,8 @@ use fred::types::scripts::Script;
 
 use super::keys;
 
+pub use super::breaker_scripts::*;
+
 static NEXT_INDEX: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/next_index.lua")));
 static REGISTER_INSTANCE: LazyLock<Script> =
@@ -29,10 +31,6 @@ static FLUSH_METRICS: LazyLock<Script> =
 
 static RATE_LIMIT: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/rate_limit.lua")));
-static BREAKER_ADMIT: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/breaker_admit.lua")));
-static BREAKER_RECORD: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/breaker_record.lua")));
 static PUSH_LOGS: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/push_logs.lua")));
 static PUT_API_KEY: LazyLock<Script> =
@@ -40,7 +38,7 @@ static PUT_API_KEY: LazyLock<Script> =
 static REVOKE_API_KEY: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/revoke_api_key.lua")));
 
-fn millis(duration: Duration) -> i64 {
+pub(super) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -261,100 +259,6 @@ pub async fn rate_limit(
         remaining: u64::try_from(remaining).unwrap_or(0),
         retry_after: Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(0)),
     })
-}
-
-/// What the breaker said about one call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BreakerVerdict {
-    /// `closed`, `open` or `half_open`.
-    pub state: String,
-    pub admitted: bool,
-    /// Admitted as one of the few half-open probes.
-    pub probe: bool,
-    pub retry_after: Duration,
-}
-
-/// Settings a breaker's scripts need.
-#[derive(Debug, Clone, Copy)]
-pub struct BreakerLimits {
-    pub failure_threshold: u32,
-    pub failure_window: Duration,
-    pub recovery: Duration,
-    pub half_open_probes: u32,
-    /// How long a half-open probe holds its slot if its outcome never comes.
-    pub probe_lease: Duration,
-}
-
-/// Asks `service`'s breaker to admit one call; moves open → half_open once
-/// the recovery time has passed.
-pub async fn breaker_admit(
-    client: &Client,
-    service: &str,
-    limits: &BreakerLimits,
-    attempt_id: &str,
-) -> FredResult<BreakerVerdict> {
-    let (state, verdict, retry_after_ms): (String, i64, i64) = crate::observe::redis_call(
-        "breaker_admit",
-        BREAKER_ADMIT.evalsha_with_reload(
-            client,
-            vec![keys::breaker(service), keys::breaker_probes(service)],
-            vec![
-                millis(limits.recovery).to_string(),
-                limits.half_open_probes.to_string(),
-                millis(limits.probe_lease).to_string(),
-                attempt_id.to_string(),
-            ],
-        ),
-    )
-    .await?;
-    Ok(BreakerVerdict {
-        state,
-        admitted: verdict != 0,
-        probe: verdict == 2,
-        retry_after: Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(0)),
-    })
-}
-
-/// How an admitted call ended, for [`breaker_record`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallOutcome {
-    Success,
-    Failure,
-    /// Admitted but never sent: frees a probe slot.
-    Release,
-}
-
-/// Records an admitted call's outcome; returns the breaker's state afterwards.
-pub async fn breaker_record(
-    client: &Client,
-    service: &str,
-    limits: &BreakerLimits,
-    attempt_id: &str,
-    outcome: CallOutcome,
-) -> FredResult<String> {
-    let outcome = match outcome {
-        CallOutcome::Success => "success",
-        CallOutcome::Failure => "failure",
-        CallOutcome::Release => "release",
-    };
-    crate::observe::redis_call(
-        "breaker_record",
-        BREAKER_RECORD.evalsha_with_reload(
-            client,
-            vec![
-                keys::breaker(service),
-                keys::breaker_probes(service),
-                keys::breaker_failures(service),
-            ],
-            vec![
-                outcome.to_string(),
-                attempt_id.to_string(),
-                limits.failure_threshold.to_string(),
-                millis(limits.failure_window).to_string(),
-            ],
-        ),
-    )
-    .await
 }
 
 /// Stores an API key record (`record`, JSON) under the key's hash.

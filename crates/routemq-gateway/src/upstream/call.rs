@@ -7,7 +7,7 @@ use reqwest::Method;
 
 use tracing::Instrument;
 
-use super::{forward, UpstreamRequest, UpstreamResponse};
+use super::{forward, Bulkheads, UpstreamRequest, UpstreamResponse};
 use crate::observe;
 use crate::registry::Balancer;
 use crate::{ErrorKind, GatewayError};
@@ -23,27 +23,56 @@ pub struct PreparedCall {
     pub body: Option<Bytes>,
     pub headers: HeaderMap,
     pub timeout: Duration,
+    /// `timeout` is the caller's remaining deadline, shorter than the
+    /// route's: running out of it is the caller's doing, not the upstream's.
+    pub deadline_bound: bool,
 }
 
 /// Sends prepared calls to round-robin-balanced healthy instances.
 pub struct Forwarder {
     http: reqwest::Client,
     balancer: Arc<Balancer>,
+    bulkheads: Bulkheads,
     max_response_bytes: usize,
 }
 
 impl Forwarder {
-    pub fn new(http: reqwest::Client, balancer: Arc<Balancer>, max_response_bytes: usize) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        balancer: Arc<Balancer>,
+        bulkheads: Bulkheads,
+        max_response_bytes: usize,
+    ) -> Self {
         Forwarder {
             http,
             balancer,
+            bulkheads,
             max_response_bytes,
         }
     }
 
-    /// Calls one instance of `service`. A refused connection never reached
-    /// the instance, so it alone is retried, once, on another instance.
+    /// Calls one instance of `service`, within its bulkhead. A refused
+    /// connection never reached the instance, so it alone is retried, once,
+    /// on another instance. A timeout of the caller's own deadline is
+    /// answered `504 deadline_exceeded`, not as the upstream's fault.
     pub async fn call(
+        &self,
+        service: &str,
+        call: &PreparedCall,
+    ) -> Result<UpstreamResponse, GatewayError> {
+        let _slot = self.bulkheads.enter(service)?;
+        match self.call_instances(service, call).await {
+            Err(error) if error.kind == ErrorKind::UpstreamTimeout && call.deadline_bound => {
+                Err(GatewayError::new(
+                    ErrorKind::DeadlineExceeded,
+                    "the request's deadline passed before the upstream answered",
+                ))
+            }
+            result => result,
+        }
+    }
+
+    async fn call_instances(
         &self,
         service: &str,
         call: &PreparedCall,

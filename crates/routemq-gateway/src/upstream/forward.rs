@@ -22,16 +22,27 @@ pub struct UpstreamRequest<'a> {
     pub max_response_bytes: usize,
 }
 
-/// A 2xx answer: its status and body, kept encoded (the body as sent when
-/// it is JSON, else as a JSON string).
+/// A 2xx or 3xx answer: its status and body, kept encoded (the body as sent
+/// when it is JSON, else as a JSON string), and the response headers a caller
+/// needs to act on it (`location` of a redirect, `etag` for conditional GETs).
 #[derive(Debug)]
 pub struct UpstreamResponse {
     pub status: u16,
     pub body: Box<RawValue>,
+    /// Passed to the caller as reply user properties.
+    pub properties: Vec<(String, String)>,
 }
 
+/// Response headers passed to the caller as reply user properties.
+const PASSED_HEADERS: [reqwest::header::HeaderName; 3] = [
+    reqwest::header::LOCATION,
+    reqwest::header::ETAG,
+    reqwest::header::LAST_MODIFIED,
+];
+
 /// Sends the request and maps every failure to the error a client should see:
-/// upstream 4xx passed through with its body, 5xx → 502, timeout → 504,
+/// 2xx and 3xx (a redirect, `304 Not Modified`) passed through with their
+/// status, upstream 4xx passed through with its body, 5xx → 502, timeout → 504,
 /// connection refused → 503 (kind `UpstreamUnavailable`, safe to retry elsewhere
 /// because the request never reached the instance).
 pub async fn forward(
@@ -53,11 +64,18 @@ pub async fn forward(
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.contains("json"));
+    let properties: Vec<(String, String)> = PASSED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = response.headers().get(name)?.to_str().ok()?;
+            Some((name.as_str().to_string(), value.to_string()))
+        })
+        .collect();
     let mut raw = BytesMut::new();
     while let Some(chunk) = response.chunk().await.map_err(|error| classify(&error))? {
         if raw.len() + chunk.len() > request.max_response_bytes {
             return Err(GatewayError::new(
-                ErrorKind::UpstreamError,
+                ErrorKind::ReplyTooLarge,
                 format!(
                     "upstream response exceeds {} bytes",
                     request.max_response_bytes
@@ -67,10 +85,11 @@ pub async fn forward(
         raw.extend_from_slice(&chunk);
     }
     let body = encoded_body(raw.into(), is_json);
-    if status.is_success() {
+    if status.is_success() || status.is_redirection() {
         return Ok(UpstreamResponse {
             status: status.as_u16(),
             body,
+            properties,
         });
     }
     if status.is_client_error() {

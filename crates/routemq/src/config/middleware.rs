@@ -199,6 +199,8 @@ struct RawRateLimit {
     window: Option<Duration>,
     on_redis_error: Option<String>,
     fallback_limit: Option<u32>,
+    #[serde(default)]
+    trust_client_id: bool,
 }
 
 #[derive(Deserialize)]
@@ -218,6 +220,8 @@ struct RawTransform {
 #[serde(deny_unknown_fields)]
 struct RawBreaker {
     failure_threshold: Option<u32>,
+    failure_rate: Option<f64>,
+    min_requests: Option<u32>,
     #[serde(default, with = "humantime_serde")]
     failure_window: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -340,6 +344,7 @@ pub fn middleware_spec(
                 window: positive(raw.window.unwrap_or(Duration::from_secs(60)), "window")?,
                 on_redis_error: fail_mode(raw.on_redis_error, FailMode::Open)?,
                 fallback_limit: raw.fallback_limit.unwrap_or(limit).max(1),
+                trust_client_id: raw.trust_client_id,
             })
         }
         "transform" => {
@@ -353,8 +358,22 @@ pub fn middleware_spec(
         }
         "circuit_breaker" => {
             let raw: RawBreaker = fields(table, &kind)?;
+            if let Some(rate) = raw.failure_rate {
+                if !(rate > 0.0 && rate <= 1.0) {
+                    return Err(format!(
+                        "circuit_breaker middleware: failure_rate must be above 0 and at most 1, not {rate}"
+                    ));
+                }
+            }
+            // With a failure rate the count threshold applies only if written.
+            let count_default = if raw.failure_rate.is_some() { 0 } else { 5 };
+            if raw.failure_rate.is_none() && raw.failure_threshold == Some(0) {
+                return Err("circuit_breaker middleware: failure_threshold 0 needs a failure_rate".into());
+            }
             let limits = BreakerLimits {
-                failure_threshold: raw.failure_threshold.unwrap_or(5).max(1),
+                failure_threshold: raw.failure_threshold.unwrap_or(count_default),
+                failure_rate: raw.failure_rate,
+                min_requests: raw.min_requests.unwrap_or(20).max(1),
                 failure_window: positive(
                     raw.failure_window.unwrap_or(Duration::from_secs(300)),
                     "failure_window",

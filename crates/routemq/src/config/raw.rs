@@ -28,6 +28,11 @@ pub struct RawConfig {
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub replies: RawReplies,
+    /// `[services.NAME]`: per upstream service settings.
+    #[serde(default)]
+    pub services: BTreeMap<String, RawService>,
     /// `[middleware.NAME]` tables, checked against their kind in `middleware.rs`.
     #[serde(default)]
     pub middleware: BTreeMap<String, Spanned<toml::Table>>,
@@ -47,6 +52,7 @@ pub struct RawMqtt {
     pub keep_alive: Option<Duration>,
     pub max_packet_size: Option<u32>,
     pub max_in_flight: Option<u16>,
+    pub max_in_flight_qos0: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +71,20 @@ pub struct RawGateway {
     pub round_robin_lease: Option<u32>,
     #[serde(default, with = "humantime_serde")]
     pub replay_window: Option<Duration>,
+    pub service_max_in_flight: Option<usize>,
+}
+
+/// Where replies may be published.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplies {
+    pub allow: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub max_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +95,7 @@ pub struct RawLimits {
     pub max_header_bytes: Option<usize>,
     pub max_param_bytes: Option<usize>,
     pub max_response_bytes: Option<usize>,
+    pub max_topic_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +169,7 @@ pub struct RawInherited {
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
     pub forward_headers: Option<Vec<String>>,
+    pub anonymous_replay: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +182,7 @@ pub struct RawGroup {
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
     pub forward_headers: Option<Vec<String>>,
+    pub anonymous_replay: Option<bool>,
     #[serde(default)]
     pub groups: Vec<Spanned<RawGroup>>,
     #[serde(default)]
@@ -180,4 +203,5 @@ pub struct RawRoute {
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
     pub forward_headers: Option<Vec<String>>,
+    pub anonymous_replay: Option<bool>,
 }

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use reqwest::Method;
 use routemq_gateway::redis::RedisSettings;
+use routemq_gateway::upstream::ServiceLimits;
 use routemq_gateway::upstream::{HeaderPolicy, PathTemplate};
-use routemq_gateway::{Builtin, ForwardRoute, Limits, RouteTarget};
+use routemq_gateway::{Builtin, ForwardRoute, Limits, ReplyTopics, RouteTarget};
 use routemq_router::{Group, Qos, RouteSpec, RouteTable, TopicPattern};
 use thiserror::Error;
 use toml::Spanned;
@@ -37,6 +38,8 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     pub max_packet_size: u32,
     pub max_in_flight: u16,
+    /// QoS 0 requests handled at once; more are shed.
+    pub max_in_flight_qos0: u16,
 }
 
 /// A validated worker configuration.
@@ -58,6 +61,9 @@ pub struct WorkerConfig {
     /// Entries each Redis request/response/error log list keeps; `None`: not logged.
     pub request_log_length: Option<usize>,
     pub auth: AuthSettings,
+    /// Bulkheads: calls in flight per upstream service.
+    pub service_limits: ServiceLimits,
+    pub reply_topics: ReplyTopics,
     /// Middleware by name; every name a route uses is here.
     pub middleware: HashMap<String, MiddlewareSpec>,
     pub routes: RouteTable<RouteTarget>,
@@ -111,7 +117,34 @@ pub fn parse(
         keep_alive: raw.mqtt.keep_alive.unwrap_or(Duration::from_secs(30)),
         max_packet_size: raw.mqtt.max_packet_size.unwrap_or(1024 * 1024),
         max_in_flight: raw.mqtt.max_in_flight.unwrap_or(256).max(1),
+        max_in_flight_qos0: 0,
     };
+    let mqtt = MqttSettings {
+        max_in_flight_qos0: raw
+            .mqtt
+            .max_in_flight_qos0
+            .unwrap_or((mqtt.max_in_flight / 4).max(1))
+            .max(1),
+        ..mqtt
+    };
+    let service_limits = ServiceLimits {
+        default_max_in_flight: raw
+            .gateway
+            .service_max_in_flight
+            .unwrap_or((usize::from(mqtt.max_in_flight) / 4).max(1))
+            .max(1),
+        per_service: raw
+            .services
+            .iter()
+            .filter_map(|(name, service)| Some((name.clone(), service.max_in_flight?.max(1))))
+            .collect(),
+    };
+    let reply_topics = ReplyTopics::parse(
+        &raw.replies
+            .allow
+            .unwrap_or_else(|| DEFAULT_REPLY_TOPICS.map(String::from).to_vec()),
+    )
+    .map_err(|message| at(None, format!("replies.allow: {message}")))?;
 
     let mut redis = RedisSettings::new(
         env("ROUTEMQ_REDIS_URL")
@@ -141,6 +174,7 @@ pub fn parse(
         max_response_bytes: given
             .max_response_bytes
             .unwrap_or(defaults.max_response_bytes),
+        max_topic_bytes: given.max_topic_bytes.unwrap_or(defaults.max_topic_bytes),
     };
     if limits.max_payload_bytes as u64 >= u64::from(mqtt.max_packet_size) {
         return Err(at(
@@ -197,6 +231,16 @@ pub fn parse(
     if routes.routes().is_empty() {
         return Err(at(None, "no routes are configured".into()));
     }
+    check_probe_leases(&routes, &middleware).map_err(|message| {
+        let line = lines
+            .get(message.split('`').nth(1).unwrap_or_default())
+            .copied();
+        ConfigError {
+            file: file.to_string(),
+            line,
+            message,
+        }
+    })?;
 
     Ok(WorkerConfig {
         mqtt,
@@ -224,9 +268,43 @@ pub fn parse(
         metrics_addr,
         request_log_length,
         auth,
+        service_limits,
+        reply_topics,
         middleware,
         routes,
     })
+}
+
+/// Where replies go when `[replies] allow` is not set: under the caller's
+/// verified subject, or — for anonymous callers, confined by the broker's
+/// ACLs — under `replies/anonymous/` (routemq-client's default).
+pub const DEFAULT_REPLY_TOPICS: [&str; 2] = ["replies/{sub}/#", "replies/anonymous/#"];
+
+/// A breaker's probe lease must outlast the calls it admits, or a slow probe
+/// would free its slot while still running and let a second probe in.
+fn check_probe_leases(
+    routes: &RouteTable<RouteTarget>,
+    middleware: &HashMap<String, MiddlewareSpec>,
+) -> Result<(), String> {
+    for route in routes.routes() {
+        let RouteTarget::Forward(forward) = &route.target else {
+            continue;
+        };
+        for name in &route.middleware {
+            let Some(MiddlewareSpec::CircuitBreaker(breaker)) = middleware.get(name) else {
+                continue;
+            };
+            if breaker.limits.probe_lease < forward.timeout {
+                return Err(format!(
+                    "route `{}`: middleware `{name}` has probe_timeout {} below the route's timeout {}",
+                    route.pattern,
+                    humantime::format_duration(breaker.limits.probe_lease),
+                    humantime::format_duration(forward.timeout),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 type At<'a> = dyn Fn(Option<Range<usize>>, String) -> ConfigError + 'a;
@@ -274,6 +352,7 @@ fn group_spec(
         forward_headers: raw
             .forward_headers
             .or_else(|| parent.forward_headers.clone()),
+        anonymous_replay: raw.anonymous_replay.or(parent.anonymous_replay),
     };
     let mut group = Group::new(raw.prefix).middleware(raw.middleware);
     for route in raw.routes {
@@ -382,6 +461,10 @@ fn route_spec(
                 path,
                 timeout,
                 headers,
+                anonymous_replay: raw
+                    .anonymous_replay
+                    .or(inherited.anonymous_replay)
+                    .unwrap_or(false),
             })
         }
     };

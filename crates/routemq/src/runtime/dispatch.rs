@@ -1,75 +1,185 @@
+//! Intake: each delivered request becomes a task — gateway pipeline, reply,
+//! then the acknowledgement — only once it holds a slot, so what a worker
+//! holds in memory is bounded whatever clients send.
+//!
+//! QoS 1/2 requests are bounded by the MQTT receive maximum the worker
+//! advertises (the broker holds the rest), so one waits for its slot. QoS 0
+//! has no flow control at all: a request beyond its own pool of slots is
+//! shed at once — answered `503 overloaded` if it names a Response Topic,
+//! dropped otherwise — and counted (`routemq_requests_shed_total`). The two
+//! pools are separate, so a QoS 0 flood cannot take the slots of QoS 1/2
+//! requests.
+
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use routemq_gateway::Gateway;
+use routemq_gateway::{Gateway, Outbound};
 use rumqttc::v5::mqttbytes::v5::Publish;
+use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use super::event_loop::LoopEvent;
 use super::message;
 
-/// Turns each delivered request into a task: gateway pipeline, reply, then
-/// the acknowledgement. At most `max_in_flight` run at once.
+/// Slots per worker: QoS 1/2 and QoS 0 requests handled at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    pub acked: usize,
+    pub qos0: usize,
+}
+
 pub struct Dispatcher {
     gateway: Arc<Gateway>,
     client: AsyncClient,
-    in_flight: Arc<Semaphore>,
+    acked_slots: Arc<Semaphore>,
+    qos0_slots: Arc<Semaphore>,
+    /// The largest packet the broker takes (CONNACK's Maximum Packet Size,
+    /// capped by the configured one); kept current by the event loop.
+    max_packet: Arc<AtomicU32>,
     /// Requests being handled, for Prometheus.
     in_flight_gauge: metrics::Gauge,
     pub requests: TaskTracker,
 }
 
 impl Dispatcher {
-    pub fn new(gateway: Arc<Gateway>, client: AsyncClient, max_in_flight: u16) -> Dispatcher {
+    pub fn new(
+        gateway: Arc<Gateway>,
+        client: AsyncClient,
+        capacity: Capacity,
+        max_packet: Arc<AtomicU32>,
+    ) -> Dispatcher {
+        metrics::gauge!("routemq_requests_capacity").set(capacity.acked as f64);
         Dispatcher {
             gateway,
             client,
-            in_flight: Arc::new(Semaphore::new(usize::from(max_in_flight))),
+            acked_slots: Arc::new(Semaphore::new(capacity.acked)),
+            qos0_slots: Arc::new(Semaphore::new(capacity.qos0)),
+            max_packet,
             in_flight_gauge: metrics::gauge!("routemq_requests_in_flight"),
             requests: TaskTracker::new(),
         }
     }
 
     /// Starts handling a request event; any other event is handed back.
+    /// Never waits: the worker's event loop must keep moving.
     pub fn dispatch(&self, event: LoopEvent) -> Option<LoopEvent> {
         let LoopEvent::Request(publish, received_at) = event else {
             return Some(event);
         };
-        let (gateway, client, in_flight, gauge) = (
-            Arc::clone(&self.gateway),
-            self.client.clone(),
-            Arc::clone(&self.in_flight),
-            self.in_flight_gauge.clone(),
-        );
-        self.requests.spawn(async move {
-            let Ok(_permit) = in_flight.acquire_owned().await else {
-                return;
-            };
-            gauge.increment(1.0);
-            handle(&gateway, &client, &publish, received_at).await;
-            gauge.decrement(1.0);
-        });
+        let task = Task {
+            gateway: Arc::clone(&self.gateway),
+            client: self.client.clone(),
+            max_packet: Arc::clone(&self.max_packet),
+            gauge: self.in_flight_gauge.clone(),
+        };
+        if publish.qos == QoS::AtMostOnce {
+            match Arc::clone(&self.qos0_slots).try_acquire_owned() {
+                Ok(slot) => {
+                    self.requests.spawn(task.run(slot, publish, received_at));
+                }
+                Err(_) => self.shed(&publish, received_at),
+            }
+            return None;
+        }
+        match Arc::clone(&self.acked_slots).try_acquire_owned() {
+            Ok(slot) => {
+                self.requests.spawn(task.run(slot, publish, received_at));
+            }
+            Err(_) => {
+                // At most the receive maximum of these wait, plus the few
+                // the broker sends between an ack and its slot's release.
+                let slots = Arc::clone(&self.acked_slots);
+                self.requests.spawn(async move {
+                    let Ok(slot) = slots.acquire_owned().await else {
+                        return;
+                    };
+                    task.run(slot, publish, received_at).await;
+                });
+            }
+        }
         None
+    }
+
+    /// Answers a QoS 0 request beyond capacity without running it. The reply
+    /// is queued only if the client's queue has room: shedding never waits.
+    fn shed(&self, publish: &Publish, received_at: Instant) {
+        let inbound = message::inbound(publish, received_at);
+        let Some(reply) = self.gateway.shed(&inbound) else {
+            return;
+        };
+        let properties = message::reply_properties(&reply);
+        let queued = self.client.try_publish_with_properties(
+            reply.topic,
+            QoS::AtMostOnce,
+            false,
+            reply.payload,
+            properties,
+        );
+        if queued.is_err() {
+            metrics::counter!("routemq_replies_failed_total", "reason" => "queue_full")
+                .increment(1);
+        }
     }
 }
 
-async fn handle(gateway: &Gateway, client: &AsyncClient, publish: &Publish, received_at: Instant) {
-    let inbound = message::inbound(publish, received_at);
-    if let Some(reply) = Box::pin(gateway.handle(inbound)).await {
-        let properties = message::reply_properties(&reply);
-        let published = client
-            .publish_with_properties(reply.topic, publish.qos, false, reply.payload, properties)
-            .await;
-        if let Err(error) = published {
-            tracing::error!(%error, "could not publish a reply");
+/// What one request's task needs.
+struct Task {
+    gateway: Arc<Gateway>,
+    client: AsyncClient,
+    max_packet: Arc<AtomicU32>,
+    gauge: metrics::Gauge,
+}
+
+impl Task {
+    async fn run(self, _slot: OwnedSemaphorePermit, publish: Box<Publish>, received_at: Instant) {
+        self.gauge.increment(1.0);
+        self.handle(&publish, received_at).await;
+        self.gauge.decrement(1.0);
+    }
+
+    async fn handle(&self, publish: &Publish, received_at: Instant) {
+        let inbound = message::inbound(publish, received_at);
+        if let Some(reply) = Box::pin(self.gateway.handle(inbound)).await {
+            self.publish(reply, publish.qos).await;
+        }
+        // Acked only now, after the reply is queued ahead of it on the same connection.
+        if publish.qos != QoS::AtMostOnce {
+            if let Err(error) = self.client.ack(publish).await {
+                tracing::error!(%error, "could not acknowledge a request");
+            }
         }
     }
-    // Acked only now, after the reply is queued ahead of it on the same connection.
-    if publish.qos as u8 > 0 {
-        if let Err(error) = client.ack(publish).await {
-            tracing::error!(%error, "could not acknowledge a request");
+
+    /// Publishes a reply, or a small `502 reply_too_large` in its place when
+    /// the broker would refuse it: handed to rumqttc, an oversized packet
+    /// fails inside its event loop and can drop the connection with every
+    /// other reply in flight.
+    async fn publish(&self, reply: Outbound, qos: QoS) {
+        let limit = self.max_packet.load(Ordering::Relaxed) as usize;
+        let size = message::packet_size(&reply, qos);
+        let reply = if size > limit {
+            tracing::warn!(
+                size,
+                limit,
+                "reply larger than the broker accepts; answering 502 reply_too_large"
+            );
+            metrics::counter!("routemq_replies_failed_total", "reason" => "too_large").increment(1);
+            reply.too_large(size, limit)
+        } else {
+            reply
+        };
+        let properties = message::reply_properties(&reply);
+        let published = self
+            .client
+            .publish_with_properties(reply.topic, qos, false, reply.payload, properties)
+            .await;
+        if let Err(error) = published {
+            metrics::counter!("routemq_replies_failed_total", "reason" => "publish_error")
+                .increment(1);
+            tracing::error!(%error, "could not publish a reply");
         }
     }
 }

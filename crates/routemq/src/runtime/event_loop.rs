@@ -1,3 +1,5 @@
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, SubscribeReasonCode};
@@ -28,7 +30,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// call (that can deadlock the loop); it only forwards events. `poll`
 /// reconnects on the next call, so failures back off exponentially here.
 /// Returns once the client has sent DISCONNECT or the worker stopped listening.
-pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<LoopEvent>) {
+/// `events` is bounded: when the worker falls behind, the loop stops reading
+/// from the broker (TCP backpressure) instead of buffering without limit.
+/// `max_packet` gets the broker's Maximum Packet Size from each CONNACK,
+/// capped by `configured_max`.
+pub async fn drive(
+    mut event_loop: EventLoop,
+    events: mpsc::Sender<LoopEvent>,
+    max_packet: Arc<AtomicU32>,
+    configured_max: u32,
+) {
     let mut backoff = MIN_BACKOFF;
     let mut connected = false;
     loop {
@@ -36,6 +47,7 @@ pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<Loop
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 if events
                     .send(LoopEvent::Request(Box::new(publish), Instant::now()))
+                    .await
                     .is_err()
                 {
                     return;
@@ -44,6 +56,9 @@ pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<Loop
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = MIN_BACKOFF;
                 connected = true;
+                let announced = ack.properties.as_ref().and_then(|p| p.max_packet_size);
+                let limit = announced.unwrap_or(u32::MAX).min(configured_max);
+                max_packet.store(limit, Ordering::Relaxed);
                 tracing::info!(
                     session_present = ack.session_present,
                     "connected to the broker"
@@ -51,12 +66,12 @@ pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<Loop
                 let connected = LoopEvent::Connected {
                     session_present: ack.session_present,
                 };
-                if events.send(connected).is_err() {
+                if events.send(connected).await.is_err() {
                     return;
                 }
             }
             Ok(Event::Incoming(Packet::UnsubAck(_))) => {
-                if events.send(LoopEvent::Unsubscribed).is_err() {
+                if events.send(LoopEvent::Unsubscribed).await.is_err() {
                     return;
                 }
             }
@@ -72,7 +87,7 @@ pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<Loop
                     tracing::info!(codes = ?ack.return_codes, "subscribed");
                 }
                 let subscribed = LoopEvent::Subscribed { accepted: !refused };
-                if events.send(subscribed).is_err() {
+                if events.send(subscribed).await.is_err() {
                     return;
                 }
             }
@@ -85,7 +100,8 @@ pub async fn drive(mut event_loop: EventLoop, events: mpsc::UnboundedSender<Loop
                 if events.is_closed() {
                     return;
                 }
-                if std::mem::take(&mut connected) && events.send(LoopEvent::ConnectionLost).is_err()
+                if std::mem::take(&mut connected)
+                    && events.send(LoopEvent::ConnectionLost).await.is_err()
                 {
                     return;
                 }

@@ -41,3 +41,16 @@ pub fn qos(level: u8) -> QoS {
         _ => QoS::ExactlyOnce,
     }
 }
+
+/// The encoded size of the PUBLISH that carries `reply`, as the broker's
+/// Maximum Packet Size counts it (a QoS 1/2 packet id included).
+pub fn packet_size(reply: &Outbound, qos: QoS) -> usize {
+    let mut publish = Publish::new(
+        reply.topic.as_str(),
+        qos,
+        reply.payload.clone(),
+        Some(reply_properties(reply)),
+    );
+    publish.pkid = 1;
+    publish.size()
+}

@@ -1,3 +1,4 @@
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +16,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::background::{Background, Shared};
-use super::dispatch::Dispatcher;
+use super::dispatch::{Capacity, Dispatcher};
 use super::event_loop::{drive, LoopEvent};
 use super::message;
 use crate::config::{MqttSettings, WorkerConfig};
 use crate::telemetry::{install_prometheus, serve_probes, Readiness};
+
+/// Events the MQTT loop may hand over before it waits for the worker: a
+/// request event holds its payload, so this bounds memory, not throughput
+/// (the worker takes each in microseconds).
+const EVENT_QUEUE: usize = 32;
 
 /// After the last request of a drain, how long to wait for one more already in transit.
 const DRAIN_QUIET_PERIOD: Duration = Duration::from_millis(100);
@@ -114,6 +120,8 @@ pub async fn run_worker(
         worker_id: worker_id.clone(),
         round_robin_lease: config.round_robin_lease,
         replay_window: Some(config.replay_window),
+        service_limits: config.service_limits,
+        reply_topics: config.reply_topics,
     })
     .map_err(|message| anyhow::anyhow!(message))?;
     let gateway = Arc::new(gateway);
@@ -123,9 +131,19 @@ pub async fn run_worker(
         mqtt_options(&mqtt, client_id),
         usize::from(mqtt.max_in_flight) * 2 + 16,
     );
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let event_task = tokio::spawn(drive(event_loop, events_tx));
-    let dispatcher = Dispatcher::new(gateway, client.clone(), mqtt.max_in_flight);
+    let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
+    let max_packet = Arc::new(AtomicU32::new(mqtt.max_packet_size));
+    let event_task = tokio::spawn(drive(
+        event_loop,
+        events_tx,
+        Arc::clone(&max_packet),
+        mqtt.max_packet_size,
+    ));
+    let capacity = Capacity {
+        acked: usize::from(mqtt.max_in_flight),
+        qos0: usize::from(mqtt.max_in_flight_qos0),
+    };
+    let dispatcher = Dispatcher::new(gateway, client.clone(), capacity, max_packet);
 
     tracing::info!(worker_id, filters = ?filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "worker started");
     let mut connected = false;
@@ -147,7 +165,7 @@ pub async fn run_worker(
                     }
                     readiness.set(&readiness.mqtt_connected, true);
                     if !session_present {
-                        client.subscribe_many(filters.clone()).await.context("subscribing")?;
+                        subscribe(&client, filters.clone());
                     }
                 }
                 Some(LoopEvent::Subscribed { accepted }) => {
@@ -166,7 +184,8 @@ pub async fn run_worker(
         "draining: no new requests"
     );
     for filter in &filters {
-        client.unsubscribe(filter.path.clone()).await.ok();
+        let (client, path) = (client.clone(), filter.path.clone());
+        tokio::spawn(async move { client.unsubscribe(path).await.ok() });
     }
     // On a dead connection no UNSUBACK will come, and nothing more can arrive.
     let awaited_unsubacks = if connected { filters.len() } else { 0 };
@@ -189,6 +208,18 @@ pub async fn run_worker(
         probes.await.ok();
     }
     Ok(())
+}
+
+/// Subscribes from a task of its own: the worker's loop never waits on the
+/// client's queue, which only the event loop drains (and the event loop may
+/// be waiting for the worker's loop to take its next event).
+fn subscribe(client: &AsyncClient, filters: Vec<Filter>) {
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(error) = client.subscribe_many(filters).await {
+            tracing::error!(%error, "could not subscribe");
+        }
+    });
 }
 
 fn mqtt_options(mqtt: &MqttSettings, client_id: String) -> MqttOptions {
@@ -215,7 +246,7 @@ fn mqtt_options(mqtt: &MqttSettings, client_id: String) -> MqttOptions {
 /// the connection accepted is answered before the worker leaves.
 async fn drain(
     dispatcher: &Dispatcher,
-    events: &mut mpsc::UnboundedReceiver<LoopEvent>,
+    events: &mut mpsc::Receiver<LoopEvent>,
     event_task: &JoinHandle<()>,
     mut awaited_unsubacks: usize,
     timeout: Duration,
