@@ -148,7 +148,8 @@ async fn bad_input_gets_typed_error_replies_and_the_worker_keeps_going() {
         .expect("reply");
     assert_eq!(
         (reply.status, error_type(&reply)),
-        (504, "upstream_timeout".into())
+        (504, "deadline_exceeded".into()),
+        "the caller's own deadline, not the upstream's fault"
     );
 
     let reply = ask(&client, "api/v1/users/get/after-all-that", "").await;
@@ -199,9 +200,6 @@ async fn replies_never_loop_into_served_topics_or_wildcards() {
         .expect("publish");
     let worker = &stack.workers[0];
     worker
-        .wait_for_log("payload reply_to refused", Duration::from_secs(5))
-        .await;
-    worker
         .wait_for_log(
             "falls under a filter the gateway serves",
             Duration::from_secs(5),
@@ -229,9 +227,10 @@ async fn mqtt_311_clients_put_the_reply_address_in_the_payload() {
     let stack = Stack::start(1).await;
     stack.demo_instances("user-service", 1).await;
     stack.settle().await;
-    let (client, mut replies) = observer(&stack.mosquitto.url(), "legacy/replies/7").await;
+    let (client, mut replies) =
+        observer(&stack.mosquitto.url(), "replies/anonymous/legacy-7").await;
     let request =
-        json!({"name": "Ada", "reply_to": "legacy/replies/7", "correlation_id": "corr-7"})
+        json!({"name": "Ada", "reply_to": "replies/anonymous/legacy-7", "correlation_id": "corr-7"})
             .to_string();
     client
         .publish("api/v1/users/create", QoS::AtLeastOnce, false, request)
@@ -296,7 +295,7 @@ async fn mosquitto_rr_gets_a_reply() {
             "-t",
             "api/v1/users/get/42",
             "-e",
-            "rr/replies",
+            "replies/anonymous/rr",
             "-m",
             "",
             "-W",

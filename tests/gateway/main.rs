@@ -6,6 +6,8 @@ mod bad_input;
 mod balancing;
 mod edge;
 mod harness;
+mod intake;
+mod isolation;
 mod lifecycle;
 mod mw;
 mod observability;

@@ -22,6 +22,7 @@ const ROUTES: &str = r#"
 [[groups]]
 prefix = "api/v1"
 forward_headers = ["accept-language"]
+anonymous_replay = true
 
   [[groups.groups]]
   prefix = "users"
@@ -33,6 +34,7 @@ forward_headers = ["accept-language"]
 
 [[groups]]
 prefix = "api/t"
+anonymous_replay = true
 routes = [
   { topic = "ghost",     service = "ghost-service",   method = "GET", path = "/x" },
   { topic = "e404",      service = "e404-service",    method = "GET", path = "/x" },
@@ -96,7 +98,28 @@ impl Stack {
         cluster: bool,
         files: &[(&str, &str)],
     ) -> Stack {
-        let mosquitto = Mosquitto::start();
+        Stack::start_on(
+            Mosquitto::start(),
+            worker_count,
+            round_robin_lease,
+            routes,
+            cluster,
+            files,
+        )
+        .await
+    }
+
+    /// [`Stack::start_with`] on a broker the test configured itself. A
+    /// `{limits}` line in `routes` is not supported: tests that need other
+    /// limits edit `config` before adding workers.
+    pub async fn start_on(
+        mosquitto: Mosquitto,
+        worker_count: usize,
+        round_robin_lease: u32,
+        routes: &str,
+        cluster: bool,
+        files: &[(&str, &str)],
+    ) -> Stack {
         let store = if cluster {
             Store::Cluster(RedisCluster::start())
         } else {
@@ -132,11 +155,17 @@ impl Stack {
     }
 
     pub fn add_worker_with_env(&mut self, id: &str, env: &[(&str, &str)]) {
+        let mqtt_url = self.mosquitto.url();
+        self.add_worker_on(id, &mqtt_url, env);
+    }
+
+    /// A worker connecting with its own broker URL (user name and password).
+    pub fn add_worker_on(&mut self, id: &str, mqtt_url: &str, env: &[(&str, &str)]) {
         let worker = Worker::start_with_env(
             std::path::Path::new(BIN),
             &self.config,
             id,
-            &self.mosquitto.url(),
+            mqtt_url,
             &self.store.url(),
             env,
         );

@@ -84,10 +84,21 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Mosquitto::start_with("")
+    }
+
+    /// A broker with extra configuration lines (`max_packet_size`, ACLs, …).
+    pub fn start_with(extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        std::fs::write(dir.path().join("extra.conf"), extra).expect("write extra conf");
         let process = spawn_mosquitto(dir.path(), port);
         Mosquitto { port, process, dir }
+    }
+
+    /// The broker's own directory, for password and ACL files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Kills the broker and starts a new one on the same port: every session is lost.
@@ -103,10 +114,13 @@ impl Mosquitto {
 
 fn spawn_mosquitto(dir: &Path, port: u16) -> Process {
     let config = dir.join("mosquitto.conf");
+    let extra = std::fs::read_to_string(dir.join("extra.conf")).unwrap_or_default();
+    let anonymous = !extra.contains("allow_anonymous");
     std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_inflight_messages 0\npersistence false\n"
+                "listener {port} 127.0.0.1\nset_tcp_nodelay true\nmax_inflight_messages 0\npersistence false\n{}{extra}\n",
+                if anonymous { "allow_anonymous true\n" } else { "" }
             ),
         )
         .expect("write mosquitto.conf");

@@ -79,6 +79,9 @@ pub struct Switch {
     pub delay_ms: std::sync::atomic::AtomicU64,
     /// Requests served (health probes excluded).
     pub hits: std::sync::atomic::AtomicUsize,
+    /// A status to answer with instead of 200 (0: none), with `location`
+    /// and `etag` headers: redirects and `304 Not Modified`.
+    pub status: std::sync::atomic::AtomicU16,
 }
 
 /// An upstream that answers 200 with the path it was asked for, or 500 while
@@ -95,13 +98,19 @@ pub async fn switchable(switch: std::sync::Arc<Switch>) -> SocketAddr {
                 if delay > 0 {
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                 }
+                let headers = [("location", "/elsewhere"), ("etag", "\"v1\"")];
+                let chosen = switch.status.load(Ordering::SeqCst);
+                if let Some(code) = StatusCode::from_u16(chosen).ok().filter(|_| chosen > 0) {
+                    return (code, headers, Json(json!({"path": uri.path()})));
+                }
                 if switch.failing.load(Ordering::SeqCst) {
                     (
                         StatusCode::INTERNAL_SERVER_ERROR,
+                        headers,
                         Json(json!({"detail": "failing"})),
                     )
                 } else {
-                    (StatusCode::OK, Json(json!({"path": uri.path()})))
+                    (StatusCode::OK, headers, Json(json!({"path": uri.path()})))
                 }
             }
         }));

@@ -49,6 +49,9 @@ impl Refusal {
     }
 }
 
+/// How many kinds of [`Refusal`] there are: each is warned about on its own.
+pub(crate) const REFUSALS: usize = 6;
+
 /// A warning at most once per second, with the number held back since.
 #[derive(Default)]
 pub(crate) struct WarnEverySecond {
@@ -151,7 +154,8 @@ impl Gateway {
             metrics::counter!("routemq_reply_topic_refused_total", "reason" => refusal.as_str())
                 .increment(1);
         }
-        if let Some(held_back) = self.refusal_warnings.may_warn(self.started) {
+        let warnings = &self.refusal_warnings[refusal as usize];
+        if let Some(held_back) = warnings.may_warn(self.started) {
             tracing::warn!(
                 request_id,
                 reply_topic = ?truncated(topic),

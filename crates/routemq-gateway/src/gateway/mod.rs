@@ -128,7 +128,7 @@ pub struct Gateway {
     request_log: Option<Arc<RequestLog>>,
     reply_topics: ReplyTopics,
     authenticator: Arc<Authenticator>,
-    refusal_warnings: address::WarnEverySecond,
+    refusal_warnings: [address::WarnEverySecond; address::REFUSALS],
 }
 
 /// A route's target and the middleware chain it runs.
@@ -230,7 +230,7 @@ impl Gateway {
             request_log: parts.request_log,
             reply_topics: parts.reply_topics,
             authenticator: parts.authenticator,
-            refusal_warnings: address::WarnEverySecond::default(),
+            refusal_warnings: Default::default(),
         })
     }
 

@@ -131,7 +131,7 @@ pub fn parse(
         default_max_in_flight: raw
             .gateway
             .service_max_in_flight
-            .unwrap_or((usize::from(mqtt.max_in_flight) / 4).max(1))
+            .unwrap_or((usize::from(mqtt.max_in_flight) / 2).max(1))
             .max(1),
         per_service: raw
             .services

@@ -1,0 +1,198 @@
+//! What a worker takes in stays bounded: a QoS 0 flood is shed, a hanging
+//! service holds only its bulkhead, and a reply the broker would refuse is
+//! answered with a small error instead of breaking the connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use futures::future::join_all;
+use routemq_client::RequestOptions;
+use routemq_tests::upstream::{serve, slow};
+use routemq_tests::Mosquitto;
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use rumqttc::v5::mqttbytes::QoS;
+use serde_json::json;
+
+use crate::stack::{ask, error_type, observer, Stack};
+
+const ROUTES: &str = r#"
+[[groups]]
+prefix = "api/in"
+routes = [
+  { topic = "fast/{id}", service = "fast-service", method = "GET", path = "/x/{id}" },
+  { topic = "hang",      service = "hang-service", method = "GET", path = "/x", timeout = "60s" },
+  { topic = "big",       service = "big-service",  method = "GET", path = "/x" },
+]
+"#;
+
+/// The worker's peak resident memory, from the kernel.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+async fn stack_on(mosquitto: Mosquitto, config_edit: &[(&str, &str)]) -> Stack {
+    let mut stack = Stack::start_on(mosquitto, 0, 1, ROUTES, false, &[]).await;
+    let mut text = std::fs::read_to_string(&stack.config).expect("config");
+    for (from, to) in config_edit {
+        text = text.replace(from, to);
+    }
+    std::fs::write(&stack.config, text).expect("config");
+    stack.add_worker("worker-0");
+    let fast = serve(
+        Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .fallback(any(|| async { Json(json!({"fast": true})) })),
+    )
+    .await;
+    stack.register("fast-service", "fast-1", fast).await;
+    stack
+        .register(
+            "hang-service",
+            "hang-1",
+            slow(Duration::from_secs(60)).await,
+        )
+        .await;
+    let big = "x".repeat(100 * 1024);
+    let big = serve(
+        Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .fallback(any(move || {
+                let big = big.clone();
+                async move { Json(json!({ "blob": big })) }
+            })),
+    )
+    .await;
+    stack.register("big-service", "big-1", big).await;
+    stack.settle().await;
+    stack
+}
+
+#[tokio::test]
+async fn a_qos0_flood_is_shed_and_the_worker_stays_bounded_and_responsive() {
+    let stack = stack_on(
+        Mosquitto::start(),
+        &[("max_payload_bytes = 4096", "max_payload_bytes = 65536")],
+    )
+    .await;
+    let url = stack.mosquitto.url();
+    let (_watch, mut shed_replies) = observer(&url, "replies/anonymous/flood").await;
+    let (flooder, _) = observer(&url, "unused/#").await;
+    let payload = json!({ "pad": "y".repeat(60 * 1024) }).to_string();
+    let flood = 2_000;
+    let sent = Instant::now();
+    for _ in 0..flood {
+        let properties = PublishProperties {
+            response_topic: Some("replies/anonymous/flood".into()),
+            correlation_data: Some("flood".into()),
+            ..PublishProperties::default()
+        };
+        flooder
+            .publish_with_properties(
+                "api/in/hang",
+                QoS::AtMostOnce,
+                false,
+                payload.clone(),
+                properties,
+            )
+            .await
+            .expect("publish");
+    }
+    // Shed requests are answered at once with 503 overloaded.
+    let shed = tokio::time::timeout(Duration::from_secs(30), shed_replies.recv())
+        .await
+        .expect("a shed reply")
+        .expect("open");
+    let body: serde_json::Value = serde_json::from_slice(&shed.payload).expect("json");
+    assert_eq!(body["error"]["type"], "overloaded", "{body}");
+
+    println!("flood sent, first shed reply after {:?}", sent.elapsed());
+    // Once the flood has been read, a normal request is answered.
+    let client = stack.client().await;
+    let started = Instant::now();
+    let reply = client
+        .request(
+            "api/in/fast/1",
+            "",
+            &RequestOptions {
+                timeout: Duration::from_secs(60),
+                ..RequestOptions::default()
+            },
+        )
+        .await
+        .expect("answered after the flood");
+    assert_eq!(reply.status, 200);
+    let peak = peak_rss_kib(stack.workers[0].process.pid());
+    println!(
+        "qos0 flood of {flood} x 60 KB: worker peak RSS {} MiB; next request answered {:?} after the flood was sent",
+        peak / 1024,
+        started.elapsed()
+    );
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
+}
+
+#[tokio::test]
+async fn a_hanging_service_holds_only_its_bulkhead() {
+    let stack = stack_on(Mosquitto::start(), &[]).await;
+    let client = Arc::new(stack.client().await);
+    let quick = RequestOptions {
+        timeout: Duration::from_secs(3),
+        ..RequestOptions::default()
+    };
+    // 300 > the worker's 256 slots: without bulkheads they would take them all.
+    let hanging = join_all((0..300).map(|_| {
+        let (client, quick) = (Arc::clone(&client), quick.clone());
+        async move { client.request("api/in/hang", "", &quick).await.ok() }
+    }));
+    let healthy = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = Instant::now();
+        let reply = client
+            .request("api/in/fast/2", "", &quick)
+            .await
+            .expect("the healthy service answers while another hangs");
+        (reply, started.elapsed())
+    };
+    let (hanging, (reply, waited)) = tokio::join!(hanging, healthy);
+    assert_eq!(reply.status, 200);
+    println!("healthy service answered in {waited:?} while another hung");
+    let overloaded = hanging
+        .iter()
+        .flatten()
+        .filter(|r| error_type(r) == "service_overloaded")
+        .count();
+    assert_eq!(
+        overloaded,
+        300 - 128,
+        "beyond the bulkhead of 128, refused at once"
+    );
+    assert!(hanging
+        .iter()
+        .flatten()
+        .all(|r| r.status == 503 && r.property("retry-after") == Some("1")));
+}
+
+#[tokio::test]
+async fn a_reply_over_the_brokers_packet_size_gets_502_and_the_rest_are_unaffected() {
+    let stack = stack_on(Mosquitto::start_with("max_packet_size 65536\n"), &[]).await;
+    let client = Arc::new(stack.client().await);
+    let fast = join_all((0..20).map(|id| {
+        let client = Arc::clone(&client);
+        async move { ask(&client, &format!("api/in/fast/{id}"), "").await }
+    }));
+    let (big, fast) = tokio::join!(ask(&client, "api/in/big", ""), fast);
+    assert_eq!(
+        (big.status, error_type(&big)),
+        (502, "reply_too_large".into())
+    );
+    assert!(fast.iter().all(|r| r.status == 200));
+    let reply = ask(&client, "api/in/fast/after", "").await;
+    assert_eq!(reply.status, 200, "still connected");
+    assert_eq!(stack.workers[0].count_log("broker connection lost"), 0);
+}
