@@ -68,35 +68,39 @@ for n in 1 2; do
 done
 sleep 1.2 # one registry refresh
 
-# ask TOPIC PAYLOAD [NAME VALUE]...: one request, with user properties.
+# ask REPLY_TOPIC TOPIC PAYLOAD [NAME VALUE]...: one request, with user
+# properties. The shipped config answers a caller only under
+# replies/<its token's sub>/… or, for anyone, replies/anonymous/….
 ask() {
-  local topic=$1 payload=$2; shift 2
+  local reply=$1 topic=$2 payload=$3; shift 3
   local props=() shown=""
   while [ $# -ge 2 ]; do props+=(-D PUBLISH user-property "$1" "$2"); shown+=" -D PUBLISH user-property $1 '${2:0:24}…'"; shift 2; done
   echo
-  echo "\$ mosquitto_rr -V 5 -t $topic -e quickstart/replies -m '$payload'$shown"
-  mosquitto_rr -h 127.0.0.1 -p "$MQTT_PORT" -V 5 -q 1 -t "$topic" -e quickstart/replies -m "$payload" "${props[@]}" -W 10 -F '%P  %p'
+  echo "\$ mosquitto_rr -V 5 -t $topic -e $reply -m '$payload'$shown"
+  mosquitto_rr -h 127.0.0.1 -p "$MQTT_PORT" -V 5 -q 1 -t "$topic" -e "$reply" -m "$payload" "${props[@]}" -W 10 -F '%P  %p'
 }
+ANON=replies/anonymous/quickstart USER=replies/user-42/quickstart OPS=replies/admin-1/quickstart
 TOKEN=$($BIN token --config deploy/gateway.toml --sub user-42 --roles user)
 ADMIN=$($BIN token --config deploy/gateway.toml --sub admin-1 --roles admin)
 API_KEY=$($BIN api-keys create --name quickstart --scopes users:read 2>/dev/null | awk '/^key:/{print $2}')
 sleep 1.1 # workers reload API keys every second
-ask api/v1/users/get/42 ''
-ask api/v1/users/get/42 '' authorization "Bearer $TOKEN"
-ask api/v1/users/get/42 '' authorization "Bearer $TOKEN"
-ask api/v1/users/get/7 '' x-api-key "$API_KEY"
-ask api/v1/users/create '{"name":"John Doe","email":"john@example.com","role":"user"}' authorization "Bearer $TOKEN"
-ask api/v1/users/delete/7 '' authorization "Bearer $TOKEN"
-ask api/v1/users/delete/7 '' authorization "Bearer $ADMIN"
-ask api/v1/orders/list/42 '{"page":2}' authorization "Bearer $TOKEN"
-ask api/v2/users/activate '{"user_data":{"id":42}}' authorization "Bearer $TOKEN"
-ask api/v1/users/get/42 '' authorization "Bearer $TOKEN" origin https://app.example.com method OPTIONS
-ask api/v1/users/get/.. '' authorization "Bearer $TOKEN"
-ask api/v1/nothing/here '{}'
-ask gateway/health ''
-ask gateway/services ''
+ask $ANON api/v1/users/get/42 ''
+ask $USER api/v1/users/get/42 '' authorization "Bearer $TOKEN"
+ask $USER api/v1/users/get/42 '' authorization "Bearer $TOKEN"
+ask $ANON api/v1/users/get/7 '' x-api-key "$API_KEY"
+ask $USER api/v1/users/create '{"name":"John Doe","email":"john@example.com","role":"user"}' authorization "Bearer $TOKEN"
+ask $USER api/v1/users/delete/7 '' authorization "Bearer $TOKEN"
+ask $OPS api/v1/users/delete/7 '' authorization "Bearer $ADMIN"
+ask $USER api/v1/orders/list/42 '{"page":2}' authorization "Bearer $TOKEN"
+ask $USER api/v2/users/activate '{"user_data":{"id":42}}' authorization "Bearer $TOKEN"
+ask $USER api/v1/users/get/42 '' authorization "Bearer $TOKEN" origin https://app.example.com method OPTIONS
+ask $USER api/v1/users/get/.. '' authorization "Bearer $TOKEN"
+ask $ANON api/v1/nothing/here '{}'
+ask $ANON gateway/health ''
+ask $ANON gateway/services ''
+ask $OPS gateway/services '' authorization "Bearer $ADMIN"
 sleep 1.1 # one metrics flush
-ask gateway/metrics ''
+ask $OPS gateway/metrics '' authorization "Bearer $ADMIN"
 echo
 [ "$ONCE" = "--once" ] && exit 0
 echo "== running: broker 127.0.0.1:$MQTT_PORT, Redis 127.0.0.1:$REDIS_PORT, logs in $RUN. Ctrl-C stops everything."

@@ -13,4 +13,5 @@ mod mw;
 mod observability;
 mod retries;
 mod shared_state;
+mod shipped;
 mod stack;
