@@ -263,6 +263,45 @@ async fn exercise_middleware_scripts(redis: &Client) {
     assert_eq!(record("c7", Success).await, "closed", "twice is harmless");
     assert!(admit("c8").await.admitted);
 
+    // Failure-rate mode: 50 % of at least 10 calls, successes flushed in batches.
+    let rated = scripts::BreakerLimits {
+        failure_threshold: 0,
+        failure_rate: Some(0.5),
+        min_requests: 10,
+        ..limits
+    };
+    let rate_record = |attempt: &'static str| async move {
+        scripts::breaker_record(redis, "svc-rate", &rated, attempt, Failure)
+            .await
+            .expect("record")
+    };
+    let flush = |sequence: u64, count: u64| async move {
+        scripts::breaker_successes(redis, "svc-rate", &rated, "w1", sequence, count)
+            .await
+            .expect("flush")
+    };
+    assert!(flush(1, 6).await);
+    assert!(!flush(1, 6).await, "a batch sent twice counts once");
+    for attempt in ["r1", "r2", "r3", "r4", "r5"] {
+        assert_eq!(rate_record(attempt).await, "closed", "below 50 % of 11");
+    }
+    assert_eq!(
+        rate_record("r5").await,
+        "closed",
+        "the same failure twice counts once"
+    );
+    assert_eq!(rate_record("r6").await, "open", "6 of 12 calls failed");
+    let few = scripts::BreakerLimits {
+        min_requests: 100,
+        ..rated
+    };
+    for attempt in ["m1", "m2", "m3"] {
+        let state = scripts::breaker_record(redis, "svc-few", &few, attempt, Failure)
+            .await
+            .expect("record");
+        assert_eq!(state, "closed", "100 % failures, but under min_requests");
+    }
+
     assert_eq!(
         scripts::put_api_key(redis, "hash-1", "{}")
             .await

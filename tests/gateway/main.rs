@@ -9,6 +9,7 @@ mod harness;
 mod intake;
 mod isolation;
 mod lifecycle;
+mod measure;
 mod mw;
 mod observability;
 mod retries;

@@ -287,7 +287,7 @@ async fn one_trace_from_publisher_through_either_worker_to_the_upstream() {
         .request("api/t/ok/9", "", &crate::stack::options())
         .await
         .expect("reply");
-    assert_eq!(reply.status, 200);
+    assert_eq!(reply.status, 200, "{}", reply.json());
     let exported = || {
         receiver
             .spans

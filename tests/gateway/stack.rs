@@ -18,6 +18,14 @@ use tokio_util::sync::CancellationToken;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_routemq-under-test");
 
+/// The gateway binary workers run: this build's, or `ROUTEMQ_UNDER_TEST` to
+/// measure another build (e.g. the previous release) with the same harness.
+pub fn under_test() -> std::path::PathBuf {
+    std::env::var_os("ROUTEMQ_UNDER_TEST")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(BIN))
+}
+
 const ROUTES: &str = r#"
 [[groups]]
 prefix = "api/v1"
@@ -162,7 +170,7 @@ impl Stack {
     /// A worker connecting with its own broker URL (user name and password).
     pub fn add_worker_on(&mut self, id: &str, mqtt_url: &str, env: &[(&str, &str)]) {
         let worker = Worker::start_with_env(
-            std::path::Path::new(BIN),
+            &under_test(),
             &self.config,
             id,
             mqtt_url,

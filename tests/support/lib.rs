@@ -392,7 +392,7 @@ max_param_bytes = 64
 [registry]
 refresh_interval = "100ms"
 health_check_interval = "200ms"
-health_check_timeout = "500ms"
+health_check_timeout = "2s"
 
 [metrics]
 flush_interval = "100ms"

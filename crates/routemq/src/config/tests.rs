@@ -194,3 +194,71 @@ fn telemetry_settings_and_their_environment_override() {
         "{error}"
     );
 }
+
+#[test]
+fn isolation_settings_are_validated() {
+    let config = parse(SHIPPED, "gateway.toml", &no_env).expect("shipped config is valid");
+    assert_eq!(config.mqtt.max_in_flight_qos0, 64);
+    assert_eq!(config.service_limits.default_max_in_flight, 128);
+    let gateway_routes = ["gateway/services", "gateway/metrics"];
+    for route in config.routes.routes() {
+        let admin = route.middleware.iter().any(|m| m == "admin_only");
+        if gateway_routes.contains(&route.pattern.to_string().as_str()) {
+            assert!(admin, "{} needs the admin role", route.pattern);
+        }
+    }
+
+    let route = r#"
+[[routes]]
+topic = "api/x"
+service = "x"
+path = "/x"
+timeout = "90s"
+middleware = ["circuit_breaker"]
+"#;
+    let breaker = "[middleware.circuit_breaker]\nprobe_timeout = \"60s\"\n";
+    let error = parse_text(&format!("{breaker}{route}")).expect_err("probe lease below timeout");
+    assert!(
+        error.contains("probe_timeout 1m below the route's timeout 1m 30s"),
+        "{error}"
+    );
+    let ok = "[middleware.circuit_breaker]\nprobe_timeout = \"2m\"\n";
+    assert!(parse_text(&format!("{ok}{route}")).is_ok());
+
+    for (table, expected) in [
+        (
+            "[middleware.circuit_breaker]\nfailure_rate = 1.5\n",
+            "failure_rate must be above 0",
+        ),
+        (
+            "[middleware.circuit_breaker]\nfailure_threshold = 0\n",
+            "needs a failure_rate",
+        ),
+        (
+            "[replies]\nallow = [\"a/#/b\"]\n",
+            "`#` must be the last level",
+        ),
+        ("[replies]\nallow = []\n", "allowlist is empty"),
+    ] {
+        let error = parse_text(&format!("{table}{route}")).expect_err(table);
+        assert!(error.contains(expected), "{table}: {error}");
+    }
+    let rated = parse_text(&format!(
+        "[middleware.circuit_breaker]\nfailure_rate = 0.5\nprobe_timeout = \"2m\"\n{route}"
+    ))
+    .expect("rate mode");
+    let Some(routemq_gateway::middleware::MiddlewareSpec::CircuitBreaker(spec)) =
+        rated.middleware.get("circuit_breaker")
+    else {
+        panic!("a breaker");
+    };
+    assert_eq!(
+        (
+            spec.limits.failure_threshold,
+            spec.limits.failure_rate,
+            spec.limits.min_requests
+        ),
+        (0, Some(0.5), 20),
+        "with a rate the count threshold is off unless written"
+    );
+}

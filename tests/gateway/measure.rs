@@ -1,0 +1,181 @@
+//! Measurements for the README and closing notes, not pass/fail tests: run
+//! with `cargo test --release -p routemq-tests --test gateway measure --
+//! --ignored --nocapture`, and with `ROUTEMQ_UNDER_TEST=<other routemq
+//! binary>` to measure another build through the same harness.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use routemq_client::RequestOptions;
+use routemq_tests::upstream::{serve, slow};
+use routemq_tests::Mosquitto;
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::Outgoing;
+use serde_json::json;
+
+use crate::stack::Stack;
+
+const ROUTES: &str = r#"
+[[groups]]
+prefix = "api/m"
+routes = [
+  { topic = "fast/{id}", service = "fast-service", method = "GET", path = "/x/{id}" },
+  { topic = "hang",      service = "hang-service", method = "GET", path = "/x", timeout = "60s" },
+]
+"#;
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0)
+        / 1024
+}
+
+async fn stack(max_payload: usize, hang: Duration) -> Stack {
+    let mut stack = Stack::start_on(Mosquitto::start(), 0, 1, ROUTES, false, &[]).await;
+    let text = std::fs::read_to_string(&stack.config)
+        .expect("config")
+        .replace(
+            "max_payload_bytes = 4096",
+            &format!("max_payload_bytes = {max_payload}"),
+        );
+    std::fs::write(&stack.config, text).expect("config");
+    stack.add_worker("worker-0");
+    let fast = serve(
+        axum::Router::new()
+            .route("/health", axum::routing::get(|| async { "ok" }))
+            .fallback(axum::routing::any(|| async {
+                axum::Json(json!({"fast": true}))
+            })),
+    )
+    .await;
+    stack.register("fast-service", "fast-1", fast).await;
+    stack
+        .register("hang-service", "hang-1", slow(hang).await)
+        .await;
+    stack.settle().await;
+    stack
+}
+
+#[tokio::test]
+#[ignore = "a measurement: run with --ignored"]
+async fn measure_qos0_flood() {
+    let count = env_number("FLOOD_COUNT", 20_000);
+    let stack = stack(65536, Duration::from_secs(60)).await;
+    let before = peak_rss_mib(stack.workers[0].process.pid());
+    let mut options = MqttOptions::new("flooder", "127.0.0.1", stack.mosquitto.port);
+    options.set_max_packet_size(Some(1 << 20));
+    let (flooder, mut event_loop) = AsyncClient::new(options, 256);
+    let payload = json!({ "pad": "y".repeat(60 * 1024) }).to_string();
+    let started = Instant::now();
+    let sender = tokio::spawn(async move {
+        for _ in 0..count {
+            let properties = PublishProperties {
+                response_topic: Some("replies/anonymous/flood".into()),
+                ..PublishProperties::default()
+            };
+            flooder
+                .publish_with_properties(
+                    "api/m/hang",
+                    QoS::AtMostOnce,
+                    false,
+                    payload.clone(),
+                    properties,
+                )
+                .await
+                .expect("publish");
+        }
+        flooder
+    });
+    // The flood has stopped once every PUBLISH was written to the socket.
+    let mut written = 0;
+    while written < count {
+        if let Ok(Event::Outgoing(Outgoing::Publish(_))) = event_loop.poll().await {
+            written += 1;
+        }
+    }
+    let flood_took = started.elapsed();
+    let _flooder = sender.await.expect("sender");
+    tokio::spawn(async move { while event_loop.poll().await.is_ok() {} });
+    let client = stack.client().await;
+    let asked = Instant::now();
+    let answer = client
+        .request(
+            "api/m/fast/1",
+            "",
+            &RequestOptions {
+                timeout: Duration::from_secs(120),
+                ..RequestOptions::default()
+            },
+        )
+        .await;
+    let answered = asked.elapsed();
+    let peak = peak_rss_mib(stack.workers[0].process.pid());
+    println!(
+        "MEASURE qos0 flood of {count} x 60 KB (sent in {flood_took:?}): worker RSS {before} MiB before, peak {peak} MiB; next request {} after the flood stopped",
+        match answer {
+            Ok(reply) => format!("answered {} in {answered:?}", reply.status),
+            Err(error) => format!("not answered ({error})"),
+        }
+    );
+}
+
+#[tokio::test]
+#[ignore = "a measurement: run with --ignored"]
+async fn measure_healthy_service_while_another_hangs() {
+    let hanging = env_number("HANGING", 600);
+    let stack = stack(4096, Duration::from_secs(10)).await;
+    let client = Arc::new(stack.client().await);
+    let patient = RequestOptions {
+        timeout: Duration::from_secs(30),
+        ..RequestOptions::default()
+    };
+    let hang = join_all((0..hanging).map(|_| {
+        let (client, patient) = (Arc::clone(&client), patient.clone());
+        async move { client.request("api/m/hang", "", &patient).await.ok() }
+    }));
+    let healthy = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut latencies = Vec::new();
+        for id in 0..200 {
+            let started = Instant::now();
+            let reply = client
+                .request(&format!("api/m/fast/{id}"), "", &patient)
+                .await;
+            latencies.push((started.elapsed(), reply.map(|r| r.status).unwrap_or(0)));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        latencies
+    };
+    let (hang, mut latencies) = tokio::join!(hang, healthy);
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].0;
+    let refused = hang.iter().flatten().filter(|r| r.status == 503).count();
+    println!(
+        "MEASURE healthy service while {hanging} requests hang 10 s: p50 {:?}, p99 {:?}, max {:?}; {} of 200 answered 200; {refused} hanging requests refused 503",
+        at(0.5),
+        at(0.99),
+        latencies.last().map(|l| l.0).unwrap_or_default(),
+        latencies.iter().filter(|l| l.1 == 200).count(),
+    );
+}
