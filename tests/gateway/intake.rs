@@ -28,7 +28,7 @@ routes = [
 "#;
 
 /// The worker's peak resident memory, from the kernel.
-fn peak_rss_kib(pid: u32) -> u64 {
+pub fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
         .lines()
@@ -37,7 +37,10 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
-async fn stack_on(mosquitto: Mosquitto, config_edit: &[(&str, &str)]) -> Stack {
+/// One worker on `mosquitto` (its config edited first) with the routes
+/// above: `fast-service` answers at once, `hang-service` after `hang`, and
+/// `big-service` with a 100 KB body.
+pub async fn stack_on(mosquitto: Mosquitto, config_edit: &[(&str, &str)], hang: Duration) -> Stack {
     let mut stack = Stack::start_on(mosquitto, 0, 1, ROUTES, false, &[]).await;
     let mut text = std::fs::read_to_string(&stack.config).expect("config");
     for (from, to) in config_edit {
@@ -53,11 +56,7 @@ async fn stack_on(mosquitto: Mosquitto, config_edit: &[(&str, &str)]) -> Stack {
     .await;
     stack.register("fast-service", "fast-1", fast).await;
     stack
-        .register(
-            "hang-service",
-            "hang-1",
-            slow(Duration::from_secs(60)).await,
-        )
+        .register("hang-service", "hang-1", slow(hang).await)
         .await;
     let big = "x".repeat(100 * 1024);
     let big = serve(
@@ -79,6 +78,7 @@ async fn a_qos0_flood_is_shed_and_the_worker_stays_bounded_and_responsive() {
     let stack = stack_on(
         Mosquitto::start(),
         &[("max_payload_bytes = 4096", "max_payload_bytes = 65536")],
+        Duration::from_secs(60),
     )
     .await;
     let url = stack.mosquitto.url();
@@ -139,7 +139,7 @@ async fn a_qos0_flood_is_shed_and_the_worker_stays_bounded_and_responsive() {
 
 #[tokio::test]
 async fn a_hanging_service_holds_only_its_bulkhead() {
-    let stack = stack_on(Mosquitto::start(), &[]).await;
+    let stack = stack_on(Mosquitto::start(), &[], Duration::from_secs(60)).await;
     let client = Arc::new(stack.client().await);
     let quick = RequestOptions {
         timeout: Duration::from_secs(3),
@@ -180,7 +180,12 @@ async fn a_hanging_service_holds_only_its_bulkhead() {
 
 #[tokio::test]
 async fn a_reply_over_the_brokers_packet_size_gets_502_and_the_rest_are_unaffected() {
-    let stack = stack_on(Mosquitto::start_with("max_packet_size 65536\n"), &[]).await;
+    let stack = stack_on(
+        Mosquitto::start_with("max_packet_size 65536\n"),
+        &[],
+        Duration::from_secs(60),
+    )
+    .await;
     let client = Arc::new(stack.client().await);
     let fast = join_all((0..20).map(|id| {
         let client = Arc::clone(&client);

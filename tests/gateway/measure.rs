@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use routemq_client::RequestOptions;
-use routemq_tests::upstream::{serve, slow};
 use routemq_tests::Mosquitto;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::v5::mqttbytes::QoS;
@@ -16,16 +15,8 @@ use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::Outgoing;
 use serde_json::json;
 
+use crate::intake::{peak_rss_kib, stack_on};
 use crate::stack::Stack;
-
-const ROUTES: &str = r#"
-[[groups]]
-prefix = "api/m"
-routes = [
-  { topic = "fast/{id}", service = "fast-service", method = "GET", path = "/x/{id}" },
-  { topic = "hang",      service = "hang-service", method = "GET", path = "/x", timeout = "60s" },
-]
-"#;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -34,47 +25,14 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| {
-            value
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or(0)
-        / 1024
-}
-
 async fn stack(max_payload: usize, hang: Duration) -> Stack {
-    let mut stack = Stack::start_on(Mosquitto::start(), 0, 1, ROUTES, false, &[]).await;
-    let text = std::fs::read_to_string(&stack.config)
-        .expect("config")
-        .replace(
-            "max_payload_bytes = 4096",
-            &format!("max_payload_bytes = {max_payload}"),
-        );
-    std::fs::write(&stack.config, text).expect("config");
-    stack.add_worker("worker-0");
-    let fast = serve(
-        axum::Router::new()
-            .route("/health", axum::routing::get(|| async { "ok" }))
-            .fallback(axum::routing::any(|| async {
-                axum::Json(json!({"fast": true}))
-            })),
+    let payload = format!("max_payload_bytes = {max_payload}");
+    stack_on(
+        Mosquitto::start(),
+        &[("max_payload_bytes = 4096", payload.as_str())],
+        hang,
     )
-    .await;
-    stack.register("fast-service", "fast-1", fast).await;
-    stack
-        .register("hang-service", "hang-1", slow(hang).await)
-        .await;
-    stack.settle().await;
-    stack
+    .await
 }
 
 #[tokio::test]
@@ -82,7 +40,7 @@ async fn stack(max_payload: usize, hang: Duration) -> Stack {
 async fn measure_qos0_flood() {
     let count = env_number("FLOOD_COUNT", 20_000);
     let stack = stack(65536, Duration::from_secs(60)).await;
-    let before = peak_rss_mib(stack.workers[0].process.pid());
+    let before = peak_rss_kib(stack.workers[0].process.pid()) / 1024;
     let mut options = MqttOptions::new("flooder", "127.0.0.1", stack.mosquitto.port);
     options.set_max_packet_size(Some(1 << 20));
     let (flooder, mut event_loop) = AsyncClient::new(options, 256);
@@ -96,7 +54,7 @@ async fn measure_qos0_flood() {
             };
             flooder
                 .publish_with_properties(
-                    "api/m/hang",
+                    "api/in/hang",
                     QoS::AtMostOnce,
                     false,
                     payload.clone(),
@@ -121,7 +79,7 @@ async fn measure_qos0_flood() {
     let asked = Instant::now();
     let answer = client
         .request(
-            "api/m/fast/1",
+            "api/in/fast/1",
             "",
             &RequestOptions {
                 timeout: Duration::from_secs(120),
@@ -130,7 +88,7 @@ async fn measure_qos0_flood() {
         )
         .await;
     let answered = asked.elapsed();
-    let peak = peak_rss_mib(stack.workers[0].process.pid());
+    let peak = peak_rss_kib(stack.workers[0].process.pid()) / 1024;
     println!(
         "MEASURE qos0 flood of {count} x 60 KB (sent in {flood_took:?}): worker RSS {before} MiB before, peak {peak} MiB; next request {} after the flood stopped",
         match answer {
@@ -152,7 +110,7 @@ async fn measure_healthy_service_while_another_hangs() {
     };
     let hang = join_all((0..hanging).map(|_| {
         let (client, patient) = (Arc::clone(&client), patient.clone());
-        async move { client.request("api/m/hang", "", &patient).await.ok() }
+        async move { client.request("api/in/hang", "", &patient).await.ok() }
     }));
     // Open loop: a healthy request every 20 ms for 4 s, each timed on its own,
     // so a request stuck behind the hanging ones cannot hide the others.
@@ -164,7 +122,7 @@ async fn measure_healthy_service_while_another_hangs() {
             sent.push(tokio::spawn(async move {
                 let started = Instant::now();
                 let reply = client
-                    .request(&format!("api/m/fast/{id}"), "", &patient)
+                    .request(&format!("api/in/fast/{id}"), "", &patient)
                     .await;
                 (started.elapsed(), reply.map(|r| r.status).unwrap_or(0))
             }));
