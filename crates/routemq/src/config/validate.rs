@@ -14,6 +14,7 @@ use toml::Spanned;
 
 use routemq_gateway::middleware::MiddlewareSpec;
 
+use super::guards::{check_probe_leases, reply_topics, service_limits};
 use super::middleware::{auth_settings, middleware_specs, AuthSettings};
 use super::raw::{RawConfig, RawGroup, RawInherited, RawRoute};
 
@@ -127,24 +128,12 @@ pub fn parse(
             .max(1),
         ..mqtt
     };
-    let service_limits = ServiceLimits {
-        default_max_in_flight: raw
-            .gateway
-            .service_max_in_flight
-            .unwrap_or((usize::from(mqtt.max_in_flight) / 2).max(1))
-            .max(1),
-        per_service: raw
-            .services
-            .iter()
-            .filter_map(|(name, service)| Some((name.clone(), service.max_in_flight?.max(1))))
-            .collect(),
-    };
-    let reply_topics = ReplyTopics::parse(
-        &raw.replies
-            .allow
-            .unwrap_or_else(|| DEFAULT_REPLY_TOPICS.map(String::from).to_vec()),
-    )
-    .map_err(|message| at(None, format!("replies.allow: {message}")))?;
+    let service_limits = service_limits(
+        raw.gateway.service_max_in_flight,
+        &raw.services,
+        mqtt.max_in_flight,
+    );
+    let reply_topics = reply_topics(raw.replies.allow).map_err(|message| at(None, message))?;
 
     let mut redis = RedisSettings::new(
         env("ROUTEMQ_REDIS_URL")
@@ -273,38 +262,6 @@ pub fn parse(
         middleware,
         routes,
     })
-}
-
-/// Where replies go when `[replies] allow` is not set: under the caller's
-/// verified subject, or — for anonymous callers, confined by the broker's
-/// ACLs — under `replies/anonymous/` (routemq-client's default).
-pub const DEFAULT_REPLY_TOPICS: [&str; 2] = ["replies/{sub}/#", "replies/anonymous/#"];
-
-/// A breaker's probe lease must outlast the calls it admits, or a slow probe
-/// would free its slot while still running and let a second probe in.
-fn check_probe_leases(
-    routes: &RouteTable<RouteTarget>,
-    middleware: &HashMap<String, MiddlewareSpec>,
-) -> Result<(), String> {
-    for route in routes.routes() {
-        let RouteTarget::Forward(forward) = &route.target else {
-            continue;
-        };
-        for name in &route.middleware {
-            let Some(MiddlewareSpec::CircuitBreaker(breaker)) = middleware.get(name) else {
-                continue;
-            };
-            if breaker.limits.probe_lease < forward.timeout {
-                return Err(format!(
-                    "route `{}`: middleware `{name}` has probe_timeout {} below the route's timeout {}",
-                    route.pattern,
-                    humantime::format_duration(breaker.limits.probe_lease),
-                    humantime::format_duration(forward.timeout),
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 type At<'a> = dyn Fn(Option<Range<usize>>, String) -> ConfigError + 'a;
