@@ -9,13 +9,10 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use routemq_client::RequestOptions;
 use routemq_tests::Mosquitto;
-use rumqttc::v5::mqttbytes::v5::PublishProperties;
-use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::Outgoing;
-use serde_json::json;
 
-use crate::intake::{peak_rss_kib, stack_on};
+use crate::intake::{peak_rss_kib, send_flood, stack_on};
 use crate::stack::Stack;
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -25,10 +22,12 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Mosquitto with an unbounded per-client queue, as in
+/// `intake::a_qos0_flood_is_shed_and_the_worker_stays_bounded_and_responsive`.
 async fn stack(max_payload: usize, hang: Duration) -> Stack {
     let payload = format!("max_payload_bytes = {max_payload}");
     stack_on(
-        Mosquitto::start(),
+        Mosquitto::start_with("max_queued_messages 0\n"),
         &[("max_payload_bytes = 4096", payload.as_str())],
         hang,
     )
@@ -44,25 +43,9 @@ async fn measure_qos0_flood() {
     let mut options = MqttOptions::new("flooder", "127.0.0.1", stack.mosquitto.port);
     options.set_max_packet_size(Some(1 << 20));
     let (flooder, mut event_loop) = AsyncClient::new(options, 256);
-    let payload = json!({ "pad": "y".repeat(60 * 1024) }).to_string();
     let started = Instant::now();
     let sender = tokio::spawn(async move {
-        for _ in 0..count {
-            let properties = PublishProperties {
-                response_topic: Some("replies/anonymous/flood".into()),
-                ..PublishProperties::default()
-            };
-            flooder
-                .publish_with_properties(
-                    "api/in/hang",
-                    QoS::AtMostOnce,
-                    false,
-                    payload.clone(),
-                    properties,
-                )
-                .await
-                .expect("publish");
-        }
+        send_flood(&flooder, count).await;
         flooder
     });
     // The flood has stopped once every PUBLISH was written to the socket.
