@@ -9,7 +9,7 @@ use routemq_client::{Reply, RequestClient, RequestOptions};
 use routemq_gateway::redis::scripts::Registration;
 use routemq_gateway::redis::{connect, RedisSettings};
 use routemq_gateway::registry;
-use routemq_tests::{write_config, Mosquitto, Redis, RedisCluster, Worker};
+use routemq_tests::{upstream, write_config, Mosquitto, Redis, RedisCluster, Worker};
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -208,10 +208,17 @@ impl Stack {
         for index in 1..=count {
             let id = format!("{service}-{index}");
             let bind = "127.0.0.1:0".parse().expect("addr");
-            let instance =
-                routemq::demo::start_instance(service, &id, bind, self.stop_upstreams.clone())
-                    .await
-                    .expect("demo instance");
+            // On the upstreams' own runtime, so it answers health probes
+            // while the test's runtime blocks (see `upstream::upstreams`).
+            let (name, instance_id, stop) =
+                (service.to_string(), id.clone(), self.stop_upstreams.clone());
+            let instance = upstream::upstreams()
+                .spawn(async move {
+                    routemq::demo::start_instance(&name, &instance_id, bind, stop).await
+                })
+                .await
+                .expect("demo task")
+                .expect("demo instance");
             self.register(service, &id, instance.addr).await;
         }
     }

@@ -10,12 +10,32 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-/// Serves `router` on a free loopback port until the runtime stops.
+/// Serves `router` on a free loopback port until the test process ends, on
+/// the [`upstreams`] runtime.
 pub async fn serve(router: Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    let listener = listener.into_std().expect("std listener");
+    upstreams().spawn(async move {
+        let listener = TcpListener::from_std(listener).expect("listener");
+        axum::serve(listener, router).await.ok()
+    });
     addr
+}
+
+/// The runtime every test upstream runs on, apart from the tests' own: a test
+/// blocks its runtime while it starts a worker process, and an upstream on
+/// that runtime would then miss health probes and be marked unhealthy.
+pub fn upstreams() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("test-upstreams")
+            .enable_all()
+            .build()
+            .expect("upstream runtime")
+    })
 }
 
 /// An upstream whose `/health` is fine but whose every other path answers
