@@ -31,10 +31,43 @@ enum Level {
     Issuer,
 }
 
+/// One allowlisted filter, with the MQTT filters the per-request checks
+/// match against made once, at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Filter {
+    levels: Vec<Level>,
+    /// The filter itself when it has no placeholder: it serves anyone.
+    open: Option<String>,
+    /// The filter with its placeholders as `+`: could some identity match?
+    shape: String,
+}
+
+impl Filter {
+    fn new(levels: Vec<Level>) -> Filter {
+        let shape: Vec<&str> = levels
+            .iter()
+            .map(|level| match level {
+                Level::Literal(text) => text.as_str(),
+                Level::Any | Level::Subject | Level::Issuer => "+",
+                Level::Rest => "#",
+            })
+            .collect();
+        let shape = shape.join("/");
+        let bound = levels
+            .iter()
+            .any(|level| matches!(level, Level::Subject | Level::Issuer));
+        Filter {
+            open: (!bound).then(|| shape.clone()),
+            levels,
+            shape,
+        }
+    }
+}
+
 /// The reply-topic allowlist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyTopics {
-    filters: Vec<Vec<Level>>,
+    filters: Vec<Filter>,
 }
 
 /// How a reply topic fares against the allowlist.
@@ -51,7 +84,7 @@ impl ReplyTopics {
     /// Every topic allowed (the gateway's structural checks still apply).
     pub fn any() -> ReplyTopics {
         ReplyTopics {
-            filters: vec![vec![Level::Rest]],
+            filters: vec![Filter::new(vec![Level::Rest])],
         }
     }
 
@@ -59,7 +92,7 @@ impl ReplyTopics {
     pub fn parse<S: AsRef<str>>(filters: &[S]) -> Result<ReplyTopics, String> {
         let filters = filters
             .iter()
-            .map(|filter| parse_filter(filter.as_ref()))
+            .map(|filter| parse_filter(filter.as_ref()).map(Filter::new))
             .collect::<Result<Vec<_>, _>>()?;
         if filters.is_empty() {
             return Err("the reply-topic allowlist is empty: no reply could be sent".into());
@@ -69,10 +102,15 @@ impl ReplyTopics {
 
     /// The check made before anything else runs, without an identity.
     pub fn precheck(&self, topic: &str) -> Verdict {
-        if self.filters.iter().any(|f| matches(f, topic, None)) {
+        let open = |f: &Filter| {
+            f.open
+                .as_deref()
+                .is_some_and(|open| filter_matches(open, topic))
+        };
+        if self.filters.iter().any(open) {
             return Verdict::Allowed;
         }
-        if self.filters.iter().any(|f| matches_shape(f, topic)) {
+        if self.filters.iter().any(|f| filter_matches(&f.shape, topic)) {
             return Verdict::NeedsIdentity;
         }
         Verdict::Refused
@@ -80,7 +118,9 @@ impl ReplyTopics {
 
     /// Whether `topic` may receive a reply for `identity`.
     pub fn allows(&self, topic: &str, identity: Option<&Identity>) -> bool {
-        self.filters.iter().any(|f| matches(f, topic, identity))
+        self.filters
+            .iter()
+            .any(|f| matches(&f.levels, topic, identity))
     }
 }
 
@@ -126,19 +166,6 @@ fn matches(filter: &[Level], topic: &str, identity: Option<&Identity>) -> bool {
             },
         });
     }
-    filter_matches(&levels.join("/"), topic)
-}
-
-/// The filter with its placeholders as `+`: could some identity match?
-fn matches_shape(filter: &[Level], topic: &str) -> bool {
-    let levels: Vec<&str> = filter
-        .iter()
-        .map(|level| match level {
-            Level::Literal(text) => text.as_str(),
-            Level::Any | Level::Subject | Level::Issuer => "+",
-            Level::Rest => "#",
-        })
-        .collect();
     filter_matches(&levels.join("/"), topic)
 }
 
