@@ -117,9 +117,8 @@ impl Stack {
         .await
     }
 
-    /// [`Stack::start_with`] on a broker the test configured itself. A
-    /// `{limits}` line in `routes` is not supported: tests that need other
-    /// limits edit `config` before adding workers.
+    /// [`Stack::start_with`] on a broker the test configured itself. Tests
+    /// that need other `[limits]` edit `config` before adding workers.
     pub async fn start_on(
         mosquitto: Mosquitto,
         worker_count: usize,
