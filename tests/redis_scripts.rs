@@ -94,54 +94,94 @@ async fn exercise_scripts(redis: &Client) {
     let services: Vec<String> = redis.smembers(keys::SERVICES).await.expect("services");
     assert!(!services.contains(&"svc-a".to_string()));
 
-    // A request id is claimed once; only the claim's holder finishes it, and
-    // finishing twice (or after losing the claim) changes nothing.
-    let pending = Duration::from_secs(60);
-    let (r1, r2) = (keys::request("r1"), keys::request("r2"));
+    // A request id is claimed once; only the claim's holder renews or
+    // finishes it, and finishing twice (or after losing the claim) changes
+    // nothing. Every claim counts an attempt, kept past released claims.
+    use scripts::ClaimResult::{Claimed, Existing};
+    let window = Duration::from_secs(60);
+    let lease = Duration::from_secs(30);
+    let (r1, r2, r3) = (
+        keys::request("r1"),
+        keys::request("r2"),
+        keys::request("r3"),
+    );
+    let (r1, r2, r3) = (r1.as_str(), r2.as_str(), r3.as_str());
     assert_eq!(
-        scripts::claim_request(redis, &r1, "w1:a", pending)
-            .await
-            .expect("claim"),
-        None
+        claim(redis, "r1", "w1:a", lease).await,
+        Claimed { attempt: 1 }
     );
-    let second = scripts::claim_request(redis, &r1, "w2:b", pending)
-        .await
-        .expect("claim");
-    assert_eq!(second.as_deref(), Some("w1:a"));
-    assert!(
-        !scripts::finish_request(redis, &r1, "w2:b", "done:200:{}", pending)
-            .await
-            .expect("finish")
-    );
-    assert!(
-        scripts::finish_request(redis, &r1, "w1:a", "done:201:{\"a\":1}", pending)
-            .await
-            .expect("finish")
-    );
-    assert!(
-        !scripts::finish_request(redis, &r1, "w1:a", "done:500:{}", pending)
-            .await
-            .expect("finish")
-    );
-    let replay = scripts::claim_request(redis, &r1, "w3:c", pending)
-        .await
-        .expect("claim");
-    assert_eq!(replay.as_deref(), Some("done:201:{\"a\":1}"));
-    // Releasing (an empty outcome) lets the next attempt claim again.
     assert_eq!(
-        scripts::claim_request(redis, &r2, "w1:a", pending)
-            .await
-            .expect("claim"),
-        None
+        claim(redis, "r1", "w2:b", lease).await,
+        Existing("w1:a".into())
     );
-    assert!(scripts::finish_request(redis, &r2, "w1:a", "", pending)
+    assert!(!scripts::renew_claim(redis, r1, "w2:b", lease)
+        .await
+        .expect("renew"));
+    assert!(scripts::renew_claim(redis, r1, "w1:a", window)
+        .await
+        .expect("renew"));
+    let ttl: i64 = redis.pttl(r1).await.expect("pttl");
+    assert!(ttl > 30_000, "renewed to the new lease: {ttl} ms");
+    assert!(
+        !scripts::finish_request(redis, r1, "w2:b", "done:200:{}", window)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        scripts::finish_request(redis, r1, "w1:a", "done:201:{\"a\":1}", window)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !scripts::finish_request(redis, r1, "w1:a", "done:500:{}", window)
+            .await
+            .expect("finish")
+    );
+    assert!(!scripts::renew_claim(redis, r1, "w1:a", lease)
+        .await
+        .expect("renew"));
+    assert_eq!(
+        claim(redis, "r1", "w3:c", lease).await,
+        Existing("done:201:{\"a\":1}".into())
+    );
+    // Releasing (an empty outcome) lets the next attempt claim again, as attempt 2.
+    assert_eq!(
+        claim(redis, "r2", "w1:a", lease).await,
+        Claimed { attempt: 1 }
+    );
+    assert!(scripts::finish_request(redis, r2, "w1:a", "", window)
         .await
         .expect("release"));
     assert_eq!(
-        scripts::claim_request(redis, &r2, "w2:b", pending)
+        claim(redis, "r2", "w2:b", lease).await,
+        Claimed { attempt: 2 }
+    );
+    // A claim nobody renews lapses after its lease; the next claim is attempt 2.
+    let short = Duration::from_millis(100);
+    assert_eq!(
+        claim(redis, "r3", "dead:a", short).await,
+        Claimed { attempt: 1 }
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let exists: i64 = redis.exists(r3).await.expect("exists");
+        if exists == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never lapsed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        claim(redis, "r3", "live:b", lease).await,
+        Claimed { attempt: 2 }
+    );
+    assert!(
+        !scripts::finish_request(redis, r3, "dead:a", "done:201:{}", window)
             .await
-            .expect("claim"),
-        None
+            .expect("finish")
     );
 
     // A metrics batch counts once however often it is sent, and an old batch
@@ -348,4 +388,13 @@ async fn scripts_are_reloaded_after_a_script_flush() {
         .await
         .expect("reloaded on NOSCRIPT");
     assert_eq!(value, 2);
+}
+
+/// Claims request `scope` (a replay key's scope) with `value` as a lease.
+async fn claim(redis: &Client, scope: &str, value: &str, lease: Duration) -> scripts::ClaimResult {
+    let window = Duration::from_secs(60);
+    let (key, attempts) = (keys::request(scope), keys::request_attempts(scope));
+    scripts::claim_request(redis, &key, &attempts, value, lease, window)
+        .await
+        .expect("claim")
 }

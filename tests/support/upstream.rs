@@ -136,3 +136,53 @@ pub async fn switchable(switch: std::sync::Arc<Switch>) -> SocketAddr {
         }));
     serve(router).await
 }
+
+/// One request a [`journal`] upstream received.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub request_id: String,
+    /// `x-request-attempt`, 0 when absent.
+    pub attempt: u64,
+    pub started: std::time::Instant,
+    /// When it answered; `None` while the call runs.
+    pub finished: Option<std::time::Instant>,
+}
+
+/// Every request a [`journal`] upstream received, in arrival order.
+pub type Journal = std::sync::Arc<std::sync::Mutex<Vec<Receipt>>>;
+
+/// An upstream that records each request's `x-request-id` and
+/// `x-request-attempt`, answers 201 after `delay`, and records when.
+pub async fn journal(delay: Duration) -> (SocketAddr, Journal) {
+    let journal: Journal = Default::default();
+    let log = std::sync::Arc::clone(&journal);
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .fallback(any(move |headers: axum::http::HeaderMap| {
+            let log = std::sync::Arc::clone(&log);
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let receipt = Receipt {
+                    request_id: header("x-request-id"),
+                    attempt: header("x-request-attempt").parse().unwrap_or(0),
+                    started: std::time::Instant::now(),
+                    finished: None,
+                };
+                let index = {
+                    let mut log = log.lock().expect("journal lock");
+                    log.push(receipt);
+                    log.len() - 1
+                };
+                tokio::time::sleep(delay).await;
+                log.lock().expect("journal lock")[index].finished = Some(std::time::Instant::now());
+                (StatusCode::CREATED, Json(json!({"created": true})))
+            }
+        }));
+    (serve(router).await, journal)
+}

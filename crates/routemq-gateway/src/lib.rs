@@ -12,6 +12,7 @@ mod gateway;
 pub mod metrics;
 pub mod middleware;
 pub mod observe;
+pub mod process;
 pub mod redis;
 pub mod registry;
 mod replay;

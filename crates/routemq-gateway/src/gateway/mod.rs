@@ -20,6 +20,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::metrics::MetricsRecorder;
 use crate::middleware::{Authenticator, Chain, Middleware, MiddlewareSpec, Resources};
 use crate::observe::{self, PropertyExtractor};
+use crate::process::ProcessId;
 use crate::registry::{Balancer, RegistryCache};
 use crate::replay::Replays;
 use crate::request::is_acceptable_request_id;
@@ -182,17 +183,14 @@ impl Gateway {
             Bulkheads::new(parts.service_limits),
             parts.limits.max_response_bytes,
         ));
-        let replays = Replays::new(
-            parts.redis.clone(),
-            parts.replay_window,
-            parts.worker_id.clone(),
-        );
+        let process = ProcessId::new(&parts.worker_id);
+        let replays = Replays::new(parts.redis.clone(), parts.replay_window, process.clone());
         let resources = Resources {
             redis: parts.redis.clone(),
             authenticator: Arc::clone(&parts.authenticator),
             metrics: Arc::clone(&parts.metrics),
             forwarder: Arc::clone(&forwarder),
-            worker_id: parts.worker_id.clone(),
+            process,
         };
         // One instance per configured name, shared by every route naming it.
         let instances: HashMap<&str, Arc<dyn Middleware>> = parts

@@ -121,7 +121,7 @@ impl Gateway {
             }
             RouteTarget::Forward(route) => route,
         };
-        let call = prepare(route, ctx, inbound.deadline())?;
+        let mut call = prepare(route, ctx, inbound.deadline())?;
         let mut permits = match plan.chain.admit(ctx).await {
             Ok(permits) => permits,
             Err(error) => return self.fall_back(plan, ctx, &call, error).await,
@@ -141,14 +141,21 @@ impl Gateway {
                 request_id: ctx.request_id,
                 topic: ctx.topic,
                 payload: &canonical,
-                upstream_timeout: call.timeout,
             };
             Box::pin(self.replays.claim(attempt)).await
         } else {
             Claim::Skip
         };
         let ticket = match claim {
-            Claim::Fresh(ticket) => Some(ticket),
+            Claim::Fresh(ticket) => {
+                // The same X-Request-ID, numbered: an upstream that sees an
+                // attempt above 1 knows it may have had this request before.
+                call.headers.insert(
+                    HeaderName::from_static("x-request-attempt"),
+                    HeaderValue::from(ticket.attempt),
+                );
+                Some(ticket)
+            }
             Claim::Skip => None,
             Claim::Replay(reply) => return Ok(reply),
             Claim::Reused => {

@@ -8,7 +8,6 @@
 //! successes are counted per worker and flushed once a second in one batch.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use futures::FutureExt;
 
 use super::spec::BreakerSpec;
 use super::{Admission, Admitted, FailMode, Middleware, Outcome, Permit, RequestContext};
+use crate::process::{AttemptIds, ProcessId};
 use crate::redis::scripts::{self, BreakerLimits, CallOutcome};
 use crate::{ErrorKind, GatewayError};
 
@@ -50,8 +50,7 @@ pub struct CircuitBreaker {
     name: String,
     spec: BreakerSpec,
     redis: Client,
-    attempt_prefix: String,
-    attempts: AtomicU64,
+    attempts: AttemptIds,
     /// Successful calls per service not yet flushed (failure-rate mode only).
     successes: Option<Arc<Successes>>,
 }
@@ -118,13 +117,18 @@ async fn flush_successes(
 }
 
 impl CircuitBreaker {
-    pub fn new(name: String, spec: BreakerSpec, redis: Client, worker_id: &str) -> CircuitBreaker {
+    pub fn new(
+        name: String,
+        spec: BreakerSpec,
+        redis: Client,
+        process: &ProcessId,
+    ) -> CircuitBreaker {
         let runtime = tokio::runtime::Handle::try_current().ok();
         let successes = match (spec.limits.failure_rate, runtime) {
             (Some(_), Some(runtime)) => {
                 let successes = Arc::new(Successes::default());
                 // Unique per process, so a restarted worker's batches are new.
-                let flusher_id = format!("{worker_id}:{name}:{}", uuid::Uuid::new_v4().simple());
+                let flusher_id = format!("{process}:{name}");
                 runtime.spawn(flush_successes(
                     Arc::downgrade(&successes),
                     redis.clone(),
@@ -136,21 +140,16 @@ impl CircuitBreaker {
             _ => None,
         };
         CircuitBreaker {
-            attempt_prefix: format!("{worker_id}:{name}"),
+            attempts: AttemptIds::new(process, &name),
             name,
             spec,
             redis,
-            attempts: AtomicU64::new(0),
             successes,
         }
     }
 
     async fn check(&self, service: String) -> Result<Admitted, GatewayError> {
-        let attempt = format!(
-            "{}:{}",
-            self.attempt_prefix,
-            self.attempts.fetch_add(1, Ordering::Relaxed)
-        );
+        let attempt = self.attempts.next();
         let limits = self.spec.limits;
         let verdict = Box::pin(scripts::breaker_admit(
             &self.redis,

@@ -4,7 +4,6 @@
 //! per-worker local limit, or fail closed.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fred::prelude::Client;
@@ -14,6 +13,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::spec::RateLimitSpec;
 use super::{Admission, Admitted, Middleware, RequestContext};
 use crate::metrics::MetricsRecorder;
+use crate::process::{AttemptIds, ProcessId};
 use crate::redis::{keys, scripts};
 use crate::{ErrorKind, GatewayError};
 
@@ -31,8 +31,7 @@ pub struct RateLimit {
     spec: RateLimitSpec,
     redis: Client,
     metrics: Arc<MetricsRecorder>,
-    attempt_prefix: String,
-    attempts: AtomicU64,
+    attempts: AttemptIds,
     /// The fail-open limit, per worker: governor's GCRA, in memory.
     local: DefaultKeyedRateLimiter<String>,
 }
@@ -43,29 +42,24 @@ impl RateLimit {
         spec: RateLimitSpec,
         redis: Client,
         metrics: Arc<MetricsRecorder>,
-        worker_id: &str,
+        process: &ProcessId,
     ) -> RateLimit {
         let burst = NonZeroU32::new(spec.fallback_limit).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(spec.window / burst.get())
             .unwrap_or_else(|| Quota::per_second(burst))
             .allow_burst(burst);
         RateLimit {
-            attempt_prefix: format!("{worker_id}:{name}"),
+            attempts: AttemptIds::new(process, &name),
             name,
             spec,
             redis,
             metrics,
-            attempts: AtomicU64::new(0),
             local: RateLimiter::keyed(quota),
         }
     }
 
     async fn check(&self, client_key: String) -> Result<Admitted, GatewayError> {
-        let attempt = format!(
-            "{}:{}",
-            self.attempt_prefix,
-            self.attempts.fetch_add(1, Ordering::Relaxed)
-        );
+        let attempt = self.attempts.next();
         let key = keys::rate_limit(&self.name, &client_key);
         let limit = self.spec.limit;
         // Boxed: fred's command futures are large.

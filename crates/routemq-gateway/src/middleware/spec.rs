@@ -13,6 +13,7 @@ use super::{
     Transform,
 };
 use crate::metrics::MetricsRecorder;
+use crate::process::ProcessId;
 use crate::redis::scripts::BreakerLimits;
 use crate::upstream::Forwarder;
 
@@ -89,7 +90,8 @@ pub struct Resources {
     pub authenticator: Arc<Authenticator>,
     pub metrics: Arc<MetricsRecorder>,
     pub forwarder: Arc<Forwarder>,
-    pub worker_id: String,
+    /// This run of the worker, for ids that must not repeat across restarts.
+    pub process: ProcessId,
 }
 
 impl MiddlewareSpec {
@@ -105,14 +107,14 @@ impl MiddlewareSpec {
                 spec,
                 resources.redis.clone(),
                 Arc::clone(&resources.metrics),
-                &resources.worker_id,
+                &resources.process,
             )),
             MiddlewareSpec::Transform(spec) => Arc::new(Transform::new(name, spec)),
             MiddlewareSpec::CircuitBreaker(spec) => Arc::new(CircuitBreaker::new(
                 name,
                 spec,
                 resources.redis.clone(),
-                &resources.worker_id,
+                &resources.process,
             )),
             MiddlewareSpec::Fallback(spec) => Arc::new(Fallback::new(
                 name,

@@ -41,6 +41,12 @@ pub fn request(scope: &str) -> String {
     format!("{{routemq:req2:{scope}}}")
 }
 
+/// How many times a request ([`request`]) was claimed: kept past its claims,
+/// so a retry after a crash or a 5xx is sent upstream as a further attempt.
+pub fn request_attempts(scope: &str) -> String {
+    format!("{{routemq:req2:{scope}}}:attempts")
+}
+
 /// A circuit breaker's state (`state`, `opened_at`).
 pub fn breaker(service: &str) -> String {
     format!("{{svc:{service}}}:breaker")

@@ -4,6 +4,7 @@
 mod breaker_scripts;
 mod connect;
 pub mod keys;
+mod replay_scripts;
 pub mod scripts;
 
 pub use connect::{connect, RedisSettings};

@@ -11,6 +11,7 @@ use fred::types::scripts::Script;
 use super::keys;
 
 pub use super::breaker_scripts::*;
+pub use super::replay_scripts::*;
 
 static NEXT_INDEX: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/next_index.lua")));
@@ -22,10 +23,6 @@ static DEREGISTER_INSTANCE: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/deregister_instance.lua")));
 static SET_HEALTH: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/set_health.lua")));
-static CLAIM_REQUEST: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/claim_request.lua")));
-static FINISH_REQUEST: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/finish_request.lua")));
 static FLUSH_METRICS: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/flush_metrics.lua")));
 
@@ -172,51 +169,6 @@ pub async fn flush_metrics(
             client,
             vec![keys::METRICS.to_string(), keys::metrics_flushed(flusher_id)],
             args,
-        ),
-    )
-    .await?;
-    Ok(applied == 1)
-}
-
-/// Claims a request (its key from [`keys::request`]) for one execution by
-/// storing `claim`; `None` when this call claimed it, otherwise what the
-/// earlier execution left (its claim, or its stored outcome).
-pub async fn claim_request(
-    client: &Client,
-    request_key: &str,
-    claim: &str,
-    pending_for: Duration,
-) -> FredResult<Option<String>> {
-    crate::observe::redis_call(
-        "claim_request",
-        CLAIM_REQUEST.evalsha_with_reload(
-            client,
-            vec![request_key.to_string()],
-            vec![claim.to_string(), millis(pending_for).to_string()],
-        ),
-    )
-    .await
-}
-
-/// Stores `outcome` for `keep_for`, or releases the claim when `outcome` is
-/// empty; only the holder of `claim` can. True when applied.
-pub async fn finish_request(
-    client: &Client,
-    request_key: &str,
-    claim: &str,
-    outcome: &str,
-    keep_for: Duration,
-) -> FredResult<bool> {
-    let applied: i64 = crate::observe::redis_call(
-        "finish_request",
-        FINISH_REQUEST.evalsha_with_reload(
-            client,
-            vec![request_key.to_string()],
-            vec![
-                claim.to_string(),
-                outcome.to_string(),
-                millis(keep_for).to_string(),
-            ],
         ),
     )
     .await?;

@@ -8,9 +8,14 @@
 //! first one's stored reply (marked `x-replayed`), or `409
 //! request_in_progress` while the first is still running, and the same id
 //! with a different payload gets `422 request_id_reused`. Upstream 5xx and
-//! gateway failures release the claim, so a retry runs again. Redis trouble
-//! fails open: the request runs.
+//! gateway failures release the claim, so a retry runs again. A claim is a
+//! lease its worker renews while the request runs ([`lease`]), so a dead
+//! worker's claims free within seconds. Redis trouble fails open: the
+//! request runs.
 
+mod lease;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,17 +23,18 @@ use fred::prelude::Client;
 use reqwest::Method;
 use sha1::{Digest, Sha1};
 
-use crate::redis::{keys, scripts};
+use crate::process::ProcessId;
+use crate::redis::keys;
+use crate::redis::scripts::{self, ClaimResult};
 use crate::Reply;
-
-/// How long a claim outlives the upstream timeout before another try may run.
-const PENDING_MARGIN: Duration = Duration::from_secs(5);
+use lease::{LeaseGuard, Leases, CLAIM_LEASE};
 
 pub(crate) struct Replays {
     redis: Client,
     /// How long answered requests are remembered; `None` disables replay.
     window: Option<Duration>,
-    worker_id: String,
+    process: ProcessId,
+    leases: Arc<Leases>,
 }
 
 /// One request as the replay store sees it.
@@ -41,7 +47,6 @@ pub(crate) struct Attempt<'a> {
     pub topic: &'a str,
     /// The request body as forwarded (canonical JSON, without a payload reply address).
     pub payload: &'a [u8],
-    pub upstream_timeout: Duration,
 }
 
 pub(crate) enum Claim {
@@ -59,6 +64,10 @@ pub(crate) struct Ticket {
     key: String,
     claim: String,
     fingerprint: String,
+    /// Which execution of the request this is, from 1 (`X-Request-Attempt`).
+    pub attempt: u64,
+    /// Renews the claim until the outcome is stored.
+    lease: LeaseGuard,
 }
 
 /// What the store holds for a request id: `pending:<fingerprint>:<worker token>`
@@ -73,11 +82,16 @@ enum Stored<'a> {
 const FINGERPRINT_LEN: usize = 40;
 
 impl Replays {
-    pub(crate) fn new(redis: Client, window: Option<Duration>, worker_id: String) -> Self {
+    pub(crate) fn new(redis: Client, window: Option<Duration>, process: ProcessId) -> Self {
+        let leases = Arc::new(Leases::default());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(lease::renew_leases(Arc::downgrade(&leases), redis.clone()));
+        }
         Replays {
             redis,
             window: window.filter(|window| !window.is_zero()),
-            worker_id,
+            process,
+            leases,
         }
     }
 
@@ -87,26 +101,32 @@ impl Replays {
     }
 
     pub(crate) async fn claim(&self, attempt: Attempt<'_>) -> Claim {
-        if !self.applies(attempt.method) {
+        let Some(window) = self.window.filter(|_| self.applies(attempt.method)) else {
             return Claim::Skip;
-        }
+        };
         let fingerprint = fingerprint(attempt.payload);
         let claim = format!(
             "pending:{fingerprint}:{}:{}",
-            self.worker_id,
+            self.process,
             uuid::Uuid::new_v4().simple()
         );
-        let key = keys::request(&scope(attempt.caller, attempt.topic, attempt.request_id));
-        let pending_for = attempt.upstream_timeout + PENDING_MARGIN;
-        let existing = match scripts::claim_request(&self.redis, &key, &claim, pending_for).await {
-            Ok(None) => {
+        let scope = scope(attempt.caller, attempt.topic, attempt.request_id);
+        let key = keys::request(&scope);
+        let attempts = keys::request_attempts(&scope);
+        let claimed =
+            scripts::claim_request(&self.redis, &key, &attempts, &claim, CLAIM_LEASE, window);
+        let existing = match claimed.await {
+            Ok(ClaimResult::Claimed { attempt }) => {
+                let lease = self.leases.hold(&key, &claim);
                 return Claim::Fresh(Ticket {
                     key,
                     claim,
                     fingerprint,
-                })
+                    attempt,
+                    lease,
+                });
             }
-            Ok(Some(existing)) => existing,
+            Ok(ClaimResult::Existing(existing)) => existing,
             Err(error) => {
                 tracing::debug!(%error, request_id = attempt.request_id, "replay store unavailable, running the request");
                 return Claim::Skip;
@@ -152,6 +172,8 @@ impl Replays {
             if let Err(error) = finished {
                 tracing::warn!(%error, key = %ticket.key, "could not store a reply for replay");
             }
+            // Renewed until here; a claim left unfinished lapses within a lease.
+            drop(ticket.lease);
         });
     }
 }
@@ -200,51 +222,4 @@ fn parse(stored: &str) -> Option<Stored<'_>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{fingerprint, is_final, parse, scope, Stored};
-
-    #[test]
-    fn scopes_separate_callers_topics_and_ids() {
-        let alice = scope(Some("user:1:a:alice"), "t", "id");
-        assert_eq!(alice, scope(Some("user:1:a:alice"), "t", "id"));
-        assert_ne!(alice, scope(Some("user:1:b:alice"), "t", "id"));
-        assert_ne!(alice, scope(None, "t", "id"));
-        assert_ne!(alice, scope(Some("user:1:a:alice"), "u", "id"));
-        assert_ne!(scope(Some("a"), "bc", "d"), scope(Some("ab"), "c", "d"));
-    }
-
-    #[test]
-    fn retryable_refusals_are_not_final() {
-        for status in [200, 201, 204, 400, 403, 404, 409, 422] {
-            assert!(is_final(status), "{status}");
-        }
-        for status in [408, 425, 429, 500, 502, 503, 504] {
-            assert!(!is_final(status), "{status}");
-        }
-    }
-
-    #[test]
-    fn stored_records_parse_back() {
-        let print = fingerprint(b"{\"a\":1}");
-        assert_eq!(print.len(), 40);
-        assert_ne!(print, fingerprint(b"{\"a\":2}"));
-
-        let done = format!("done:{print}:201:{{\"data\":\"a:b\"}}");
-        let Some(Stored::Done {
-            fingerprint: f,
-            reply,
-        }) = parse(&done)
-        else {
-            panic!("done record parses");
-        };
-        assert_eq!((f, reply.status), (print.as_str(), 201));
-        assert_eq!(&reply.payload[..], b"{\"data\":\"a:b\"}");
-        assert!(reply.replayed);
-
-        let pending = format!("pending:{print}:worker:1:abc");
-        assert!(matches!(parse(&pending), Some(Stored::Pending { fingerprint: f }) if f == print));
-        assert!(parse("done:short:200:{}").is_none());
-        assert!(parse(&format!("done:{print}:notanumber:{{}}")).is_none());
-        assert!(parse(&format!("other:{print}:x")).is_none());
-    }
-}
+mod tests;

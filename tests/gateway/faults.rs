@@ -1,0 +1,188 @@
+//! Faults an operator meets: restarts that keep their worker id, workers
+//! killed mid-request. Limits stay exact and every request gets its answer.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use routemq_client::{RequestClient, RequestOptions};
+use routemq_tests::upstream;
+
+use crate::mw::{self, ask_with, bearer};
+use crate::stack::Stack;
+
+/// A worker restarted with the same `--worker-id` inside a rate-limit window
+/// keeps counting that window: attempt ids carry a per-process nonce, so the
+/// new process's ids are never taken for the old one's.
+#[tokio::test]
+async fn a_worker_restarted_with_its_id_keeps_every_limit() {
+    const LIMIT: usize = 30; // `tight_limit`: 30 per minute
+    let mut mw = mw::start(1, false).await;
+    let client = mw.stack.client().await;
+    let token = bearer("restarted-user", &[]);
+    let headers = [("authorization", token.as_str())];
+    for _ in 0..LIMIT {
+        let reply = ask_with(&client, "api/limited/ping", "", &headers).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.payload)
+        );
+    }
+    assert_eq!(
+        ask_with(&client, "api/limited/ping", "", &headers)
+            .await
+            .status,
+        429
+    );
+
+    let id = mw.stack.workers[0].id.clone();
+    mw.stack.workers.clear(); // SIGKILL
+    mw.stack.add_worker(&id);
+    for _ in 0..LIMIT {
+        let reply = ask_with(&client, "api/limited/ping", "", &headers).await;
+        assert_eq!(
+            reply.status,
+            429,
+            "{}",
+            String::from_utf8_lossy(&reply.payload)
+        );
+    }
+}
+
+/// What a retrying client saw for one request id.
+struct Outcome {
+    id: String,
+    status: u16,
+    answered: Instant,
+}
+
+/// Sends `id` until it gets a 2xx, retrying on no answer and on the
+/// "try again" statuses, as a client of a gateway should.
+async fn until_done(client: &RequestClient, topic: &str, id: String, deadline: Instant) -> Outcome {
+    let options = RequestOptions {
+        timeout: Duration::from_secs(3),
+        request_id: Some(id.clone()),
+        ..RequestOptions::default()
+    };
+    loop {
+        if let Ok(reply) = client.request(topic, "{}", &options).await {
+            if reply.status < 300 || !matches!(reply.status, 409 | 429 | 503 | 504) {
+                return Outcome {
+                    id,
+                    status: reply.status,
+                    answered: Instant::now(),
+                };
+            }
+        }
+        if Instant::now() > deadline {
+            return Outcome {
+                id,
+                status: 0,
+                answered: Instant::now(),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// SIGKILL one of two workers while POSTs run: its claims lapse within one
+/// lease (6 s), the clients' retries run on the other worker, every request
+/// ends 2xx within 15 s of the kill, and only requests that were mid-call at
+/// the kill reach the upstream twice — the second time as attempt 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_claims_free_within_a_lease_and_retries_run() {
+    const REQUESTS: usize = 40;
+    let mut stack = Stack::start(2).await;
+    let (addr, journal) = upstream::journal(Duration::from_millis(1500)).await;
+    stack.register("slow-service", "journal-1", addr).await;
+    stack.settle().await;
+    let client = Arc::new(stack.client().await);
+
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let requests = (0..REQUESTS).map(|index| {
+        let client = Arc::clone(&client);
+        // Spread over 3 s: some are answered before the kill, some are
+        // mid-call, some not yet sent.
+        let start = Duration::from_millis(75 * index as u64);
+        tokio::spawn(async move {
+            tokio::time::sleep(start).await;
+            until_done(&client, "api/t/slow-post", format!("kill-{index}"), give_up).await
+        })
+    });
+    let requests: Vec<_> = requests.collect();
+    // Kill once both workers have calls in flight.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while journal.lock().expect("journal").len() < REQUESTS / 2 {
+        assert!(
+            Instant::now() < deadline,
+            "requests never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before_kill = Instant::now();
+    stack.workers[0].process.kill();
+    let killed = Instant::now();
+
+    let outcomes: Vec<Outcome> = join_all(requests)
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("client task"))
+        .collect();
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| !(200..300).contains(&o.status))
+        .map(|o| (&o.id, o.status))
+        .collect();
+    assert!(failed.is_empty(), "requests without a 2xx: {failed:?}");
+    let last = outcomes.iter().map(|o| o.answered).max().expect("outcomes");
+    let recovery = last.saturating_duration_since(killed);
+    println!("every request 2xx {recovery:?} after the SIGKILL");
+    assert!(
+        recovery < Duration::from_secs(15),
+        "the last request finished {recovery:?} after the kill"
+    );
+
+    let receipts = journal.lock().expect("journal").clone();
+    let mut by_id: HashMap<&str, Vec<&upstream::Receipt>> = HashMap::new();
+    for receipt in &receipts {
+        by_id.entry(&receipt.request_id).or_default().push(receipt);
+    }
+    // Calls that were running when the worker died (their interval spans it).
+    let mid_call: HashSet<&str> = receipts
+        .iter()
+        .filter(|r| r.started <= killed && r.finished.is_none_or(|end| end >= before_kill))
+        .map(|r| r.request_id.as_str())
+        .collect();
+    let mut repeated = 0;
+    for (id, seen) in &by_id {
+        assert_eq!(seen[0].attempt, 1, "{id}: first receipt");
+        if seen.len() > 1 {
+            repeated += 1;
+            assert!(
+                mid_call.contains(id),
+                "{id} ran twice without being mid-call at the kill"
+            );
+            assert_eq!(
+                seen.len(),
+                2,
+                "{id} reached the upstream {} times",
+                seen.len()
+            );
+            assert!(seen[1].attempt >= 2, "{id}: the repeat is a later attempt");
+        }
+    }
+    let freed = receipts
+        .iter()
+        .filter(|r| r.attempt >= 2)
+        .map(|r| r.started.saturating_duration_since(killed))
+        .min();
+    println!(
+        "{} ids, {repeated} reached the upstream twice ({} were mid-call at the kill); first retry ran {freed:?} after the kill",
+        by_id.len(),
+        mid_call.len()
+    );
+    assert_eq!(by_id.len(), REQUESTS, "every request reached the upstream");
+}
