@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fred::prelude::*;
 use routemq_client::RequestOptions;
 use routemq_tests::upstream;
 use serde_json::Value;
@@ -174,4 +175,81 @@ async fn each_instance_is_probed_once_per_interval_across_all_workers() {
         counted <= intervals + intervals / 2,
         "coordinated, not one per worker: {counted}"
     );
+}
+
+const BURST_ROUTES: &str = r#"
+[[groups]]
+prefix = "api/burst"
+routes = [{ topic = "get/{id}", service = "user-service", method = "GET", path = "/users/{id}" }]
+"#;
+
+/// A burst of 1 100 concurrent requests through four workers leasing 16
+/// counter values at a time, to two instances: one refill in flight per
+/// service per worker, values used in counter order, so the split is exact to
+/// within one request per worker and the shared counter advances by the
+/// requests plus at most one unused lease per worker (≈ one script call per
+/// 16 requests, read from Redis itself).
+async fn a_burst_splits_exactly(cluster: bool) {
+    const WORKERS: usize = 4;
+    const LEASE: u64 = 16;
+    const REQUESTS: usize = 1100;
+    let mut stack = Stack::start_with(0, LEASE as u32, BURST_ROUTES, cluster, &[]).await;
+    // Room for the whole burst: this test is about balancing, not bulkheads.
+    let config = std::fs::read_to_string(&stack.config).expect("config");
+    let config = config.replacen(
+        "[gateway]\n",
+        "[gateway]\nservice_max_in_flight = 4096\n",
+        1,
+    );
+    std::fs::write(&stack.config, config).expect("config");
+    for index in 0..WORKERS {
+        stack.add_worker(&format!("worker-{index}"));
+    }
+    stack.demo_instances("user-service", 2).await;
+    stack.settle().await;
+    let client = Arc::new(stack.client().await);
+    let counter_key = routemq_gateway::redis::keys::round_robin("user-service");
+    let before: u64 = stack.redis_client.get(&counter_key).await.unwrap_or(0);
+
+    let burst = (0..REQUESTS).map(|id| {
+        let client = Arc::clone(&client);
+        tokio::spawn(async move { ask(&client, &format!("api/burst/get/{id}"), "").await })
+    });
+    let mut per_instance: HashMap<String, usize> = HashMap::new();
+    for reply in futures::future::join_all(burst).await {
+        let reply = reply.expect("request task");
+        assert_eq!(reply.status, 200, "{:?}", reply.json());
+        let instance = reply.json()["data"]["instance"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        *per_instance.entry(instance).or_default() += 1;
+    }
+    let after: u64 = stack.redis_client.get(&counter_key).await.expect("counter");
+    let advanced = after - before;
+    let counts: Vec<usize> = per_instance.values().copied().collect();
+    println!(
+        "burst ({}): {per_instance:?}, counter advanced {advanced} for {REQUESTS} requests ({} leases)",
+        if cluster { "cluster" } else { "single" },
+        advanced / LEASE
+    );
+    assert_eq!(counts.len(), 2, "{per_instance:?}");
+    assert!(
+        counts[0].abs_diff(counts[1]) <= WORKERS,
+        "split within one request per worker: {per_instance:?}"
+    );
+    assert!(
+        advanced <= REQUESTS as u64 + WORKERS as u64 * LEASE,
+        "the counter advanced {advanced} for {REQUESTS} requests: refills were not shared"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_splits_exactly_on_one_redis() {
+    a_burst_splits_exactly(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_splits_exactly_on_a_redis_cluster() {
+    a_burst_splits_exactly(true).await;
 }

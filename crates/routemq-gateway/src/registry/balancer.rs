@@ -1,8 +1,8 @@
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fred::prelude::*;
 
@@ -12,18 +12,21 @@ use crate::{ErrorKind, GatewayError};
 
 /// Round-robin selection shared by every worker through one Redis counter per
 /// service. A worker may lease several counter values per round trip
-/// (`lease_size`): every value is still used exactly once cluster-wide, so the
-/// spread across instances stays exact while Redis traffic drops.
+/// (`lease_size`): every value is still used exactly once cluster-wide, in
+/// counter order within each lease, so the spread across instances stays
+/// within one lease per worker of exact while Redis traffic drops.
 pub struct Balancer {
     cache: Arc<RegistryCache>,
     redis: Client,
     lease_size: u32,
-    leases: Mutex<HashMap<String, VecDeque<Range<u64>>>>,
+    leases: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Lease>>>>,
     /// Used when Redis cannot be reached: selection fails open to a local counter.
     local_counter: AtomicU64,
 }
 
 const COUNTER_IDLE_EXPIRY: Duration = Duration::from_secs(3600);
+/// How long a worker balances locally after the shared counter failed.
+const RETRY_LEASE_AFTER: Duration = Duration::from_secs(1);
 
 impl Balancer {
     pub fn new(cache: Arc<RegistryCache>, redis: Client, lease_size: u32) -> Self {
@@ -79,9 +82,45 @@ impl Balancer {
     }
 
     async fn next_ticket(&self, service: &str) -> u64 {
-        if let Some(ticket) = self.take_leased(service) {
+        if self.lease_size == 1 {
+            // Every request takes its own value: Redis hands them out in order.
+            return match self.lease(service).await {
+                Ok(last) => last,
+                Err(()) => self.local_counter.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+        // One refill in flight per service: the others wait for it and take
+        // the values it brings, in counter order, instead of each fetching a
+        // lease of its own (a thundering herd that skips most values).
+        let slot = self.slot(service);
+        let mut lease = slot.lock().await;
+        if let Some(ticket) = lease.take() {
             return ticket;
         }
+        if lease
+            .failing_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return self.local_counter.fetch_add(1, Ordering::Relaxed);
+        }
+        match self.lease(service).await {
+            Ok(last) => {
+                let size = u64::from(self.lease_size);
+                lease.values = last.saturating_sub(size) + 1..last + 1;
+                lease.failing_until = None;
+                lease.take().unwrap_or(last)
+            }
+            Err(()) => {
+                // Waiters fall back at once rather than each waiting out a
+                // Redis timeout in turn.
+                lease.failing_until = Some(Instant::now() + RETRY_LEASE_AFTER);
+                self.local_counter.fetch_add(1, Ordering::Relaxed)
+            }
+        }
+    }
+
+    /// Leases the next `lease_size` counter values; the last one leased.
+    async fn lease(&self, service: &str) -> Result<u64, ()> {
         // Boxed: fred's command futures are kilobytes, and every enclosing
         // request future would otherwise carry (and move) that much.
         let leased = Box::pin(scripts::next_index(
@@ -90,46 +129,35 @@ impl Balancer {
             self.lease_size,
             COUNTER_IDLE_EXPIRY,
         ));
-        match leased.await {
-            Ok(last) => {
-                let first = last.saturating_sub(u64::from(self.lease_size));
-                if self.lease_size > 1 {
-                    self.store_lease(service, first + 1..last);
-                }
-                first
-            }
-            Err(error) => {
-                tracing::debug!(%error, service, "round-robin counter unavailable, using the local counter");
-                self.local_counter.fetch_add(1, Ordering::Relaxed)
-            }
-        }
+        leased.await.map_err(|error| {
+            tracing::debug!(%error, service, "round-robin counter unavailable, using the local counter");
+        })
     }
 
-    fn take_leased(&self, service: &str) -> Option<u64> {
+    fn slot(&self, service: &str) -> Arc<tokio::sync::Mutex<Lease>> {
         let mut leases = self
             .leases
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let ranges = leases.get_mut(service)?;
-        let front = ranges.front_mut()?;
-        let ticket = front.next();
-        if front.is_empty() {
-            ranges.pop_front();
+        if let Some(slot) = leases.get(service) {
+            return Arc::clone(slot);
         }
-        ticket
+        let slot = Arc::new(tokio::sync::Mutex::new(Lease::default()));
+        leases.insert(service.to_string(), Arc::clone(&slot));
+        slot
     }
+}
 
-    fn store_lease(&self, service: &str, range: Range<u64>) {
-        if range.is_empty() {
-            return;
-        }
-        let mut leases = self
-            .leases
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        leases
-            .entry(service.to_string())
-            .or_default()
-            .push_back(range);
+/// The counter values a worker leased for one service and has not used yet.
+#[derive(Default)]
+struct Lease {
+    values: Range<u64>,
+    /// After a failed refill, selection uses the local counter until then.
+    failing_until: Option<Instant>,
+}
+
+impl Lease {
+    fn take(&mut self) -> Option<u64> {
+        self.values.next()
     }
 }
