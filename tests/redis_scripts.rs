@@ -84,6 +84,23 @@ async fn exercise_scripts(redis: &Client) {
         members.is_empty(),
         "expired id pruned from the instance set"
     );
+    // Pruning is checked in the script: an id whose hash exists again (it
+    // re-registered after a listing saw it missing) stays.
+    registry::register(redis, &registration("svc-b", "b-1", None))
+        .await
+        .expect("re-register");
+    assert!(!scripts::prune_instance(redis, "svc-b", "b-1")
+        .await
+        .expect("prune"));
+    let listing = registry::list_services(redis).await.expect("list");
+    assert_eq!(
+        listing["svc-b"].len(),
+        1,
+        "the re-registered instance is listed"
+    );
+    registry::deregister(redis, "svc-b", "b-1")
+        .await
+        .expect("deregister");
 
     // Deregistering twice is harmless and drops the empty service.
     for _ in 0..2 {

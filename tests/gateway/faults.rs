@@ -2,12 +2,13 @@
 //! killed mid-request. Limits stay exact and every request gets its answer.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use routemq_client::{RequestClient, RequestOptions};
-use routemq_tests::upstream;
+use routemq_tests::upstream::{self, Switch};
 
 use crate::mw::{self, ask_with, bearer};
 use crate::stack::Stack;
@@ -185,4 +186,112 @@ async fn a_killed_workers_claims_free_within_a_lease_and_retries_run() {
         mid_call.len()
     );
     assert_eq!(by_id.len(), REQUESTS, "every request reached the upstream");
+}
+
+/// Whether the switchable instance `flaky` answered a request.
+async fn reaches(client: &RequestClient, flaky: &upstream::Switch, id: usize) -> bool {
+    let before = flaky.hits.load(Ordering::SeqCst);
+    let reply = crate::stack::ask(client, &format!("api/v1/users/get/{id}"), "").await;
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+    flaky.hits.load(Ordering::SeqCst) > before
+}
+
+/// Polls until `flaky` gets traffic again (`wanted`), or until 20 requests in
+/// a row avoided it (`!wanted`), within `within`.
+async fn until_traffic(
+    client: &RequestClient,
+    flaky: &upstream::Switch,
+    wanted: bool,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    let mut avoided = 0;
+    for id in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "traffic to the flaky instance never became {wanted}"
+        );
+        if reaches(client, flaky, id).await {
+            avoided = 0;
+            if wanted {
+                return;
+            }
+        } else {
+            avoided += 1;
+            if !wanted && avoided == 20 {
+                return;
+            }
+        }
+    }
+}
+
+/// With Redis down nobody can take the cluster-wide probe lock, so each
+/// worker probes on its own: an instance that turns unhealthy stops getting
+/// traffic within a few probe intervals (200 ms in tests), stays out while
+/// Redis comes back (empty, the instances registering again), and returns
+/// once healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_go_on_while_redis_is_down() {
+    let mut stack = Stack::start(1).await;
+    let (steady, flaky) = (Arc::new(Switch::default()), Arc::new(Switch::default()));
+    let steady_addr = upstream::switchable(Arc::clone(&steady)).await;
+    let flaky_addr = upstream::switchable(Arc::clone(&flaky)).await;
+    stack
+        .register("user-service", "steady-1", steady_addr)
+        .await;
+    stack.register("user-service", "flaky-1", flaky_addr).await;
+    stack.settle().await;
+    let client = stack.client().await;
+    until_traffic(&client, &flaky, true, Duration::from_secs(10)).await;
+
+    stack.redis().kill();
+    flaky.sick.store(true, Ordering::SeqCst);
+    let sick = Instant::now();
+    until_traffic(&client, &flaky, false, Duration::from_secs(10)).await;
+    println!(
+        "with Redis down, an unhealthy instance left the rotation within {:?}",
+        sick.elapsed()
+    );
+
+    // Redis returns empty; the instances register again, as they do when a
+    // heartbeat finds them gone.
+    stack.redis().restart();
+    for (id, addr) in [("steady-1", steady_addr), ("flaky-1", flaky_addr)] {
+        register_when_up(&stack, id, addr).await;
+    }
+    // Back on Redis's registry: both instances listed, the sick one still out.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = crate::stack::ask(&client, "gateway/health", "")
+            .await
+            .json();
+        if health["redis"] == "healthy" && health["services"]["user-service"] == "degraded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never back on Redis: {health}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    until_traffic(&client, &flaky, false, Duration::from_secs(10)).await;
+    flaky.sick.store(false, Ordering::SeqCst);
+    until_traffic(&client, &flaky, true, Duration::from_secs(10)).await;
+}
+
+/// Registers a `user-service` instance once the test's Redis client has
+/// reconnected.
+async fn register_when_up(stack: &Stack, instance_id: &str, addr: std::net::SocketAddr) {
+    let (url, health) = (format!("http://{addr}"), format!("http://{addr}/health"));
+    let registration = routemq_gateway::redis::scripts::Registration {
+        service: "user-service",
+        instance_id,
+        url: &url,
+        health_check_url: &health,
+        ttl: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(error) =
+        routemq_gateway::registry::register(&stack.redis_client, &registration).await
+    {
+        assert!(Instant::now() < deadline, "Redis never came back: {error}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -102,14 +102,29 @@ pub struct Switch {
     /// A status to answer with instead of 200 (0: none), with `location`
     /// and `etag` headers: redirects and `304 Not Modified`.
     pub status: std::sync::atomic::AtomicU16,
+    /// `/health` answers 503 while set.
+    pub sick: std::sync::atomic::AtomicBool,
 }
 
 /// An upstream that answers 200 with the path it was asked for, or 500 while
 /// its switch says failing, after the switch's delay.
 pub async fn switchable(switch: std::sync::Arc<Switch>) -> SocketAddr {
     use std::sync::atomic::Ordering;
+    let health = std::sync::Arc::clone(&switch);
     let router = Router::new()
-        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/health",
+            get(move || {
+                let sick = health.sick.load(Ordering::SeqCst);
+                async move {
+                    if sick {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            }),
+        )
         .fallback(any(move |uri: axum::http::Uri| {
             let switch = std::sync::Arc::clone(&switch);
             async move {

@@ -21,6 +21,8 @@ static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/heartbeat.lua")));
 static DEREGISTER_INSTANCE: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/deregister_instance.lua")));
+static PRUNE_INSTANCE: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/prune_instance.lua")));
 static SET_HEALTH: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/set_health.lua")));
 static FLUSH_METRICS: LazyLock<Script> =
@@ -125,6 +127,24 @@ pub async fn deregister_instance(
         ),
     )
     .await
+}
+
+/// Drops `instance_id` from its service's set if its hash has expired; false
+/// when the instance is live (it re-registered since it was seen missing).
+pub async fn prune_instance(client: &Client, service: &str, instance_id: &str) -> FredResult<bool> {
+    let pruned: i64 = crate::observe::redis_call(
+        "prune_instance",
+        PRUNE_INSTANCE.evalsha_with_reload(
+            client,
+            vec![
+                keys::instance(service, instance_id),
+                keys::instances(service),
+            ],
+            vec![instance_id.to_string()],
+        ),
+    )
+    .await?;
+    Ok(pruned == 1)
 }
 
 /// Records a probe verdict; false when the instance no longer exists.

@@ -1,11 +1,11 @@
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use fred::prelude::*;
 use tokio_util::sync::CancellationToken;
 
-use super::{list_services, Instance, ServiceHealth};
+use super::{list_services, Instance, InstanceStatus, ServiceHealth};
 
 /// One service as the cache last saw it.
 #[derive(Debug, Clone, Default)]
@@ -14,6 +14,14 @@ pub struct ServiceEntry {
     pub instances: Vec<Arc<Instance>>,
     /// The healthy ones, in the same order: round robin indexes this list.
     pub healthy: Vec<Arc<Instance>>,
+}
+
+fn healthy_of(instances: &[Arc<Instance>]) -> Vec<Arc<Instance>> {
+    instances
+        .iter()
+        .filter(|instance| instance.is_healthy())
+        .cloned()
+        .collect()
 }
 
 impl ServiceEntry {
@@ -30,10 +38,14 @@ pub struct Snapshot {
 
 /// A worker-local copy of the registry, swapped whole by a background
 /// refresh so a request reads it without touching Redis. When Redis is
-/// unreachable the last snapshot stays in use.
+/// unreachable the last snapshot stays in use, with the health verdicts this
+/// worker's own probes made meanwhile laid over it ([`RegistryCache::mark_local`]).
 #[derive(Debug, Default)]
 pub struct RegistryCache {
     current: RwLock<Arc<Snapshot>>,
+    /// Verdicts of probes that could not be recorded in Redis, by (service,
+    /// instance id): healthy or not, and until when they override Redis.
+    local: Mutex<HashMap<(String, String), (bool, Instant)>>,
 }
 
 impl RegistryCache {
@@ -52,6 +64,56 @@ impl RegistryCache {
         }
     }
 
+    /// Marks an instance healthy or not in this worker only, for `hold`: a
+    /// probe verdict that could not be written to Redis. It also overrides
+    /// what Redis says until then, since Redis still holds the verdicts from
+    /// before it became unreachable.
+    pub fn mark_local(&self, service: &str, instance_id: &str, healthy: bool, hold: Duration) {
+        let key = (service.to_string(), instance_id.to_string());
+        self.verdicts()
+            .insert(key, (healthy, Instant::now() + hold));
+        let snapshot = self.snapshot();
+        self.replace(self.overlaid(&snapshot));
+    }
+
+    fn verdicts(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (bool, Instant)>> {
+        self.local
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `snapshot` with the live local verdicts applied (expired ones dropped).
+    fn overlaid(&self, snapshot: &Snapshot) -> Snapshot {
+        let mut verdicts = self.verdicts();
+        let now = Instant::now();
+        verdicts.retain(|_, (_, until)| *until > now);
+        let mut services = snapshot.services.clone();
+        for ((service, instance_id), (healthy, _)) in verdicts.iter() {
+            let Some(entry) = services.get_mut(service) else {
+                continue;
+            };
+            let Some(found) = entry
+                .instances
+                .iter_mut()
+                .find(|instance| &instance.instance_id == instance_id)
+            else {
+                continue;
+            };
+            let status = if *healthy {
+                InstanceStatus::Healthy
+            } else {
+                InstanceStatus::Unhealthy
+            };
+            if found.status != status {
+                let mut changed = Instance::clone(found);
+                changed.status = status;
+                *found = Arc::new(changed);
+            }
+            entry.healthy = healthy_of(&entry.instances);
+        }
+        Snapshot { services }
+    }
+
     /// Reads the whole registry from Redis and swaps it in.
     pub async fn refresh(&self, client: &Client) -> anyhow::Result<()> {
         let listing = list_services(client).await?;
@@ -59,15 +121,17 @@ impl RegistryCache {
             .into_iter()
             .map(|(name, instances)| {
                 let instances: Vec<Arc<Instance>> = instances.into_iter().map(Arc::new).collect();
-                let healthy = instances
-                    .iter()
-                    .filter(|i| i.is_healthy())
-                    .cloned()
-                    .collect();
+                let healthy = healthy_of(&instances);
                 (name, ServiceEntry { instances, healthy })
             })
             .collect();
-        self.replace(Snapshot { services });
+        let snapshot = Snapshot { services };
+        let snapshot = if self.verdicts().is_empty() {
+            snapshot
+        } else {
+            self.overlaid(&snapshot)
+        };
+        self.replace(snapshot);
         Ok(())
     }
 

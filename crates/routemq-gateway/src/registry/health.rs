@@ -18,7 +18,10 @@ pub struct ProbeSettings {
 
 /// Probes every registered instance once per interval cluster-wide: before
 /// probing, a worker takes the instance's probe lock (SET NX with the interval
-/// as expiry), so N workers make one probe per instance, not N.
+/// as expiry), so N workers make one probe per instance, not N. While Redis
+/// cannot be reached every worker probes every instance itself and keeps the
+/// verdict locally ([`RegistryCache::mark_local`]): a hung instance stops
+/// getting traffic even then.
 pub async fn run_health_probes(
     redis: Client,
     cache: Arc<RegistryCache>,
@@ -38,13 +41,14 @@ pub async fn run_health_probes(
             .services
             .values()
             .flat_map(|entry| entry.instances.iter())
-            .map(|instance| probe_if_due(&redis, &http, &settings, instance));
+            .map(|instance| probe_if_due(&redis, &cache, &http, &settings, instance));
         futures::future::join_all(probes).await;
     }
 }
 
 async fn probe_if_due(
     redis: &Client,
+    cache: &RegistryCache,
     http: &reqwest::Client,
     settings: &ProbeSettings,
     instance: &Instance,
@@ -62,9 +66,12 @@ async fn probe_if_due(
             false,
         )
         .await;
-    if !matches!(won, Ok(Some(_))) {
-        return;
-    }
+    let redis_up = match won {
+        Ok(Some(_)) => true,
+        // Another worker probes this instance in this interval.
+        Ok(None) => return,
+        Err(_) => false,
+    };
     let healthy = probe(http, &instance.health_check_url, settings.timeout).await;
     if healthy != instance.is_healthy() {
         tracing::info!(
@@ -73,6 +80,14 @@ async fn probe_if_due(
             healthy,
             "instance health changed"
         );
+    }
+    // Kept locally for two intervals when Redis cannot record it: long
+    // enough for the next probe, short enough that Redis's view returns once
+    // it is back and other workers probe again.
+    let hold = settings.interval * 2 + settings.timeout;
+    if !redis_up {
+        cache.mark_local(&instance.service_name, &instance.instance_id, healthy, hold);
+        return;
     }
     if let Err(error) = scripts::set_health(
         redis,
@@ -83,6 +98,7 @@ async fn probe_if_due(
     .await
     {
         tracing::warn!(%error, instance = %instance.instance_id, "could not record a health probe");
+        cache.mark_local(&instance.service_name, &instance.instance_id, healthy, hold);
     }
 }
 

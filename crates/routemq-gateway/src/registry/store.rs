@@ -28,7 +28,15 @@ pub async fn heartbeat(client: &Client, service: &str, instance_id: &str) -> any
 pub async fn deregister(client: &Client, service: &str, instance_id: &str) -> anyhow::Result<()> {
     let remaining = scripts::deregister_instance(client, service, instance_id).await?;
     if remaining == 0 {
+        // The service set and the instance set live in different cluster
+        // slots, so no script can do both. An instance registering between
+        // the two steps adds itself to its set before the service set, so a
+        // check after the removal sees it and puts the service back.
         let _: i64 = client.srem(keys::SERVICES, service).await?;
+        let registered: i64 = client.scard(keys::instances(service)).await?;
+        if registered > 0 {
+            let _: i64 = client.sadd(keys::SERVICES, service).await?;
+        }
     }
     Ok(())
 }
@@ -57,7 +65,7 @@ async fn list_instances(client: &Client, service: &str) -> anyhow::Result<Vec<In
         match instance {
             Some(instance) => instances.push(instance),
             None => {
-                let _: i64 = client.srem(keys::instances(service), id.as_str()).await?;
+                scripts::prune_instance(client, service, id).await?;
             }
         }
     }
