@@ -295,3 +295,61 @@ async fn register_when_up(stack: &Stack, instance_id: &str, addr: std::net::Sock
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// While Redis is down each worker admits its share of the cluster limit
+/// (`limit / live workers`, the count kept in Redis while it was up), so two
+/// workers together still admit at most the limit, and a refusal says when
+/// to come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_workers_share_the_limit() {
+    const LIMIT: usize = 30; // `tight_limit`: 30 per minute
+    let mut mw = mw::start(2, false).await;
+    for worker in &mw.stack.workers {
+        worker
+            .wait_for_log("live workers changed workers=2", Duration::from_secs(15))
+            .await;
+    }
+    mw.stack.redis().kill();
+    let client = Arc::new(mw.stack.client().await);
+    let token = bearer("outage-user", &[]);
+    let requests = (0..3 * LIMIT).map(|_| {
+        let (client, token) = (Arc::clone(&client), token.clone());
+        async move {
+            ask_with(
+                &client,
+                "api/limited/ping",
+                "",
+                &[("authorization", &token)],
+            )
+            .await
+        }
+    });
+    let replies = join_all(requests).await;
+    let admitted = replies.iter().filter(|r| r.status == 200).count();
+    let refused: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+    println!(
+        "Redis down: {admitted} of {} admitted by two workers, limit {LIMIT}",
+        replies.len()
+    );
+    assert_eq!(admitted + refused.len(), replies.len(), "only 200 or 429");
+    assert!(
+        admitted <= LIMIT,
+        "{admitted} admitted: the shares add up to more than the limit"
+    );
+    assert!(admitted >= 2, "each worker admits its burst");
+    for reply in refused {
+        assert_eq!(
+            reply.property("x-ratelimit-limit"),
+            Some("15"),
+            "the worker's share"
+        );
+        let retry_after: u64 = reply
+            .property("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("retry-after");
+        assert!(
+            (2..=60).contains(&retry_after),
+            "a real retry-after: {retry_after}"
+        );
+    }
+}

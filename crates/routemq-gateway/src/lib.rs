@@ -9,6 +9,7 @@
 mod admin;
 mod error;
 mod gateway;
+pub mod membership;
 pub mod metrics;
 pub mod middleware;
 pub mod observe;

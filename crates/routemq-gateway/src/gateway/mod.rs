@@ -17,10 +17,10 @@ use routemq_router::{RouteTable, SubscriptionFilter};
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
 use crate::middleware::{Authenticator, Chain, Middleware, MiddlewareSpec, Resources};
 use crate::observe::{self, PropertyExtractor};
-use crate::process::ProcessId;
 use crate::registry::{Balancer, RegistryCache};
 use crate::replay::Replays;
 use crate::request::is_acceptable_request_id;
@@ -102,6 +102,8 @@ pub struct GatewayParts {
     pub metrics: Arc<MetricsRecorder>,
     pub limits: Limits,
     pub worker_id: String,
+    /// This process among the live workers (its id makes attempt ids unique).
+    pub membership: Arc<Membership>,
     /// Round-robin counter values leased per Redis round trip (1 = exact per request).
     pub round_robin_lease: u32,
     /// How long answered POST/PATCH requests are kept for replaying retries
@@ -183,7 +185,7 @@ impl Gateway {
             Bulkheads::new(parts.service_limits),
             parts.limits.max_response_bytes,
         ));
-        let process = ProcessId::new(&parts.worker_id);
+        let process = parts.membership.process().clone();
         let replays = Replays::new(parts.redis.clone(), parts.replay_window, process.clone());
         let resources = Resources {
             redis: parts.redis.clone(),
@@ -191,6 +193,7 @@ impl Gateway {
             metrics: Arc::clone(&parts.metrics),
             forwarder: Arc::clone(&forwarder),
             process,
+            membership: Arc::clone(&parts.membership),
         };
         // One instance per configured name, shared by every route naming it.
         let instances: HashMap<&str, Arc<dyn Middleware>> = parts

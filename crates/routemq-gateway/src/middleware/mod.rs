@@ -20,6 +20,7 @@ mod chain;
 mod cors;
 mod fallback;
 mod jwt;
+mod local_limit;
 mod rate_limit;
 mod spec;
 mod transform;
@@ -41,6 +42,7 @@ pub use chain::{Chain, ChainRun};
 pub use cors::Cors;
 pub use fallback::Fallback;
 pub use jwt::{JwtKeys, JwtSettings};
+pub use local_limit::{LocalLimit, LocalVerdict};
 pub use rate_limit::{FailMode, RateLimit};
 pub use spec::{
     AuthSpec, BreakerSpec, CorsSpec, FallbackSpec, MiddlewareSpec, RateLimitSpec, Resources,

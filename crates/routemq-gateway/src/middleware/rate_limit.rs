@@ -3,17 +3,18 @@
 //! from Redis. When Redis fails, each limiter's policy decides: fail open to a
 //! per-worker local limit, or fail closed.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use fred::prelude::Client;
 use futures::FutureExt;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::local_limit::{LocalLimit, LocalVerdict};
 use super::spec::RateLimitSpec;
 use super::{Admission, Admitted, Middleware, RequestContext};
+use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
-use crate::process::{AttemptIds, ProcessId};
+use crate::process::AttemptIds;
 use crate::redis::{keys, scripts};
 use crate::{ErrorKind, GatewayError};
 
@@ -32,8 +33,9 @@ pub struct RateLimit {
     redis: Client,
     metrics: Arc<MetricsRecorder>,
     attempts: AttemptIds,
-    /// The fail-open limit, per worker: governor's GCRA, in memory.
-    local: DefaultKeyedRateLimiter<String>,
+    /// The fail-open limit: this worker's share of the cluster limit.
+    local: LocalLimit,
+    membership: Arc<Membership>,
 }
 
 impl RateLimit {
@@ -42,19 +44,16 @@ impl RateLimit {
         spec: RateLimitSpec,
         redis: Client,
         metrics: Arc<MetricsRecorder>,
-        process: &ProcessId,
+        membership: Arc<Membership>,
     ) -> RateLimit {
-        let burst = NonZeroU32::new(spec.fallback_limit).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(spec.window / burst.get())
-            .unwrap_or_else(|| Quota::per_second(burst))
-            .allow_burst(burst);
         RateLimit {
-            attempts: AttemptIds::new(process, &name),
+            attempts: AttemptIds::new(membership.process(), &name),
+            local: LocalLimit::new(spec.limit, spec.window, spec.fallback_limit),
+            membership,
             name,
             spec,
             redis,
             metrics,
-            local: RateLimiter::keyed(quota),
         }
     }
 
@@ -89,7 +88,7 @@ impl RateLimit {
             });
         }
         self.count_hit();
-        let retry_after_seconds = verdict.retry_after.as_millis().div_ceil(1000).max(1);
+        let retry_after_seconds = seconds(verdict.retry_after);
         let mut error = GatewayError::new(
             ErrorKind::RateLimited,
             format!(
@@ -123,19 +122,28 @@ impl RateLimit {
                 ErrorKind::StoreUnavailable,
                 "rate limit store unavailable",
             )),
-            FailMode::Open => match self.local.check_key(&client_key) {
-                Ok(()) => Ok(Admitted::default()),
-                Err(_) => {
+            FailMode::Open => match self.local.check(&client_key, self.membership.workers()) {
+                LocalVerdict::Admitted { share } => Ok(Admitted {
+                    properties: vec![("x-ratelimit-limit".to_string(), share.to_string())],
+                    permit: None,
+                }),
+                LocalVerdict::Refused { share, retry_after } => {
                     self.count_hit();
                     Err(GatewayError::new(
                         ErrorKind::RateLimited,
                         "local rate limit exceeded while the shared store is unavailable",
                     )
-                    .with_property("retry-after", "1"))
+                    .with_property("retry-after", seconds(retry_after).to_string())
+                    .with_property("x-ratelimit-limit", share.to_string()))
                 }
             },
         }
     }
+}
+
+/// Whole seconds to wait, rounded up, at least 1 (`retry-after`).
+fn seconds(wait: Duration) -> u128 {
+    wait.as_millis().div_ceil(1000).max(1)
 }
 
 impl Middleware for RateLimit {

@@ -12,6 +12,7 @@ use super::{
     AuthMethod, Authenticator, CircuitBreaker, Cors, FailMode, Fallback, Middleware, RateLimit,
     Transform,
 };
+use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
 use crate::process::ProcessId;
 use crate::redis::scripts::BreakerLimits;
@@ -42,8 +43,9 @@ pub struct RateLimitSpec {
     pub limit: u32,
     pub window: Duration,
     pub on_redis_error: FailMode,
-    /// Per worker, per client, per window, while Redis is unavailable.
-    pub fallback_limit: u32,
+    /// While Redis is unavailable each worker admits its share of `limit`
+    /// (`limit / live workers`) per client per window; this caps that share.
+    pub fallback_limit: Option<u32>,
     /// Count anonymous clients by their `x-client-id` property. Off by
     /// default: any client can claim any id, including a victim's.
     pub trust_client_id: bool,
@@ -92,6 +94,8 @@ pub struct Resources {
     pub forwarder: Arc<Forwarder>,
     /// This run of the worker, for ids that must not repeat across restarts.
     pub process: ProcessId,
+    /// The live workers, for per-worker shares of cluster limits.
+    pub membership: Arc<Membership>,
 }
 
 impl MiddlewareSpec {
@@ -107,7 +111,7 @@ impl MiddlewareSpec {
                 spec,
                 resources.redis.clone(),
                 Arc::clone(&resources.metrics),
-                &resources.process,
+                Arc::clone(&resources.membership),
             )),
             MiddlewareSpec::Transform(spec) => Arc::new(Transform::new(name, spec)),
             MiddlewareSpec::CircuitBreaker(spec) => Arc::new(CircuitBreaker::new(

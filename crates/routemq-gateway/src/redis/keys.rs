@@ -4,6 +4,8 @@
 
 pub const SERVICES: &str = "{routemq}:services";
 pub const METRICS: &str = "{routemq}:metrics";
+/// Live worker processes: a sorted set of process ids scored by expiry (ms).
+pub const WORKERS: &str = "{routemq}:workers";
 /// API key records by the key's SHA-256, and a counter bumped on every change.
 pub const API_KEYS: &str = "{routemq}:api_keys";
 pub const API_KEYS_VERSION: &str = "{routemq}:api_keys:version";

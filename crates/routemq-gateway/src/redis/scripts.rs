@@ -25,6 +25,8 @@ static PRUNE_INSTANCE: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/prune_instance.lua")));
 static SET_HEALTH: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/set_health.lua")));
+static WORKER_MEMBERSHIP: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/worker_membership.lua")));
 static FLUSH_METRICS: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/flush_metrics.lua")));
 
@@ -165,6 +167,29 @@ pub async fn set_health(
     )
     .await?;
     Ok(recorded == 1)
+}
+
+/// Joins (or renews) `process` in the live-worker set for `ttl`, or leaves
+/// it; returns how many workers are live.
+pub async fn worker_membership(
+    client: &Client,
+    process: &str,
+    ttl: Duration,
+    join: bool,
+) -> FredResult<u64> {
+    crate::observe::redis_call(
+        "worker_membership",
+        WORKER_MEMBERSHIP.evalsha_with_reload(
+            client,
+            vec![keys::WORKERS.to_string()],
+            vec![
+                process.to_string(),
+                millis(ttl).to_string(),
+                if join { "1" } else { "0" }.to_string(),
+            ],
+        ),
+    )
+    .await
 }
 
 /// Adds batch `sequence` of a flusher's metric deltas once, however often it

@@ -343,7 +343,7 @@ pub fn middleware_spec(
                 limit,
                 window: positive(raw.window.unwrap_or(Duration::from_secs(60)), "window")?,
                 on_redis_error: fail_mode(raw.on_redis_error, FailMode::Open)?,
-                fallback_limit: raw.fallback_limit.unwrap_or(limit).max(1),
+                fallback_limit: raw.fallback_limit.map(|cap| cap.max(1)),
                 trust_client_id: raw.trust_client_id,
             })
         }

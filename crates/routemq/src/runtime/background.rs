@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use fred::prelude::Client;
+use routemq_gateway::membership::Membership;
 use routemq_gateway::metrics::MetricsRecorder;
 use routemq_gateway::middleware::ApiKeys;
 use routemq_gateway::registry::{run_health_probes, ProbeSettings, RegistryCache};
@@ -11,7 +12,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::WorkerConfig;
 
 /// The worker's tasks beside request handling: registry and API key
-/// refresh, health probes, metric and request-log flushes. They stop after
+/// refresh, health probes, live-worker membership, metric and request-log
+/// flushes. They stop after
 /// the requests have drained, so the last flushes count every answered request.
 pub struct Background {
     stop: CancellationToken,
@@ -26,6 +28,7 @@ pub struct Shared<'a> {
     pub metrics: &'a Arc<MetricsRecorder>,
     pub api_keys: Option<&'a Arc<ApiKeys>>,
     pub request_log: Option<&'a Arc<RequestLog>>,
+    pub membership: &'a Arc<Membership>,
 }
 
 impl Background {
@@ -37,6 +40,7 @@ impl Background {
             metrics,
             api_keys,
             request_log,
+            membership,
         } = shared;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -49,6 +53,7 @@ impl Background {
             let (api_keys, redis, stop) = (Arc::clone(api_keys), redis.clone(), stop.clone());
             tasks.spawn(async move { api_keys.run_refresh(redis, interval, stop).await });
         }
+        tasks.spawn(Arc::clone(membership).run(redis.clone(), stop.clone()));
         tasks.spawn(Arc::clone(cache).run_refresh(
             redis.clone(),
             config.refresh_interval,

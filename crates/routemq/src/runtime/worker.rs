@@ -3,8 +3,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use routemq_gateway::membership::Membership;
 use routemq_gateway::metrics::MetricsRecorder;
 use routemq_gateway::middleware::{ApiKeys, Authenticator};
+use routemq_gateway::process::ProcessId;
 use routemq_gateway::registry::RegistryCache;
 use routemq_gateway::request_log::RequestLog;
 use routemq_gateway::{Gateway, GatewayParts};
@@ -82,6 +84,8 @@ pub async fn run_worker(
     let request_log = config
         .request_log_length
         .map(|length| Arc::new(RequestLog::new(length, &worker_id)));
+    // This run of the worker: a new nonce per start, so no id repeats.
+    let membership = Membership::new(ProcessId::new(&worker_id));
     let background = Background::start(
         &config,
         &worker_id,
@@ -92,6 +96,7 @@ pub async fn run_worker(
             metrics: &metrics,
             api_keys: api_keys.as_ref(),
             request_log: request_log.as_ref(),
+            membership: &membership,
         },
     );
     let filters: Vec<Filter> = config
@@ -118,6 +123,7 @@ pub async fn run_worker(
         metrics,
         limits: config.limits,
         worker_id: worker_id.clone(),
+        membership,
         round_robin_lease: config.round_robin_lease,
         replay_window: Some(config.replay_window),
         service_limits: config.service_limits,
