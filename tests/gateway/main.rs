@@ -13,6 +13,7 @@ mod lifecycle;
 mod measure;
 mod mw;
 mod observability;
+mod redelivery;
 mod retries;
 mod shared_state;
 mod shipped;

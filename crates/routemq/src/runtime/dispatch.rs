@@ -21,8 +21,9 @@ use rumqttc::v5::AsyncClient;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use super::event_loop::LoopEvent;
+use super::event_loop::{Delivery, LoopEvent};
 use super::message;
+use super::session::{Acked, Admission, Session};
 
 /// Slots per worker: QoS 1/2 and QoS 0 requests handled at once.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +35,7 @@ pub struct Capacity {
 pub struct Dispatcher {
     gateway: Arc<Gateway>,
     client: AsyncClient,
+    session: Arc<Session>,
     acked_slots: Arc<Semaphore>,
     qos0_slots: Arc<Semaphore>,
     /// The largest packet the broker takes (CONNACK's Maximum Packet Size,
@@ -48,6 +50,7 @@ impl Dispatcher {
     pub fn new(
         gateway: Arc<Gateway>,
         client: AsyncClient,
+        session: Arc<Session>,
         capacity: Capacity,
         max_packet: Arc<AtomicU32>,
     ) -> Dispatcher {
@@ -55,6 +58,7 @@ impl Dispatcher {
         Dispatcher {
             gateway,
             client,
+            session,
             acked_slots: Arc::new(Semaphore::new(capacity.acked)),
             qos0_slots: Arc::new(Semaphore::new(capacity.qos0)),
             max_packet,
@@ -66,12 +70,27 @@ impl Dispatcher {
     /// Starts handling a request event; any other event is handed back.
     /// Never waits: the worker's event loop must keep moving.
     pub fn dispatch(&self, event: LoopEvent) -> Option<LoopEvent> {
-        let LoopEvent::Request(publish, received_at) = event else {
+        let LoopEvent::Request(delivery) = event else {
             return Some(event);
         };
+        let Delivery {
+            publish,
+            received_at,
+            connection,
+        } = delivery;
+        if self.session.admit(&publish, connection) == Admission::Duplicate {
+            tracing::debug!(
+                pkid = publish.pkid,
+                "a copy of a delivery still being handled or answered; not run again"
+            );
+            metrics::counter!("routemq_redeliveries_skipped_total").increment(1);
+            return None;
+        }
         let task = Task {
             gateway: Arc::clone(&self.gateway),
             client: self.client.clone(),
+            session: Arc::clone(&self.session),
+            connection,
             max_packet: Arc::clone(&self.max_packet),
             gauge: self.in_flight_gauge.clone(),
         };
@@ -129,6 +148,9 @@ impl Dispatcher {
 struct Task {
     gateway: Arc<Gateway>,
     client: AsyncClient,
+    session: Arc<Session>,
+    /// The connection the request arrived on: only it may carry the ack.
+    connection: u64,
     max_packet: Arc<AtomicU32>,
     gauge: metrics::Gauge,
 }
@@ -146,10 +168,15 @@ impl Task {
             self.publish(reply, publish.qos).await;
         }
         // Acked only now, after the reply is queued ahead of it on the same connection.
-        if publish.qos != QoS::AtMostOnce {
-            if let Err(error) = self.client.ack(publish).await {
-                tracing::error!(%error, "could not acknowledge a request");
-            }
+        if publish.qos == QoS::AtMostOnce {
+            return;
+        }
+        if self.session.ack(publish, self.connection) == Acked::Stale {
+            tracing::debug!(
+                pkid = publish.pkid,
+                "answered after its connection dropped; not acked on the new one"
+            );
+            metrics::counter!("routemq_stale_acks_total").increment(1);
         }
     }
 

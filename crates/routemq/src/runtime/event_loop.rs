@@ -7,6 +7,8 @@ use rumqttc::v5::{Event, EventLoop};
 use rumqttc::Outgoing;
 use tokio::sync::mpsc;
 
+use super::session::Session;
+
 /// What the event loop tells the worker.
 pub enum LoopEvent {
     /// Connected; `session_present` false means subscriptions must be made again.
@@ -15,12 +17,20 @@ pub enum LoopEvent {
     },
     /// The connection dropped; nothing more arrives until `Connected`.
     ConnectionLost,
-    Request(Box<Publish>, Instant),
+    Request(Delivery),
     /// The broker answered a SUBSCRIBE; `accepted` is false if it refused a filter.
     Subscribed {
         accepted: bool,
     },
     Unsubscribed,
+}
+
+/// A request as delivered: on which connection, and when.
+pub struct Delivery {
+    pub publish: Box<Publish>,
+    pub received_at: Instant,
+    /// The connection it arrived on ([`Session::connected`]).
+    pub connection: u64,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -39,23 +49,26 @@ pub async fn drive(
     events: mpsc::Sender<LoopEvent>,
     max_packet: Arc<AtomicU32>,
     configured_max: u32,
+    session: Arc<Session>,
 ) {
     let mut backoff = MIN_BACKOFF;
     let mut connected = false;
     loop {
         match event_loop.poll().await {
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if events
-                    .send(LoopEvent::Request(Box::new(publish), Instant::now()))
-                    .await
-                    .is_err()
-                {
+                let delivery = Delivery {
+                    publish: Box::new(publish),
+                    received_at: Instant::now(),
+                    connection: session.current(),
+                };
+                if events.send(LoopEvent::Request(delivery)).await.is_err() {
                     return;
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = MIN_BACKOFF;
                 connected = true;
+                session.connected();
                 let announced = ack.properties.as_ref().and_then(|p| p.max_packet_size);
                 let limit = announced.unwrap_or(u32::MAX).min(configured_max);
                 max_packet.store(limit, Ordering::Relaxed);
@@ -97,6 +110,14 @@ pub async fn drive(
             }
             Ok(_) => {}
             Err(error) => {
+                if connected {
+                    // Refuse this connection's acks, then take any queued
+                    // since rumqttc drained its queue at the error: they must
+                    // not go out on the next connection (acks are dropped,
+                    // PUBRECs kept only for a resumed session).
+                    session.lost();
+                    event_loop.clean();
+                }
                 if events.is_closed() {
                     return;
                 }

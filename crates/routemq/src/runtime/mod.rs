@@ -6,6 +6,7 @@ mod background;
 mod dispatch;
 mod event_loop;
 mod message;
+mod session;
 mod worker;
 
 pub use worker::run_worker;

@@ -21,6 +21,7 @@ use super::background::{Background, Shared};
 use super::dispatch::{Capacity, Dispatcher};
 use super::event_loop::{drive, LoopEvent};
 use super::message;
+use super::session::Session;
 use crate::config::{MqttSettings, WorkerConfig};
 use crate::telemetry::{install_prometheus, serve_probes, Readiness};
 
@@ -133,10 +134,15 @@ pub async fn run_worker(
     let gateway = Arc::new(gateway);
 
     let client_id = mqtt.client_id.clone().unwrap_or_else(|| worker_id.clone());
+    let capacity = Capacity {
+        acked: usize::from(mqtt.max_in_flight),
+        qos0: usize::from(mqtt.max_in_flight_qos0),
+    };
     let (client, event_loop) = AsyncClient::new(
         mqtt_options(&mqtt, client_id),
-        usize::from(mqtt.max_in_flight) * 2 + 16,
+        client_queue(capacity, filters.len()),
     );
+    let session = Arc::new(Session::new(client.clone()));
     let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
     let max_packet = Arc::new(AtomicU32::new(mqtt.max_packet_size));
     let event_task = tokio::spawn(drive(
@@ -144,12 +150,9 @@ pub async fn run_worker(
         events_tx,
         Arc::clone(&max_packet),
         mqtt.max_packet_size,
+        Arc::clone(&session),
     ));
-    let capacity = Capacity {
-        acked: usize::from(mqtt.max_in_flight),
-        qos0: usize::from(mqtt.max_in_flight_qos0),
-    };
-    let dispatcher = Dispatcher::new(gateway, client.clone(), capacity, max_packet);
+    let dispatcher = Dispatcher::new(gateway, client.clone(), session, capacity, max_packet);
 
     tracing::info!(worker_id, filters = ?filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "worker started");
     let mut connected = false;
@@ -214,6 +217,13 @@ pub async fn run_worker(
         probes.await.ok();
     }
     Ok(())
+}
+
+/// The client's request queue: room for a reply and an ack per slot, the
+/// (un)subscriptions and a disconnect, so an ack never waits for room
+/// ([`Session::ack`] queues it without waiting, under a lock).
+fn client_queue(capacity: Capacity, filters: usize) -> usize {
+    2 * (capacity.acked + capacity.qos0) + 2 * filters + 16
 }
 
 /// Subscribes from a task of its own: the worker's loop never waits on the

@@ -1,0 +1,134 @@
+//! Acknowledgements belong to the connection their request arrived on.
+//!
+//! Packet ids are per session: after a clean-start reconnect the broker
+//! reuses them for other messages, so a handler that finishes late must not
+//! ack its old id on the new connection — that would acknowledge a different
+//! message, unanswered. And a broker may send a PUBLISH again (DUP) while the
+//! first copy is still being handled (EMQX resends unacknowledged QoS 1/2
+//! deliveries after `retry_interval` on a live connection): the copy must
+//! not run the request a second time, nor ack a second time (a second PUBREC
+//! for a finished QoS 2 exchange makes the broker answer with a PUBREL that
+//! rumqttc takes as unsolicited, and it disconnects).
+//!
+//! Each connection gets a number from [`Session::connected`]; the event loop
+//! stamps every delivery with it. [`Session::ack`] queues an ack only while
+//! that connection is up, and under the same lock the event loop uses to mark
+//! it lost — after which it drains rumqttc's request queue — so no stale ack
+//! can reach a later connection. [`Session::admit`] tells first deliveries
+//! from copies.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard};
+
+use rumqttc::v5::mqttbytes::v5::Publish;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::AsyncClient;
+
+#[derive(Default)]
+struct State {
+    /// The current connection's number (1 for the first); 0 before any.
+    connection: u64,
+    up: bool,
+    /// Packet ids delivered on the current connection (running or answered).
+    delivered: HashSet<u16>,
+}
+
+/// One worker's MQTT session, as acks and redeliveries see it.
+pub struct Session {
+    client: AsyncClient,
+    state: Mutex<State>,
+}
+
+/// Whether a delivery runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Run,
+    /// A DUP copy of a delivery this connection already has: the first
+    /// copy's ack covers it.
+    Duplicate,
+}
+
+/// What became of an ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acked {
+    Queued,
+    /// The request's connection is gone; its ids mean nothing now.
+    Stale,
+    Failed,
+}
+
+impl Session {
+    pub fn new(client: AsyncClient) -> Session {
+        Session {
+            client,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new connection is up (CONNACK); returns its number.
+    pub fn connected(&self) -> u64 {
+        let mut state = self.lock();
+        state.connection += 1;
+        state.up = true;
+        state.delivered.clear();
+        state.connection
+    }
+
+    /// The connection dropped: from now on its acks are refused. The caller
+    /// then drains the client's request queue (`EventLoop::clean`).
+    pub fn lost(&self) {
+        self.lock().up = false;
+    }
+
+    /// The number of the connection deliveries arrive on now.
+    pub fn current(&self) -> u64 {
+        self.lock().connection
+    }
+
+    /// Whether a delivery on `connection` runs. A late event from an earlier
+    /// connection runs (its caller still gets an answer) but is never acked.
+    pub fn admit(&self, publish: &Publish, connection: u64) -> Admission {
+        if publish.qos == QoS::AtMostOnce {
+            return Admission::Run;
+        }
+        let mut state = self.lock();
+        if connection != state.connection {
+            return Admission::Run;
+        }
+        let first = state.delivered.insert(publish.pkid);
+        // Without DUP the broker sends a new message under an id it got our
+        // ack for; with DUP it is a copy of one we have (or, on a resumed
+        // session, one delivered before the reconnect: then it runs).
+        if publish.dup && !first {
+            Admission::Duplicate
+        } else {
+            Admission::Run
+        }
+    }
+
+    /// Acknowledges `publish` if its connection (`connection`) is still up.
+    pub fn ack(&self, publish: &Publish, connection: u64) -> Acked {
+        let state = self.lock();
+        if !state.up || state.connection != connection {
+            return Acked::Stale;
+        }
+        // Queued without waiting, under the lock: the queue has room for
+        // every slot's reply and ack (see `worker::client_queue`).
+        match self.client.try_ack(publish) {
+            Ok(()) => Acked::Queued,
+            Err(error) => {
+                tracing::error!(%error, "could not acknowledge a request");
+                Acked::Failed
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
