@@ -3,7 +3,10 @@
 # (TCP_NODELAY, no broker in-flight cap). Source it from the repository root.
 WORK=$(mktemp -d); echo "work dir: $WORK" >&2
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
+cleanup() { # PIDS, and pids started in subshells (listed in $WORK/extra.pids)
+  for pid in "${PIDS[@]}" $(cat "$WORK/extra.pids" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -6,7 +6,13 @@
 # The shipped rate limit (1000 per 60 s per client) is scaled to 1000 per 1 s
 # so a one-client load test measures the gateway rather than its limiter;
 #   failing-upstream  order-service answers 500: the breaker opens, the fallback answers;
-#   worker-killed     a worker is SIGKILLed mid-run: lost and late replies reported.
+# then the chaos scenarios, each with clients retrying (same request id) and
+# a fault halfway through; each reports sent, answered, lost, duplicate, late
+# and the recovery time:
+#   connection-cut    worker 2's broker connection is cut (it reaches the broker through a proxy);
+#   redis-outage      Redis stops answering for 3 s (SIGSTOP, then SIGCONT);
+#   broker-restart    Mosquitto is restarted (sessions and in-flight messages lost);
+#   worker-killed     worker 1 is SIGKILLed.
 # Reports (JSON, Markdown, SVG) land in loadtest/reports/. Works against any
 # broker: set BROKER=mqtt://… (and skip the local one) to point it elsewhere.
 # Usage: loadtest/scenarios.sh [RATE] [DURATION]
@@ -36,10 +42,13 @@ for _ in $(seq 100); do
   started=$(grep -c '^upstream stub' "$WORK/stubs.log" 2>/dev/null || true)
   [ "${started:-0}" -ge 4 ] && break; sleep 0.05
 done
+# Worker 2 reaches the broker through a proxy whose connections can be cut.
+PROXY_PORT=$(free_port)
+python3 loadtest/cut_proxy.py "$PROXY_PORT" "$MQTT_PORT" & PROXY=$!; PIDS+=($PROXY)
+wait_port "$PROXY_PORT"
 WORKERS=()
-for n in 1 2; do
-  $BIN/routemq worker --config "$CONFIG" --worker-id "scenario-$n" 2>>"$WORK/workers.log" & WORKERS+=($!); PIDS+=($!)
-done
+$BIN/routemq worker --config "$CONFIG" --worker-id scenario-1 2>>"$WORK/workers.log" & WORKERS+=($!); PIDS+=($!)
+ROUTEMQ_MQTT_URL="mqtt://127.0.0.1:$PROXY_PORT" $BIN/routemq worker --config "$CONFIG" --worker-id scenario-2 2>>"$WORK/workers.log" & WORKERS+=($!); PIDS+=($!)
 sleep 1.5
 TOKEN=$($BIN/routemq token --config "$CONFIG" --sub steady-user)
 BURST_TOKEN=$($BIN/routemq token --config "$CONFIG" --sub burst-user)
@@ -56,7 +65,31 @@ scenario() { # scenario NAME ARGS...
 scenario steady --rate "$RATE" --duration "$DURATION" --warmup 1s --scenario loadtest/scenarios/steady.toml
 scenario burst --rate 3000 --duration 2s --warmup 0s --scenario loadtest/scenarios/burst.toml
 scenario failing-upstream --rate 200 --duration "$DURATION" --warmup 0s --scenario loadtest/scenarios/failing-upstream.toml
-# Kill one worker halfway through; Mosquitto drops what it had in flight.
-( sleep "$(python3 -c "import sys; print(float(sys.argv[1].rstrip('s')) / 2 + 1)" "$DURATION")"; kill -9 "${WORKERS[0]}" ) &
-scenario worker-killed --rate "$RATE" --duration "$DURATION" --warmup 1s --deadline 2s --topic 'api/v1/users/get/{id}' --token "$TOKEN"
+# Chaos: a fault at HALF seconds into each run; clients retry after 2 s.
+HALF=$(python3 -c "import sys; print(float(sys.argv[1].rstrip('s')) / 2)" "$DURATION")
+chaos() { # chaos NAME FAULT_COMMAND...: the fault runs HALF s into the measured window
+  local name=$1; shift
+  ( sleep "$(python3 -c "print($HALF + 1)")"; "$@" ) & local fault=$!
+  scenario "$name" --rate "$RATE" --duration "$DURATION" --warmup 1s --deadline 2s --retries 3 \
+    --fault-at "${HALF}s" --linger 3s --topic 'api/v1/users/get/{id}' --token "$TOKEN"
+  wait "$fault"
+}
+restart_broker() { # runs in a subshell: the new broker's pid goes to a file cleanup reads
+  kill "$MOSQUITTO"; while kill -0 "$MOSQUITTO" 2>/dev/null; do sleep 0.05; done
+  mosquitto -c "$WORK/mosquitto.conf" >/dev/null 2>&1 & echo $! >> "$WORK/extra.pids"
+}
+redis_outage() { kill -STOP "$REDIS"; sleep 3; kill -CONT "$REDIS"; }
+chaos connection-cut kill -USR1 "$PROXY"
+chaos redis-outage redis_outage
+chaos broker-restart restart_broker
+chaos worker-killed kill -9 "${WORKERS[0]}"
+
+python3 - "$OUT" <<'PY'
+import json, sys
+print("\n| fault | sent | answered | lost | duplicate | late | recovery |\n|---|---|---|---|---|---|---|")
+for name in ["connection-cut", "redis-outage", "broker-restart", "worker-killed"]:
+    r = json.load(open(f"{sys.argv[1]}/{name}.json"))
+    recovery = "not within the run" if r["recovery_s"] is None else f'{r["recovery_s"]:.1f} s'
+    print(f'| {name} | {r["sent"]} | {r["replied"]} | {r["lost"]} | {r["duplicate"]} | {r["late"]} | {recovery} |')
+PY
 echo "reports in $OUT/"

@@ -91,6 +91,12 @@ struct RunArgs {
     /// Also send the deadline as the MQTT message expiry (the gateway then stops waiting too).
     #[arg(long)]
     expiry: bool,
+    /// Retry a request this many times after its deadline, with the same request id.
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
+    /// When a fault is injected (after the warm-up), to report the recovery time.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    fault_at: Option<Duration>,
     /// Open loop: skip (and count) new requests beyond this many outstanding.
     #[arg(long, default_value_t = 20_000)]
     max_outstanding: usize,
@@ -198,6 +204,8 @@ async fn run_command(args: RunArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         qos: args.qos,
         deadline: args.deadline,
+        retries: args.retries,
+        fault_at: args.fault_at,
         send_expiry: args.expiry,
         mix,
         max_outstanding: args.max_outstanding,

@@ -34,6 +34,12 @@ pub struct RunConfig {
     /// A request without a reply by then counts as lost (and its reply, if it
     /// comes later, as late). Also sent as the MQTT message expiry when set.
     pub deadline: Duration,
+    /// Retries after a deadline passes without a reply, each with the same
+    /// request id (as a client of a gateway should); lost only when all fail.
+    pub retries: u32,
+    /// When the caller injects a fault, after the warm-up: the report then
+    /// says how long the gateway took to recover.
+    pub fault_at: Option<Duration>,
     pub send_expiry: bool,
     pub mix: Mix,
     /// Open loop: beyond this many outstanding requests new ones are skipped
@@ -153,6 +159,7 @@ fn request_options(config: &RunConfig, headers: &[(String, String)]) -> RequestO
         timeout: config.deadline,
         headers: headers.to_vec(),
         expiry: config.send_expiry.then_some(config.deadline),
+        retries: config.retries,
         ..RequestOptions::default()
     }
 }

@@ -36,6 +36,8 @@ fn config(stack: &Stack, topic: &str, rate: f64, duration: Duration) -> RunConfi
         warmup: Duration::ZERO,
         qos: 1,
         deadline: Duration::from_secs(5),
+        retries: 0,
+        fault_at: None,
         send_expiry: false,
         mix: Mix::single(topic, "", Vec::new()),
         max_outstanding: 10_000,

@@ -45,6 +45,16 @@ pub fn markdown(report: &Report) -> String {
         report.throughput_rps
     );
     let _ = writeln!(out, "Replies by status: {}\n", statuses(report));
+    if let Some(fault_at) = report.fault_at_s {
+        let recovery = report
+            .recovery_s
+            .map_or("not within the run".to_string(), |s| format!("{s:.1} s"));
+        let _ = writeln!(
+            out,
+            "Fault injected at {fault_at:.1} s (clients retry {} times); recovered after {recovery}.\n",
+            report.retries
+        );
+    }
     let l = &report.latency_ms;
     let _ = writeln!(out, "| latency | p50 | p90 | p99 | p99.9 | max | mean |");
     let _ = writeln!(out, "|---|---|---|---|---|---|---|");

@@ -67,6 +67,13 @@ pub struct Report {
     pub throughput_rps: f64,
     pub latency_ms: Percentiles,
     pub timeline: Vec<SecondReport>,
+    pub retries: u32,
+    /// When a fault was injected (seconds into the measured window).
+    pub fault_at_s: Option<f64>,
+    /// From the fault to the end of the last second that still saw errors or
+    /// fewer than 90 % of its requests answered; `None` when the run ended
+    /// before that (not recovered).
+    pub recovery_s: Option<f64>,
 }
 
 impl Report {
@@ -83,7 +90,7 @@ impl Report {
         };
         let seconds = config.duration.as_secs_f64();
         let replied = histogram.len();
-        let timeline = tally
+        let timeline: Vec<SecondReport> = tally
             .timeline
             .iter()
             .enumerate()
@@ -131,6 +138,11 @@ impl Report {
             statuses: tally.statuses.clone(),
             throughput_rps: replied as f64 / seconds.max(f64::EPSILON),
             latency_ms,
+            recovery_s: config
+                .fault_at
+                .and_then(|at| recovery(&timeline, at.as_secs_f64())),
+            fault_at_s: config.fault_at.map(|at| at.as_secs_f64()),
+            retries: config.retries,
             timeline,
         }
     }
@@ -159,6 +171,24 @@ impl Report {
     }
 }
 
+/// Seconds from `fault_at` until the timeline is healthy again (see
+/// [`Report::recovery_s`]).
+fn recovery(timeline: &[SecondReport], fault_at: f64) -> Option<f64> {
+    let from = fault_at.max(0.0).floor() as usize;
+    let unhealthy = |s: &&SecondReport| s.errors > 0 || (s.replied as f64) < 0.9 * s.sent as f64;
+    let last_bad = timeline
+        .iter()
+        .skip(from)
+        .filter(unhealthy)
+        .map(|s| s.second)
+        .max();
+    match last_bad {
+        None => Some(0.0),
+        Some(second) if second + 1 >= timeline.len() => None,
+        Some(second) => Some((second + 1) as f64 - fault_at),
+    }
+}
+
 /// The broker URL without its password.
 fn redact(url: &str) -> String {
     match url::Url::parse(url) {
@@ -167,5 +197,36 @@ fn redact(url: &str) -> String {
             parsed.to_string()
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{recovery, SecondReport};
+
+    fn second(second: usize, sent: u64, replied: u64, errors: u64) -> SecondReport {
+        SecondReport {
+            second,
+            sent,
+            replied,
+            errors,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn recovery_ends_with_the_last_unhealthy_second() {
+        let timeline = vec![
+            second(0, 100, 100, 0),
+            second(1, 100, 40, 0),
+            second(2, 100, 90, 3),
+            second(3, 100, 100, 0),
+            second(4, 100, 100, 0),
+        ];
+        assert_eq!(recovery(&timeline, 1.5), Some(1.5));
+        assert_eq!(recovery(&timeline, 3.0), Some(0.0));
+        let never = vec![second(0, 100, 100, 0), second(1, 100, 10, 0)];
+        assert_eq!(recovery(&never, 0.5), None);
     }
 }
