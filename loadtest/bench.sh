@@ -11,7 +11,10 @@
 #        sink, sampling 100 % and 1 % of traces ((b1) itself runs with tracing off);
 # each ROUNDS times, interleaved so drift on a noisy machine hits all alike, then
 # prints medians, each as a ratio of (a), and the CPU each request costs the
-# process under test. Usage: loadtest/bench.sh [DURATION] [CONCURRENCY] [ROUNDS]
+# process under test. With BASELINE_BIN=<another routemq binary> each round
+# also runs (b1), (c1) and (p1) — POSTs through the full chain, each claimed
+# for safe retries — on that build, and prints this build's ratio to it.
+# Usage: loadtest/bench.sh [DURATION] [CONCURRENCY] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
@@ -74,8 +77,9 @@ sed -e 's/^limit = 1000$/limit = 1000000/' -e 's/^window = "60s"$/window = "1s"/
 TOKEN=$($BIN/routemq token --config deploy/gateway.toml --sub bench-user --ttl 2h)
 LOADGEN_ARGS=()
 WORKER_ENV=()
+ROUTEMQ=$BIN/routemq
 start_worker() {
-  env "${WORKER_ENV[@]}" $BIN/routemq worker --config "${2:-$WORK/gateway-plain.toml}" --worker-id "$1" 2>>"$WORK/workers.log" & LAST_WORKER=$!; PIDS+=($LAST_WORKER); sleep 1
+  env "${WORKER_ENV[@]}" "$ROUTEMQ" worker --config "${2:-$WORK/gateway-plain.toml}" --worker-id "$1" 2>>"$WORK/workers.log" & LAST_WORKER=$!; PIDS+=($LAST_WORKER); sleep 1
 }
 OTLP_PORT=$(free_port)
 $BIN/routemq-loadtest otlp-sink --listen "127.0.0.1:$OTLP_PORT" 2>"$WORK/otlp-sink.log" & PIDS+=($!)
@@ -111,6 +115,21 @@ for round in $(seq "$ROUNDS"); do
   measure "t1-tracing-1pct" "$W5"
   kill "$W5"; wait "$W5" 2>/dev/null || true
   WORKER_ENV=()
+  for build in this ${BASELINE_BIN:+baseline}; do
+    suffix=""; ROUTEMQ=$BIN/routemq
+    if [ "$build" = baseline ]; then suffix="-baseline"; ROUTEMQ=$BASELINE_BIN; fi
+    if [ -n "${BASELINE_BIN:-}" ]; then
+      start_worker "ab-b1$suffix-$round"; W=$LAST_WORKER
+      measure "ab-b1$suffix" "$W"; kill "$W"; wait "$W" 2>/dev/null || true
+      start_worker "ab-c1$suffix-$round" "$WORK/gateway-chain.toml"; W=$LAST_WORKER
+      LOADGEN_ARGS=(--header "authorization=Bearer $TOKEN")
+      measure "ab-c1$suffix" "$W"
+      LOADGEN_ARGS=(--header "authorization=Bearer $TOKEN" --topic api/v1/users/create --payload '{"name":"bench"}')
+      measure "ab-p1$suffix" "$W"
+      LOADGEN_ARGS=(); kill "$W"; wait "$W" 2>/dev/null || true
+    fi
+  done
+  ROUTEMQ=$BIN/routemq
 done
 
 python3 - "$WORK/results" "$CONCURRENCY" "$DURATION" "$ROUNDS" <<'PY'
@@ -132,4 +151,8 @@ print(f"ratios: b1/a = {med['b1-gateway-1-worker'][0] / base:.2f}, b2/a = {med['
       f"c1/a = {med['c1-full-api-v1-chain'][0] / base:.2f}, c1/a2 = {med['c1-full-api-v1-chain'][0] / chain_base:.2f}")
 b1 = med['b1-gateway-1-worker'][0]
 print(f"tracing: t100/b1 = {med['t100-tracing-all'][0] / b1:.2f}, t1/b1 = {med['t1-tracing-1pct'][0] / b1:.2f}")
+for run in ["ab-b1", "ab-c1", "ab-p1"]:
+    if run + "-baseline" in med:
+        this, other = med[run], med[run + "-baseline"]
+        print(f"this build / baseline, {run[3:]}: {this[0] / other[0]:.2f} req/s, {this[5]:.1f} vs {other[5]:.1f} us CPU per request")
 PY
