@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use fred::prelude::*;
+use routemq_gateway::redis::clock::RedisClock;
 use routemq_gateway::redis::scripts::{self, Registration};
 use routemq_gateway::redis::{connect, keys, RedisSettings};
 use routemq_gateway::registry::{self, InstanceStatus};
@@ -232,9 +233,10 @@ async fn exercise_scripts(redis: &Client) {
 /// Rate limit, circuit breaker and API key scripts; each is safe to run twice.
 async fn exercise_middleware_scripts(redis: &Client) {
     let window = Duration::from_secs(60);
+    let clock = RedisClock::default();
     let key = keys::rate_limit("limiter", "user:ann");
     for attempt in ["a1", "a1", "a2", "a3"] {
-        let verdict = scripts::rate_limit(redis, &key, 3, window, attempt)
+        let verdict = scripts::rate_limit(redis, &clock, &key, 3, window, attempt)
             .await
             .expect("rate limit");
         assert!(
@@ -242,7 +244,7 @@ async fn exercise_middleware_scripts(redis: &Client) {
             "{attempt}: a repeated attempt is not recounted"
         );
     }
-    let refused = scripts::rate_limit(redis, &key, 3, window, "a4")
+    let refused = scripts::rate_limit(redis, &clock, &key, 3, window, "a4")
         .await
         .expect("rate limit");
     assert!(!refused.admitted);
@@ -251,7 +253,7 @@ async fn exercise_middleware_scripts(redis: &Client) {
     let fast = Duration::from_millis(200);
     for attempt in ["b1", "b2"] {
         assert!(
-            scripts::rate_limit(redis, &short, 1, fast, attempt)
+            scripts::rate_limit(redis, &clock, &short, 1, fast, attempt)
                 .await
                 .expect("rl")
                 .admitted
@@ -260,11 +262,26 @@ async fn exercise_middleware_scripts(redis: &Client) {
     }
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(
-        scripts::rate_limit(redis, &short, 1, fast, "b3")
+        scripts::rate_limit(redis, &clock, &short, 1, fast, "b3")
             .await
             .expect("rl")
             .admitted,
         "the window slides"
+    );
+    // A call that runs after its deadline in Redis time (a stalled Redis
+    // resuming after the worker gave up on it) counts nothing.
+    let stalled = RedisClock::default();
+    stalled.observe(1_000);
+    let ghost = keys::rate_limit("limiter", "user:cat");
+    let late = scripts::rate_limit(redis, &stalled, &ghost, 3, window, "c1")
+        .await
+        .expect("rl");
+    assert!(late.stale && !late.admitted);
+    let logged: i64 = redis.zcard(&ghost).await.expect("zcard");
+    assert_eq!(logged, 0, "a stale call leaves no entry");
+    assert!(
+        clock.deadline().is_some(),
+        "replies teach the clock Redis time"
     );
 
     let limits = scripts::BreakerLimits {

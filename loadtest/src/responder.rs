@@ -78,6 +78,7 @@ pub async fn run(args: ResponderArgs) -> anyhow::Result<()> {
                         let attempt = attempts.fetch_add(1, Ordering::Relaxed).to_string();
                         routemq_gateway::redis::scripts::rate_limit(
                             redis,
+                            &routemq_gateway::redis::clock::RedisClock::default(),
                             "{bench:responder}",
                             u32::MAX,
                             std::time::Duration::from_secs(1),

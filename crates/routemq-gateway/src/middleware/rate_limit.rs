@@ -15,6 +15,7 @@ use super::{Admission, Admitted, Middleware, RequestContext};
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
 use crate::process::AttemptIds;
+use crate::redis::clock::RedisClock;
 use crate::redis::{keys, scripts};
 use crate::{ErrorKind, GatewayError};
 
@@ -36,6 +37,8 @@ pub struct RateLimit {
     /// The fail-open limit: this worker's share of the cluster limit.
     local: LocalLimit,
     membership: Arc<Membership>,
+    /// Redis time as last seen, so a call that runs too late counts nothing.
+    clock: RedisClock,
 }
 
 impl RateLimit {
@@ -50,6 +53,7 @@ impl RateLimit {
             attempts: AttemptIds::new(membership.process(), &name),
             local: LocalLimit::new(spec.limit, spec.window, spec.fallback_limit),
             membership,
+            clock: RedisClock::default(),
             name,
             spec,
             redis,
@@ -64,6 +68,7 @@ impl RateLimit {
         // Boxed: fred's command futures are large.
         let verdict = Box::pin(scripts::rate_limit(
             &self.redis,
+            &self.clock,
             &key,
             limit,
             self.spec.window,
@@ -71,6 +76,10 @@ impl RateLimit {
         ))
         .await;
         let verdict = match verdict {
+            // Too late to count: answer as if Redis had not answered at all.
+            Ok(verdict) if verdict.stale => {
+                return self.without_redis(client_key, &"the store answered too late")
+            }
             Ok(verdict) => verdict,
             Err(error) => return self.without_redis(client_key, &error),
         };
@@ -114,7 +123,7 @@ impl RateLimit {
     fn without_redis(
         &self,
         client_key: String,
-        error: &fred::error::Error,
+        error: &dyn std::fmt::Display,
     ) -> Result<Admitted, GatewayError> {
         tracing::warn!(limiter = %self.name, %error, policy = ?self.spec.on_redis_error, "rate limit store unavailable");
         match self.spec.on_redis_error {

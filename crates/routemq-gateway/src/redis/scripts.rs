@@ -8,6 +8,7 @@ use std::time::Duration;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 
+use super::clock::RedisClock;
 use super::keys;
 
 pub use super::breaker_scripts::*;
@@ -227,34 +228,43 @@ pub struct RateVerdict {
     pub remaining: u64,
     /// When a refused client may try again.
     pub retry_after: Duration,
+    /// The call ran after its deadline and counted nothing.
+    pub stale: bool,
 }
 
 /// Counts one attempt (`attempt_id`, unique per request) against `limit` per
-/// `window` in the log at `key` (from [`keys::rate_limit`]).
+/// `window` in the log at `key` (from [`keys::rate_limit`]), unless the
+/// script runs after `clock`'s deadline for it (then `stale`).
 pub async fn rate_limit(
     client: &Client,
+    clock: &RedisClock,
     key: &str,
     limit: u32,
     window: Duration,
     attempt_id: &str,
 ) -> FredResult<RateVerdict> {
-    let (admitted, remaining, retry_after_ms): (i64, i64, i64) = crate::observe::redis_call(
-        "rate_limit",
-        RATE_LIMIT.evalsha_with_reload(
-            client,
-            vec![key.to_string()],
-            vec![
-                i64::from(limit).to_string(),
-                millis(window).to_string(),
-                attempt_id.to_string(),
-            ],
-        ),
-    )
-    .await?;
+    let deadline = clock.deadline().map_or(String::new(), |ms| ms.to_string());
+    let (admitted, remaining, retry_after_ms, now_ms): (i64, i64, i64, i64) =
+        crate::observe::redis_call(
+            "rate_limit",
+            RATE_LIMIT.evalsha_with_reload(
+                client,
+                vec![key.to_string()],
+                vec![
+                    i64::from(limit).to_string(),
+                    millis(window).to_string(),
+                    attempt_id.to_string(),
+                    deadline,
+                ],
+            ),
+        )
+        .await?;
+    clock.observe(now_ms.unsigned_abs());
     Ok(RateVerdict {
         admitted: admitted == 1,
         remaining: u64::try_from(remaining).unwrap_or(0),
         retry_after: Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(0)),
+        stale: admitted == 2,
     })
 }
 
