@@ -115,7 +115,10 @@ for round in $(seq "$ROUNDS"); do
   measure "t1-tracing-1pct" "$W5"
   kill "$W5"; wait "$W5" 2>/dev/null || true
   WORKER_ENV=()
-  for build in this ${BASELINE_BIN:+baseline}; do
+  # Alternate which build goes first, so drift within a round hits both alike.
+  builds=(this ${BASELINE_BIN:+baseline})
+  if [ $((round % 2)) -eq 0 ] && [ -n "${BASELINE_BIN:-}" ]; then builds=(baseline this); fi
+  for build in "${builds[@]}"; do
     suffix=""; ROUTEMQ=$BIN/routemq
     if [ "$build" = baseline ]; then suffix="-baseline"; ROUTEMQ=$BASELINE_BIN; fi
     if [ -n "${BASELINE_BIN:-}" ]; then
