@@ -23,34 +23,23 @@ async fn a_worker_restarted_with_its_id_keeps_every_limit() {
     let client = mw.stack.client().await;
     let token = bearer("restarted-user", &[]);
     let headers = [("authorization", token.as_str())];
-    for _ in 0..LIMIT {
-        let reply = ask_with(&client, "api/limited/ping", "", &headers).await;
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.payload)
-        );
-    }
-    assert_eq!(
-        ask_with(&client, "api/limited/ping", "", &headers)
-            .await
-            .status,
-        429
-    );
+    let expect = |count: usize, status: u16| {
+        let (client, headers) = (&client, &headers);
+        async move {
+            for _ in 0..count {
+                let reply = ask_with(client, "api/limited/ping", "", headers).await;
+                let body = String::from_utf8_lossy(&reply.payload).to_string();
+                assert_eq!(reply.status, status, "{body}");
+            }
+        }
+    };
+    expect(LIMIT, 200).await;
+    expect(1, 429).await;
 
     let id = mw.stack.workers[0].id.clone();
     mw.stack.workers.clear(); // SIGKILL
     mw.stack.add_worker(&id);
-    for _ in 0..LIMIT {
-        let reply = ask_with(&client, "api/limited/ping", "", &headers).await;
-        assert_eq!(
-            reply.status,
-            429,
-            "{}",
-            String::from_utf8_lossy(&reply.payload)
-        );
-    }
+    expect(LIMIT, 429).await;
 }
 
 /// What a retrying client saw for one request id.
@@ -312,19 +301,7 @@ async fn without_redis_the_workers_share_the_limit() {
     mw.stack.redis().kill();
     let client = Arc::new(mw.stack.client().await);
     let token = bearer("outage-user", &[]);
-    let requests = (0..3 * LIMIT).map(|_| {
-        let (client, token) = (Arc::clone(&client), token.clone());
-        async move {
-            ask_with(
-                &client,
-                "api/limited/ping",
-                "",
-                &[("authorization", &token)],
-            )
-            .await
-        }
-    });
-    let replies = join_all(requests).await;
+    let replies = mw::limited_pings(&client, &token, 3 * LIMIT).await;
     let admitted = replies.iter().filter(|r| r.status == 200).count();
     let refused: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
     println!(

@@ -182,3 +182,11 @@ pub async fn ask_with(
 pub fn error_type(reply: &Reply) -> String {
     crate::stack::error_type(reply)
 }
+
+/// `count` concurrent requests from one caller (`token`) to `api/limited/ping`.
+pub async fn limited_pings(client: &Arc<RequestClient>, token: &str, count: usize) -> Vec<Reply> {
+    let requests = (0..count).map(|_| async move {
+        ask_with(client, "api/limited/ping", "", &[("authorization", token)]).await
+    });
+    futures::future::join_all(requests).await
+}

@@ -17,19 +17,7 @@ async fn rate_limit_is_exact_across_workers(cluster: bool) {
     let stack = mw::start(4, cluster).await;
     let client = Arc::new(stack.stack.client().await);
     let token = bearer("burst-user", &[]);
-    let requests = (0..3 * LIMIT).map(|_| {
-        let (client, token) = (Arc::clone(&client), token.clone());
-        async move {
-            ask_with(
-                &client,
-                "api/limited/ping",
-                "",
-                &[("authorization", &token)],
-            )
-            .await
-        }
-    });
-    let replies = join_all(requests).await;
+    let replies = mw::limited_pings(&client, &token, 3 * LIMIT).await;
     let admitted = replies.iter().filter(|r| r.status == 200).count();
     let limited: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
     println!(
