@@ -24,26 +24,58 @@ const SECRET: (&str, &str) = (
 fn check_config_and_routes_read_the_shipped_file() {
     let redis = Redis::start();
     let config = shipped_config();
-    let missing = run(&["check-config", &config], &redis).expect_err("the secret is required");
+    // Validated without its secret, which is named as one a worker needs.
+    let checked = run(&["check-config", &config], &redis).expect("valid without the secret");
+    assert!(checked.contains("ok, 21 routes"), "{checked}");
     assert!(
-        missing.contains("environment variable `ROUTEMQ_JWT_HS256_SECRET` is not set"),
-        "{missing}"
+        checked.contains(
+            "environment variable `ROUTEMQ_JWT_HS256_SECRET` (auth.jwt.hs256_secret_env, not set here)"
+        ),
+        "{checked}"
     );
     let with_secret =
         |args: &[&str]| routemq_with_env(Path::new(BIN), args, &redis.url(), &[SECRET]);
     let checked = with_secret(&["check-config", &config]).expect("valid");
-    assert!(checked.contains("ok, 20 routes"), "{checked}");
+    assert!(
+        checked.contains("(auth.jwt.hs256_secret_env, set)"),
+        "{checked}"
+    );
+    // A worker does not start without it.
+    let worker = run(&["worker", "--config", &config], &redis).expect_err("secret required");
+    assert!(
+        worker.contains("environment variable `ROUTEMQ_JWT_HS256_SECRET` is not set"),
+        "{worker}"
+    );
     let token = with_secret(&[
         "token", "--config", &config, "--sub", "ann", "--roles", "admin",
     ])
     .expect("token minted");
     assert_eq!(token.trim().split('.').count(), 3, "{token}");
-    let routes = with_secret(&["routes", &config]).expect("prints");
-    assert!(routes.contains("api/v1/users/get/{user_id}"), "{routes}");
+    let routes = run(&["routes", &config], &redis).expect("prints without the secret");
+    let line = routes
+        .lines()
+        .find(|line| line.starts_with("api/v1/users/get/{user_id} "))
+        .unwrap_or_else(|| panic!("{routes}"));
+    assert!(line.contains("user-service"), "{line}");
+    assert!(line.contains("GET /users/{user_id}"), "{line}");
+    assert!(line.contains("circuit_breaker, fallback"), "{line}");
     assert!(
         routes.contains("subscribes $share/gw/api/# (qos 2)"),
         "{routes}"
     );
+}
+
+#[test]
+fn generate_config_prints_the_shipped_config_which_checks() {
+    let redis = Redis::start();
+    let generated = run(&["generate-config"], &redis).expect("printed");
+    let shipped = std::fs::read_to_string(shipped_config()).expect("shipped config");
+    assert_eq!(generated, shipped);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, &generated).expect("write");
+    let checked = run(&["check-config", &file.display().to_string()], &redis).expect("valid");
+    assert!(checked.contains("ok, 21 routes"), "{checked}");
 }
 
 #[test]

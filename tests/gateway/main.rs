@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod balancing;
 mod edge;
+mod extend;
 mod faults;
 mod harness;
 mod intake;

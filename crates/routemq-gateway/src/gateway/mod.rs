@@ -19,7 +19,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
-use crate::middleware::{Authenticator, Chain, Middleware, MiddlewareSpec, Resources};
+use crate::middleware::{Authenticator, Chain, Middleware, MiddlewareConfigs, Resources};
 use crate::observe::{self, PropertyExtractor};
 use crate::registry::{Balancer, RegistryCache};
 use crate::replay::Replays;
@@ -34,6 +34,17 @@ pub enum Builtin {
     Health,
     Services,
     Metrics,
+}
+
+impl Builtin {
+    /// The `handler` name routes give it in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::Health => "health",
+            Builtin::Services => "services",
+            Builtin::Metrics => "metrics",
+        }
+    }
 }
 
 /// What a route does with a request.
@@ -88,7 +99,7 @@ impl Default for Limits {
 pub struct GatewayParts {
     pub routes: RouteTable<RouteTarget>,
     /// Middleware by the name routes refer to them by.
-    pub middleware: HashMap<String, MiddlewareSpec>,
+    pub middleware: MiddlewareConfigs,
     /// The credentials every auth middleware checks.
     pub authenticator: Arc<Authenticator>,
     /// Whether spans are exported: only then is trace context extracted,

@@ -175,7 +175,8 @@ impl Gateway {
         let started = Instant::now();
         let result = self.forwarder.call(&route.service, &call).await;
         permits.settle(breaker_evidence(&result));
-        let result = result.map(|response| {
+        let result = result.and_then(|mut response| {
+            plan.chain.response_filter(ctx, &mut response)?;
             plan.chain.upstream_response(ctx, &call, &response);
             let mut reply = Reply::success(
                 response.status,
@@ -185,7 +186,7 @@ impl Gateway {
                 started.elapsed().as_secs_f64(),
             );
             reply.properties = response.properties;
-            reply
+            Ok(reply)
         });
         if let Some(ticket) = ticket {
             // Only the upstream's own answer is kept for retries: a fallback is not.

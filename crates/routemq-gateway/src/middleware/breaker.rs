@@ -48,7 +48,8 @@ impl BreakerState {
 
 pub struct CircuitBreaker {
     name: String,
-    spec: BreakerSpec,
+    limits: BreakerLimits,
+    on_redis_error: FailMode,
     redis: Client,
     attempts: AttemptIds,
     /// Successful calls per service not yet flushed (failure-rate mode only).
@@ -124,7 +125,8 @@ impl CircuitBreaker {
         process: &ProcessId,
     ) -> CircuitBreaker {
         let runtime = tokio::runtime::Handle::try_current().ok();
-        let successes = match (spec.limits.failure_rate, runtime) {
+        let limits = spec.limits();
+        let successes = match (limits.failure_rate, runtime) {
             (Some(_), Some(runtime)) => {
                 let successes = Arc::new(Successes::default());
                 // Unique per process, so a restarted worker's batches are new.
@@ -132,7 +134,7 @@ impl CircuitBreaker {
                 runtime.spawn(flush_successes(
                     Arc::downgrade(&successes),
                     redis.clone(),
-                    spec.limits,
+                    limits,
                     flusher_id,
                 ));
                 Some(successes)
@@ -142,7 +144,8 @@ impl CircuitBreaker {
         CircuitBreaker {
             attempts: AttemptIds::new(process, &name),
             name,
-            spec,
+            on_redis_error: spec.on_redis_error,
+            limits,
             redis,
             successes,
         }
@@ -150,7 +153,7 @@ impl CircuitBreaker {
 
     async fn check(&self, service: String) -> Result<Admitted, GatewayError> {
         let attempt = self.attempts.next();
-        let limits = self.spec.limits;
+        let limits = self.limits;
         let verdict = Box::pin(scripts::breaker_admit(
             &self.redis,
             &service,
@@ -161,8 +164,8 @@ impl CircuitBreaker {
         let verdict = match verdict {
             Ok(verdict) => verdict,
             Err(error) => {
-                tracing::warn!(breaker = %self.name, %service, %error, policy = ?self.spec.on_redis_error, "circuit breaker store unavailable");
-                return match self.spec.on_redis_error {
+                tracing::warn!(breaker = %self.name, %service, %error, policy = ?self.on_redis_error, "circuit breaker store unavailable");
+                return match self.on_redis_error {
                     FailMode::Open => Ok(Admitted::default()),
                     FailMode::Closed => Err(GatewayError::new(
                         ErrorKind::StoreUnavailable,

@@ -83,6 +83,20 @@ impl Chain {
         }
     }
 
+    /// Runs every response filter, innermost first (the reverse of the
+    /// request filters, as layers unwrap); the first error wins.
+    pub fn response_filter(
+        &self,
+        ctx: &RequestContext<'_>,
+        response: &mut UpstreamResponse,
+    ) -> Result<(), GatewayError> {
+        for middleware in self.middleware.iter().rev() {
+            let _span = middleware_span(middleware.name(), "response_filter").entered();
+            middleware.response_filter(ctx, response)?;
+        }
+        Ok(())
+    }
+
     pub fn upstream_response(
         &self,
         ctx: &RequestContext<'_>,

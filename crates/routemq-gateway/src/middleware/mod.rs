@@ -9,9 +9,14 @@
 //! 2. [`Middleware::admit`] — decisions on cluster-wide state (rate limit,
 //!    circuit breaker). The admissions of a whole chain run *concurrently*, so
 //!    a chain costs one Redis round trip of latency however many it has.
-//! 3. The upstream call, then [`Middleware::upstream_response`] on success.
+//! 3. The upstream call, then on its answer [`Middleware::response_filter`]
+//!    — innermost first, rewriting the upstream's reply before the envelope
+//!    is built — and [`Middleware::upstream_response`], which sees the
+//!    final answer (the fallback cache stores it there).
 //! 4. [`Middleware::fallback`] — when the upstream could not answer, a chance
 //!    to answer instead (cached reply, fallback service).
+//!
+//! Kinds are registered by name in [`MiddlewareKinds`]; see [`registry`].
 
 mod api_keys;
 mod auth;
@@ -20,8 +25,10 @@ mod chain;
 mod cors;
 mod fallback;
 mod jwt;
+mod kinds;
 mod local_limit;
 mod rate_limit;
+pub mod registry;
 mod spec;
 mod transform;
 
@@ -44,11 +51,15 @@ pub use fallback::Fallback;
 pub use jwt::{JwtKeys, JwtSettings};
 pub use local_limit::{LocalLimit, LocalVerdict};
 pub use rate_limit::{FailMode, RateLimit};
+pub use registry::{
+    DuplicateKind, Kind, KindContext, MiddlewareConfig, MiddlewareConfigs, MiddlewareKind,
+    MiddlewareKinds, Resources,
+};
 pub use spec::{
-    AuthSpec, BreakerSpec, CorsSpec, FallbackSpec, MiddlewareSpec, RateLimitSpec, Resources,
+    AuthSpec, BreakerSpec, CorsSpec, FallbackSpec, RateLimitSpec, ResponseTransformSpec,
     TransformSpec,
 };
-pub use transform::Transform;
+pub use transform::{ResponseTransform, Transform};
 
 /// Who sent a request, as established by verified credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +186,17 @@ pub trait Middleware: Send + Sync {
         None
     }
 
-    /// Sees every successful upstream response (the fallback cache stores it here).
+    /// Rewrites the upstream's answer before the reply envelope is built;
+    /// runs innermost first. An error answers with that error instead.
+    fn response_filter(
+        &self,
+        _ctx: &RequestContext<'_>,
+        _response: &mut UpstreamResponse,
+    ) -> Result<(), GatewayError> {
+        Ok(())
+    }
+
+    /// Sees every upstream answer after the response filters (the fallback cache stores it here).
     fn upstream_response(
         &self,
         _ctx: &RequestContext<'_>,

@@ -1,22 +1,19 @@
-//! Validated middleware settings, as the configuration produces them, and
-//! how each becomes a running middleware.
+//! The built-in kinds' validated settings ([`super::kinds`] produces them)
+//! and how each becomes a running middleware.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use fred::prelude::Client;
 use serde_json::Value;
 
 use super::auth::Auth;
+use super::registry::{MiddlewareConfig, Resources};
+use super::transform::ResponseTransform;
 use super::{
-    AuthMethod, Authenticator, CircuitBreaker, Cors, FailMode, Fallback, Middleware, RateLimit,
-    Transform,
+    AuthMethod, CircuitBreaker, Cors, FailMode, Fallback, Middleware, RateLimit, Transform,
 };
-use crate::membership::Membership;
-use crate::metrics::MetricsRecorder;
-use crate::process::ProcessId;
 use crate::redis::scripts::BreakerLimits;
-use crate::upstream::Forwarder;
+use crate::ForwardRoute;
 
 #[derive(Debug, Clone)]
 pub struct CorsSpec {
@@ -29,6 +26,12 @@ pub struct CorsSpec {
     pub max_age: Duration,
 }
 
+impl MiddlewareConfig for CorsSpec {
+    fn build(&self, name: &str, _: &Resources) -> Arc<dyn Middleware> {
+        Arc::new(Cors::new(name.to_string(), self.clone()))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AuthSpec {
     pub methods: Vec<AuthMethod>,
@@ -36,6 +39,13 @@ pub struct AuthSpec {
     pub scopes: Vec<String>,
     /// Any one required; empty requires none.
     pub roles: Vec<String>,
+}
+
+impl MiddlewareConfig for AuthSpec {
+    fn build(&self, name: &str, resources: &Resources) -> Arc<dyn Middleware> {
+        let authenticator = Arc::clone(&resources.authenticator);
+        Arc::new(Auth::new(name.to_string(), authenticator, self.clone()))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +61,19 @@ pub struct RateLimitSpec {
     pub trust_client_id: bool,
 }
 
+impl MiddlewareConfig for RateLimitSpec {
+    fn build(&self, name: &str, resources: &Resources) -> Arc<dyn Middleware> {
+        Arc::new(RateLimit::new(
+            name.to_string(),
+            self.clone(),
+            resources.redis.clone(),
+            Arc::clone(&resources.metrics),
+            Arc::clone(&resources.membership),
+        ))
+    }
+}
+
+/// Rename, remove, set and add top-level fields of a JSON object, in that order.
 #[derive(Debug, Clone, Default)]
 pub struct TransformSpec {
     pub rename: Vec<(String, String)>,
@@ -61,10 +84,76 @@ pub struct TransformSpec {
     pub add: Vec<(String, Value)>,
 }
 
+impl MiddlewareConfig for TransformSpec {
+    fn build(&self, name: &str, _: &Resources) -> Arc<dyn Middleware> {
+        Arc::new(Transform::new(name.to_string(), self.clone()))
+    }
+}
+
+/// A [`TransformSpec`] applied to the upstream's successful JSON reply.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseTransformSpec(pub TransformSpec);
+
+impl MiddlewareConfig for ResponseTransformSpec {
+    fn build(&self, name: &str, _: &Resources) -> Arc<dyn Middleware> {
+        Arc::new(ResponseTransform::new(name.to_string(), self.0.clone()))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BreakerSpec {
-    pub limits: BreakerLimits,
+    /// Failures within the window that open the breaker; 0: no count threshold.
+    pub failure_threshold: u32,
+    /// Failure-rate mode: the share of failed calls within the window that
+    /// opens the breaker, once `min_requests` calls were made; `None`: off.
+    pub failure_rate: Option<f64>,
+    pub min_requests: u32,
+    pub failure_window: Duration,
+    /// How long an open breaker refuses before it lets probes through.
+    pub recovery_time: Duration,
+    pub half_open_probes: u32,
+    /// How long a half-open probe holds its slot if its outcome never comes.
+    pub probe_timeout: Duration,
     pub on_redis_error: FailMode,
+}
+
+impl BreakerSpec {
+    /// The arguments the breaker's scripts take.
+    pub fn limits(&self) -> BreakerLimits {
+        BreakerLimits {
+            failure_threshold: self.failure_threshold,
+            failure_window: self.failure_window,
+            failure_rate: self.failure_rate,
+            min_requests: self.min_requests,
+            recovery: self.recovery_time,
+            half_open_probes: self.half_open_probes,
+            probe_lease: self.probe_timeout,
+        }
+    }
+}
+
+impl MiddlewareConfig for BreakerSpec {
+    fn build(&self, name: &str, resources: &Resources) -> Arc<dyn Middleware> {
+        Arc::new(CircuitBreaker::new(
+            name.to_string(),
+            self.clone(),
+            resources.redis.clone(),
+            &resources.process,
+        ))
+    }
+
+    /// A probe's lease must outlast the calls it admits, or a slow probe
+    /// would free its slot while still running and let a second probe in.
+    fn check_route(&self, route: &ForwardRoute) -> Result<(), String> {
+        if self.probe_timeout >= route.timeout {
+            return Ok(());
+        }
+        Err(format!(
+            "probe_timeout {} below the route's timeout {}: a probe's lease must outlast its call",
+            humantime::format_duration(self.probe_timeout),
+            humantime::format_duration(route.timeout),
+        ))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -75,57 +164,13 @@ pub struct FallbackSpec {
     pub fallback_service: bool,
 }
 
-/// One configured middleware.
-#[derive(Debug, Clone)]
-pub enum MiddlewareSpec {
-    Cors(CorsSpec),
-    Auth(AuthSpec),
-    RateLimit(RateLimitSpec),
-    Transform(TransformSpec),
-    CircuitBreaker(BreakerSpec),
-    Fallback(FallbackSpec),
-}
-
-/// What running middleware share with the rest of the worker.
-pub struct Resources {
-    pub redis: Client,
-    pub authenticator: Arc<Authenticator>,
-    pub metrics: Arc<MetricsRecorder>,
-    pub forwarder: Arc<Forwarder>,
-    /// This run of the worker, for ids that must not repeat across restarts.
-    pub process: ProcessId,
-    /// The live workers, for per-worker shares of cluster limits.
-    pub membership: Arc<Membership>,
-}
-
-impl MiddlewareSpec {
-    pub fn build(&self, name: &str, resources: &Resources) -> Arc<dyn Middleware> {
-        let name = name.to_string();
-        match self.clone() {
-            MiddlewareSpec::Cors(spec) => Arc::new(Cors::new(name, spec)),
-            MiddlewareSpec::Auth(spec) => {
-                Arc::new(Auth::new(name, Arc::clone(&resources.authenticator), spec))
-            }
-            MiddlewareSpec::RateLimit(spec) => Arc::new(RateLimit::new(
-                name,
-                spec,
-                resources.redis.clone(),
-                Arc::clone(&resources.metrics),
-                Arc::clone(&resources.membership),
-            )),
-            MiddlewareSpec::Transform(spec) => Arc::new(Transform::new(name, spec)),
-            MiddlewareSpec::CircuitBreaker(spec) => Arc::new(CircuitBreaker::new(
-                name,
-                spec,
-                resources.redis.clone(),
-                &resources.process,
-            )),
-            MiddlewareSpec::Fallback(spec) => Arc::new(Fallback::new(
-                name,
-                spec,
-                resources.redis.clone(),
-                Arc::clone(&resources.forwarder),
-            )),
-        }
+impl MiddlewareConfig for FallbackSpec {
+    fn build(&self, name: &str, resources: &Resources) -> Arc<dyn Middleware> {
+        Arc::new(Fallback::new(
+            name.to_string(),
+            self.clone(),
+            resources.redis.clone(),
+            Arc::clone(&resources.forwarder),
+        ))
     }
 }

@@ -1,13 +1,16 @@
-//! Declarative request rewriting: rename, remove, set and add top-level
-//! fields of the JSON body, in that order. String values may name topic
+//! Declarative body rewriting: rename, remove, set and add top-level
+//! fields of the request's JSON body (`transform`) or of the upstream's
+//! successful reply (`response_transform`), in that order. String values may name topic
 //! parameters (`"{action}"`), so the reference's v2 transform is config.
 
 use serde_json::{Map, Value};
 
 use super::spec::TransformSpec;
 use super::{Flow, Middleware, RequestContext};
+use crate::upstream::UpstreamResponse;
 use crate::{ErrorKind, GatewayError};
 
+/// Rewrites the request body before it goes upstream.
 pub struct Transform {
     name: String,
     spec: TransformSpec,
@@ -35,27 +38,76 @@ impl Middleware for Transform {
                 "this route expects a JSON object",
             ));
         };
-        for (from, to) in &self.spec.rename {
+        self.spec.apply(body, |name| params.get(name));
+        Ok(Flow::Continue)
+    }
+}
+
+/// Rewrites the upstream's successful (2xx) JSON object reply before the
+/// envelope is built. Error envelopes the gateway made itself, upstream
+/// 4xx/5xx bodies and replies that are not an object pass unchanged.
+pub struct ResponseTransform {
+    name: String,
+    spec: TransformSpec,
+}
+
+impl ResponseTransform {
+    pub fn new(name: String, spec: TransformSpec) -> ResponseTransform {
+        ResponseTransform { name, spec }
+    }
+}
+
+impl Middleware for ResponseTransform {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn response_filter(
+        &self,
+        ctx: &RequestContext<'_>,
+        response: &mut UpstreamResponse,
+    ) -> Result<(), GatewayError> {
+        if !(200..300).contains(&response.status) || !response.body.get().starts_with('{') {
+            return Ok(());
+        }
+        let mut body: Map<String, Value> = serde_json::from_str(response.body.get())
+            .map_err(|error| GatewayError::new(ErrorKind::UpstreamError, error.to_string()))?;
+        let params = ctx.params;
+        self.spec.apply(&mut body, |name| params.get(name));
+        response.body = serde_json::value::to_raw_value(&body)
+            .map_err(|error| GatewayError::new(ErrorKind::Internal, error.to_string()))?;
+        Ok(())
+    }
+}
+
+impl TransformSpec {
+    /// Applies the rules to one object; string values of `set` and `add`
+    /// may name topic parameters.
+    pub fn apply<'p>(
+        &self,
+        body: &mut Map<String, Value>,
+        param: impl Fn(&str) -> Option<&'p str> + Copy,
+    ) {
+        for (from, to) in &self.rename {
             if let Some(value) = body.remove(from) {
                 body.insert(to.clone(), value);
             }
         }
-        for field in &self.spec.remove {
+        for field in &self.remove {
             body.remove(field);
         }
         let render = |value: &Value| match value {
-            Value::String(template) => Value::String(render(template, |name| params.get(name))),
+            Value::String(template) => Value::String(render(template, param)),
             other => other.clone(),
         };
-        for (field, value) in &self.spec.set {
+        for (field, value) in &self.set {
             body.insert(field.clone(), render(value));
         }
-        for (field, value) in &self.spec.add {
+        for (field, value) in &self.add {
             if !body.contains_key(field) {
                 body.insert(field.clone(), render(value));
             }
         }
-        Ok(Flow::Continue)
     }
 }
 

@@ -33,6 +33,19 @@ pub enum PathTemplateError {
     QueryOrFragment(String),
 }
 
+/// As written in the configuration: `/users/{user_id}`.
+impl std::fmt::Display for PathTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(literal) => f.write_str(literal)?,
+                Piece::Param(name) => write!(f, "{{{name}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 impl PathTemplate {
     pub fn parse(template: &str) -> Result<Self, PathTemplateError> {
         if !template.starts_with('/') {

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use routemq_gateway::middleware::MiddlewareKinds;
 use routemq_gateway::RouteTarget;
 use tokio_util::sync::CancellationToken;
 
@@ -52,10 +53,13 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
-    /// Validate a configuration file.
+    /// Validate a configuration file; its secrets need not be present (the
+    /// ones a worker will need are listed).
     CheckConfig { file: PathBuf },
-    /// Print the route table of a configuration file.
+    /// Print the route table of a configuration file (secrets need not be present).
     Routes { file: PathBuf },
+    /// Print the annotated shipped configuration, a starting point for your own.
+    GenerateConfig,
     /// Manage the service registry in Redis.
     Services {
         #[command(subcommand)]
@@ -112,7 +116,18 @@ enum Command {
     },
 }
 
+/// The shipped configuration: the reference gateway's whole route table, annotated.
+pub const SHIPPED_CONFIG: &str = include_str!("../../../../deploy/gateway.toml");
+
+/// The `routemq` binary with the built-in middleware kinds.
 pub fn main() -> ExitCode {
+    main_with(MiddlewareKinds::default())
+}
+
+/// The `routemq` command line with `kinds` as the middleware kinds its
+/// configurations may use: a binary that embeds the gateway registers its
+/// own kinds and calls this (see `examples/custom_middleware.rs`).
+pub fn main_with(kinds: MiddlewareKinds) -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Worker { threads, .. } => *threads,
@@ -132,7 +147,7 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime.block_on(async {
             // A worker traces; the other commands only log.
             let telemetry = telemetry::init(matches!(cli.command, Command::Worker { .. }));
-            let result = run(cli.command, telemetry.traces_enabled()).await;
+            let result = run(cli.command, kinds, telemetry.traces_enabled()).await;
             telemetry.shutdown().await;
             result
         }),
@@ -147,28 +162,35 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, traces: bool) -> anyhow::Result<()> {
+async fn run(command: Command, kinds: MiddlewareKinds, traces: bool) -> anyhow::Result<()> {
+    let loader = config::Loader::new(kinds);
     match command {
         Command::Worker {
             config, worker_id, ..
         } => {
-            let config = config::load(&config)?;
+            let config = loader.load(&config)?;
             let worker_id =
                 worker_id.unwrap_or_else(|| format!("routemq-{}", uuid::Uuid::new_v4().simple()));
             runtime::run_worker(config, worker_id, traces, shutdown_on_signal()).await
         }
         Command::CheckConfig { file } => {
-            let config = config::load(&file)?;
+            let config = loader.defer_secrets().load(&file)?;
             println!(
-                "{}: ok, {} routes",
+                "{}: ok, {} routes, {} middleware",
                 file.display(),
-                config.routes.routes().len()
+                config.routes.routes().len(),
+                config.middleware.len(),
             );
+            print_secrets(&config);
             Ok(())
         }
         Command::Routes { file } => {
-            let config = config::load(&file)?;
+            let config = loader.defer_secrets().load(&file)?;
             print_routes(&config);
+            Ok(())
+        }
+        Command::GenerateConfig => {
+            write_stdout(SHIPPED_CONFIG);
             Ok(())
         }
         Command::Services { command, redis } => services::run(command, &redis.url).await,
@@ -200,32 +222,58 @@ async fn run(command: Command, traces: bool) -> anyhow::Result<()> {
     }
 }
 
+/// The secrets a worker with this configuration reads, and whether each is here.
+fn print_secrets(config: &config::WorkerConfig) {
+    if config.secrets.is_empty() {
+        println!("a worker needs no secrets");
+        return;
+    }
+    println!("a worker needs:");
+    for secret in &config.secrets {
+        println!("  {secret}");
+    }
+}
+
 fn print_routes(config: &config::WorkerConfig) {
-    println!("{:<48} {:<4} {:<22} TARGET", "TOPIC", "QOS", "SERVICE");
+    use std::fmt::Write;
+    let mut out = format!(
+        "{:<40} {:<4} {:<22} {:<36} MIDDLEWARE\n",
+        "TOPIC", "QOS", "SERVICE", "TARGET"
+    );
     for route in config.routes.routes() {
         let (service, target) = match &route.target {
             RouteTarget::Forward(forward) => (
-                forward.service.clone(),
-                format!("{} {:?}", forward.method, forward.path),
+                forward.service.as_str(),
+                format!("{} {}", forward.method, forward.path),
             ),
-            RouteTarget::Builtin(builtin) => ("-".to_string(), format!("builtin {builtin:?}")),
+            RouteTarget::Builtin(builtin) => ("-", format!("builtin {}", builtin.name())),
         };
-        println!(
-            "{:<48} {:<4} {:<22} {}",
+        let _ = writeln!(
+            out,
+            "{:<40} {:<4} {:<22} {:<36} {}",
             route.pattern.to_string(),
             route.qos as u8,
             service,
-            target
+            target,
+            route.middleware.join(", "),
         );
     }
-    println!();
+    out.push('\n');
     for filter in config.routes.filters() {
-        println!(
+        let _ = writeln!(
+            out,
             "subscribes {} (qos {})",
             filter.shared(&config.mqtt.share_group),
             filter.qos as u8
         );
     }
+    write_stdout(&out);
+}
+
+/// Writes to stdout, quietly stopping when the reader has gone (`| head`).
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// A token cancelled on SIGTERM or SIGINT.

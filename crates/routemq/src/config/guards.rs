@@ -1,10 +1,11 @@
 //! Settings that bound what callers can do to a worker and to each other:
-//! bulkheads, the reply-topic allowlist, and breaker leases that outlast
-//! the calls they admit.
+//! bulkheads, the reply-topic allowlist, and middleware settings checked
+//! against the routes that run them (breaker leases that outlast the calls
+//! they admit).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use routemq_gateway::middleware::MiddlewareSpec;
+use routemq_gateway::middleware::MiddlewareConfigs;
 use routemq_gateway::upstream::ServiceLimits;
 use routemq_gateway::{ReplyTopics, RouteTarget};
 use routemq_router::RouteTable;
@@ -39,28 +40,22 @@ pub fn reply_topics(allow: Option<Vec<String>>) -> Result<ReplyTopics, String> {
 /// ACLs — under `replies/anonymous/` (routemq-client's default).
 pub const DEFAULT_REPLY_TOPICS: [&str; 2] = ["replies/{sub}/#", "replies/anonymous/#"];
 
-/// A breaker's probe lease must outlast the calls it admits, or a slow probe
-/// would free its slot while still running and let a second probe in.
-pub fn check_probe_leases(
+/// Lets each middleware check the forwarding routes that run it.
+pub fn check_routes_against_middleware(
     routes: &RouteTable<RouteTarget>,
-    middleware: &HashMap<String, MiddlewareSpec>,
+    middleware: &MiddlewareConfigs,
 ) -> Result<(), String> {
     for route in routes.routes() {
         let RouteTarget::Forward(forward) = &route.target else {
             continue;
         };
         for name in &route.middleware {
-            let Some(MiddlewareSpec::CircuitBreaker(breaker)) = middleware.get(name) else {
+            let Some(config) = middleware.get(name) else {
                 continue;
             };
-            if breaker.limits.probe_lease < forward.timeout {
-                return Err(format!(
-                    "route `{}`: middleware `{name}` has probe_timeout {} below the route's timeout {}",
-                    route.pattern,
-                    humantime::format_duration(breaker.limits.probe_lease),
-                    humantime::format_duration(forward.timeout),
-                ));
-            }
+            config.check_route(forward).map_err(|message| {
+                format!("route `{}`: middleware `{name}`: {message}", route.pattern)
+            })?;
         }
     }
     Ok(())

@@ -7,8 +7,8 @@ mod middleware;
 mod raw;
 mod validate;
 
-pub use middleware::AuthSettings;
-pub use validate::{load, parse, ConfigError, MqttSettings, WorkerConfig};
+pub use middleware::{AuthSettings, Secret};
+pub use validate::{load, parse, ConfigError, Loader, MqttSettings, WorkerConfig};
 
 #[cfg(test)]
 mod tests;

@@ -12,10 +12,10 @@ use routemq_router::{Group, Qos, RouteSpec, RouteTable, TopicPattern};
 use thiserror::Error;
 use toml::Spanned;
 
-use routemq_gateway::middleware::MiddlewareSpec;
+use routemq_gateway::middleware::{MiddlewareConfigs, MiddlewareKinds};
 
-use super::guards::{check_probe_leases, reply_topics, service_limits};
-use super::middleware::{auth_settings, middleware_specs, AuthSettings};
+use super::guards::{check_routes_against_middleware, reply_topics, service_limits};
+use super::middleware::{auth_settings, middleware_configs, AuthSettings, Secret, Secrets};
 use super::raw::{RawConfig, RawGroup, RawInherited, RawRoute};
 
 /// A configuration problem, with the file and (when known) the line.
@@ -66,28 +66,87 @@ pub struct WorkerConfig {
     pub service_limits: ServiceLimits,
     pub reply_topics: ReplyTopics,
     /// Middleware by name; every name a route uses is here.
-    pub middleware: HashMap<String, MiddlewareSpec>,
+    pub middleware: MiddlewareConfigs,
     pub routes: RouteTable<RouteTarget>,
+    /// The secrets the configuration names, and whether each was found.
+    pub secrets: Vec<Secret>,
+}
+
+impl WorkerConfig {
+    /// Secrets a worker needs that were not found (only when they were deferred).
+    pub fn missing_secrets(&self) -> impl Iterator<Item = &Secret> {
+        self.secrets.iter().filter(|secret| !secret.present)
+    }
+}
+
+/// How configuration is read: the middleware kinds it may use, and whether
+/// the secrets it names must be present (a worker) or only listed
+/// (`check-config`, `routes`).
+#[derive(Clone, Default)]
+pub struct Loader {
+    kinds: MiddlewareKinds,
+    defer_secrets: bool,
+}
+
+impl Loader {
+    pub fn new(kinds: MiddlewareKinds) -> Loader {
+        Loader {
+            kinds,
+            defer_secrets: false,
+        }
+    }
+
+    /// Lists missing secrets instead of refusing the configuration.
+    pub fn defer_secrets(mut self) -> Loader {
+        self.defer_secrets = true;
+        self
+    }
+
+    /// Reads and validates a file; `ROUTEMQ_MQTT_URL` and `ROUTEMQ_REDIS_URL` override its addresses.
+    pub fn load(&self, path: &Path) -> Result<WorkerConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            file: file.clone(),
+            line: None,
+            message: format!("cannot read the file: {error}"),
+        })?;
+        self.parse(&text, &file, &|name| std::env::var(name).ok())
+    }
+
+    /// Validates configuration text; `env` looks up environment overrides and secrets.
+    pub fn parse(
+        &self,
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<WorkerConfig, ConfigError> {
+        let mut secrets = Secrets::new(env, !self.defer_secrets);
+        parse_with(text, file, env, &mut secrets, &self.kinds)
+    }
 }
 
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reads and validates a file; `ROUTEMQ_MQTT_URL` and `ROUTEMQ_REDIS_URL` override its addresses.
+/// [`Loader::load`] with the built-in middleware kinds, secrets required.
 pub fn load(path: &Path) -> Result<WorkerConfig, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-        file: file.clone(),
-        line: None,
-        message: format!("cannot read the file: {error}"),
-    })?;
-    parse(&text, &file, &|name| std::env::var(name).ok())
+    Loader::default().load(path)
 }
 
-/// Validates configuration text; `env` looks up environment overrides.
+/// [`Loader::parse`] with the built-in middleware kinds, secrets required.
 pub fn parse(
     text: &str,
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<WorkerConfig, ConfigError> {
+    Loader::default().parse(text, file, env)
+}
+
+fn parse_with(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    secrets: &mut Secrets<'_>,
+    kinds: &MiddlewareKinds,
 ) -> Result<WorkerConfig, ConfigError> {
     let at = |span: Option<Range<usize>>, message: String| ConfigError {
         file: file.to_string(),
@@ -192,8 +251,8 @@ pub fn parse(
         _ => Some(raw.telemetry.request_log_length.unwrap_or(1000).max(1)),
     };
     let config_dir = Path::new(file).parent().unwrap_or(Path::new("."));
-    let auth = auth_settings(raw.auth, config_dir, env).map_err(|message| at(None, message))?;
-    let middleware = middleware_specs(raw.middleware, &auth)
+    let auth = auth_settings(raw.auth, config_dir, secrets).map_err(|message| at(None, message))?;
+    let middleware = middleware_configs(raw.middleware, &auth, kinds)
         .map_err(|(span, message)| at(Some(span), message))?;
 
     let mut lines = HashMap::new();
@@ -220,7 +279,7 @@ pub fn parse(
     if routes.routes().is_empty() {
         return Err(at(None, "no routes are configured".into()));
     }
-    check_probe_leases(&routes, &middleware).map_err(|message| {
+    check_routes_against_middleware(&routes, &middleware).map_err(|message| {
         let line = lines
             .get(message.split('`').nth(1).unwrap_or_default())
             .copied();
@@ -261,6 +320,7 @@ pub fn parse(
         reply_topics,
         middleware,
         routes,
+        secrets: std::mem::take(&mut secrets.named),
     })
 }
 
@@ -268,7 +328,7 @@ type At<'a> = dyn Fn(Option<Range<usize>>, String) -> ConfigError + 'a;
 
 /// What route validation checks names against, and how it reports errors.
 struct Known<'a> {
-    middleware: &'a HashMap<String, MiddlewareSpec>,
+    middleware: &'a MiddlewareConfigs,
     at: &'a At<'a>,
 }
 

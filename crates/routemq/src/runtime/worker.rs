@@ -42,6 +42,9 @@ pub async fn run_worker(
     traces: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if let Some(secret) = config.missing_secrets().next() {
+        anyhow::bail!("a worker needs {secret}");
+    }
     let redis = routemq_gateway::redis::connect(&config.redis).await?;
     let readiness = Arc::new(Readiness::default());
     let probes_stop = CancellationToken::new();

@@ -1,0 +1,178 @@
+//! Middleware kinds by name. A `[middleware.NAME]` table names its kind
+//! (`kind = "rate_limit"`, or the table's own name); the kind validates the
+//! table into a [`MiddlewareConfig`], which builds the running middleware
+//! once the worker's shared resources exist. Built-in kinds and a user's own
+//! register the same way: a binary that embeds the gateway adds its kinds to
+//! [`MiddlewareKinds`] before it reads the configuration, so an unknown kind
+//! or two kinds under one name are caught before any worker starts.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use fred::prelude::Client;
+use serde::de::DeserializeOwned;
+
+use super::{AuthMethod, Authenticator, Middleware};
+use crate::membership::Membership;
+use crate::metrics::MetricsRecorder;
+use crate::process::ProcessId;
+use crate::upstream::Forwarder;
+use crate::ForwardRoute;
+
+/// What running middleware share with the rest of the worker.
+pub struct Resources {
+    pub redis: Client,
+    pub authenticator: Arc<Authenticator>,
+    pub metrics: Arc<MetricsRecorder>,
+    pub forwarder: Arc<Forwarder>,
+    /// This run of the worker, for ids that must not repeat across restarts.
+    pub process: ProcessId,
+    /// The live workers, for per-worker shares of cluster limits.
+    pub membership: Arc<Membership>,
+}
+
+/// Validated middleware by the name routes refer to them by.
+pub type MiddlewareConfigs = std::collections::HashMap<String, Arc<dyn MiddlewareConfig>>;
+
+/// What a kind may consult while it validates a table.
+pub struct KindContext<'a> {
+    /// The credential methods `[auth]` configures.
+    pub auth_methods: &'a [AuthMethod],
+}
+
+/// A validated `[middleware.NAME]` table.
+pub trait MiddlewareConfig: Send + Sync + fmt::Debug {
+    /// The running middleware; one per configured name, shared by its routes.
+    fn build(&self, name: &str, resources: &Resources) -> Arc<dyn Middleware>;
+
+    /// Checks a forwarding route that runs this middleware, for settings
+    /// that only make sense against the route (a breaker's probe lease must
+    /// outlast the route's timeout).
+    fn check_route(&self, _route: &ForwardRoute) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// One middleware kind: its name in configuration and how its table is validated.
+pub trait MiddlewareKind: Send + Sync {
+    fn kind(&self) -> &'static str;
+
+    /// Validates the table's fields (without `kind`); the message names the
+    /// problem, the caller adds where it is.
+    fn configure(
+        &self,
+        settings: toml::Table,
+        context: &KindContext<'_>,
+    ) -> Result<Arc<dyn MiddlewareConfig>, String>;
+}
+
+/// A kind made of its name and a validating function: what most kinds need.
+pub struct Kind<F> {
+    name: &'static str,
+    configure: F,
+}
+
+impl<F> Kind<F>
+where
+    F: Fn(toml::Table, &KindContext<'_>) -> Result<Arc<dyn MiddlewareConfig>, String> + Send + Sync,
+{
+    pub fn new(name: &'static str, configure: F) -> Kind<F> {
+        Kind { name, configure }
+    }
+}
+
+impl<F> MiddlewareKind for Kind<F>
+where
+    F: Fn(toml::Table, &KindContext<'_>) -> Result<Arc<dyn MiddlewareConfig>, String> + Send + Sync,
+{
+    fn kind(&self) -> &'static str {
+        self.name
+    }
+
+    fn configure(
+        &self,
+        settings: toml::Table,
+        context: &KindContext<'_>,
+    ) -> Result<Arc<dyn MiddlewareConfig>, String> {
+        (self.configure)(settings, context)
+    }
+}
+
+/// Reads a table into a kind's own settings type; declare it with
+/// `#[serde(deny_unknown_fields)]` so a misspelt field is an error.
+pub fn settings<T: DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    T::deserialize(toml::Value::Table(table)).map_err(|error| error.message().to_string())
+}
+
+/// Two kinds registered under one name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("middleware kind `{0}` is registered twice")]
+pub struct DuplicateKind(pub &'static str);
+
+/// The kinds a configuration may use.
+#[derive(Clone)]
+pub struct MiddlewareKinds {
+    kinds: BTreeMap<&'static str, Arc<dyn MiddlewareKind>>,
+}
+
+impl Default for MiddlewareKinds {
+    /// The built-in kinds.
+    fn default() -> Self {
+        let mut kinds = MiddlewareKinds {
+            kinds: BTreeMap::new(),
+        };
+        for kind in super::kinds::builtin() {
+            kinds.kinds.insert(kind.kind(), kind);
+        }
+        kinds
+    }
+}
+
+impl fmt::Debug for MiddlewareKinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.kinds.keys()).finish()
+    }
+}
+
+impl MiddlewareKinds {
+    /// Adds a kind; a name already taken (built-in or not) is refused.
+    pub fn register(&mut self, kind: impl MiddlewareKind + 'static) -> Result<(), DuplicateKind> {
+        let name = kind.kind();
+        if self.kinds.contains_key(name) {
+            return Err(DuplicateKind(name));
+        }
+        self.kinds.insert(name, Arc::new(kind));
+        Ok(())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.keys().copied()
+    }
+
+    /// Validates one `[middleware.NAME]` table. Its `kind` defaults to its
+    /// name, so `[middleware.cors]` is a CORS middleware and
+    /// `[middleware.admin_only]` needs `kind = "auth"`.
+    pub fn configure(
+        &self,
+        name: &str,
+        mut table: toml::Table,
+        context: &KindContext<'_>,
+    ) -> Result<Arc<dyn MiddlewareConfig>, String> {
+        let kind = match table.remove("kind") {
+            None => name.to_string(),
+            Some(toml::Value::String(kind)) => kind,
+            Some(other) => return Err(format!("kind must be a string, not {other}")),
+        };
+        let Some(found) = self.kinds.get(kind.as_str()) else {
+            let known: Vec<&str> = self.names().collect();
+            return Err(format!(
+                "unknown middleware kind `{kind}` (known: {})",
+                known.join(", ")
+            ));
+        };
+        found
+            .configure(table, context)
+            .map_err(|message| format!("{kind} middleware: {message}"))
+    }
+}
