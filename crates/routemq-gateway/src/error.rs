@@ -1,15 +1,33 @@
 use std::fmt;
 
+use crate::middleware::Outcome;
+
 /// Which side of the gateway a failure came from, as in pingora: it tells an
-/// operator where to look and a client whether retrying can help.
+/// operator where to look, and with [`Retry`] it decides what the gateway
+/// does about the failure ([`ErrorKind::retries_elsewhere`],
+/// [`ErrorKind::breaker_evidence`], [`ErrorKind::falls_back`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
-    /// The request itself was at fault.
+    /// The request itself was at fault, or the caller's own limits ran out.
     Downstream,
-    /// The upstream service or its discovery failed.
+    /// The upstream instance answered or failed on its own.
     Upstream,
-    /// The gateway failed.
+    /// The gateway refused on the service's behalf (no healthy instance, an
+    /// open breaker, a full bulkhead); the service itself may be fine.
+    Guard,
+    /// The gateway itself failed, or would not deliver what it got.
     Internal,
+}
+
+/// Whether sending the same request again may succeed, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The same request gets the same answer.
+    Never,
+    /// It may succeed if the client sends it again later.
+    Later,
+    /// It never reached the instance: another instance may take it now.
+    Elsewhere,
 }
 
 /// Every error the gateway answers with. Each kind knows its HTTP-style
@@ -128,59 +146,66 @@ impl ErrorKind {
             ErrorKind::UpstreamRejected(_)
             | ErrorKind::UpstreamError
             | ErrorKind::UpstreamTimeout
-            | ErrorKind::UpstreamUnavailable
+            | ErrorKind::UpstreamUnavailable => Side::Upstream,
+            ErrorKind::NoHealthyInstance
+            | ErrorKind::CircuitOpen
+            | ErrorKind::ServiceOverloaded => Side::Guard,
+            ErrorKind::StoreUnavailable
+            | ErrorKind::Overloaded
+            | ErrorKind::ReplyTooLarge
+            | ErrorKind::Internal => Side::Internal,
+        }
+    }
+
+    pub fn retry(self) -> Retry {
+        match self {
+            // A refused connection never reached the instance.
+            ErrorKind::UpstreamUnavailable => Retry::Elsewhere,
+            ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamError
+            | ErrorKind::RequestInProgress
             | ErrorKind::NoHealthyInstance
+            | ErrorKind::StoreUnavailable
+            | ErrorKind::RateLimited
             | ErrorKind::CircuitOpen
             | ErrorKind::ServiceOverloaded
-            | ErrorKind::ReplyTooLarge => Side::Upstream,
-            ErrorKind::StoreUnavailable | ErrorKind::Overloaded | ErrorKind::Internal => {
-                Side::Internal
-            }
+            | ErrorKind::Overloaded => Retry::Later,
+            _ => Retry::Never,
         }
     }
 
     /// Whether the same request may succeed if the client sends it again.
     pub fn retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::UpstreamTimeout
-                | ErrorKind::RequestInProgress
-                | ErrorKind::UpstreamUnavailable
-                | ErrorKind::NoHealthyInstance
-                | ErrorKind::UpstreamError
-                | ErrorKind::StoreUnavailable
-                | ErrorKind::RateLimited
-                | ErrorKind::CircuitOpen
-                | ErrorKind::ServiceOverloaded
-                | ErrorKind::Overloaded
-        )
+        self.retry() != Retry::Never
     }
 
-    /// Whether this failure is evidence against the upstream service, for its
-    /// circuit breaker: a 5xx, a refused or reset connection, or the route's
-    /// own timeout. Never anything a caller can cause on its own — a 4xx, its
-    /// own short deadline, an oversized answer — nor a refusal by the gateway
-    /// itself (no instance, bulkhead full, open breaker): otherwise any one
+    /// Whether the gateway sends the request to another instance at once:
+    /// the upstream failed before the request reached it.
+    pub fn retries_elsewhere(self) -> bool {
+        self.side() == Side::Upstream && self.retry() == Retry::Elsewhere
+    }
+
+    /// What this error says about the upstream service, for its circuit
+    /// breaker. Only the upstream's own outcome counts: a failure it may
+    /// recover from (5xx, timeout, refused connection) is evidence against
+    /// it, an answer it chose (a 4xx) is the upstream working. Nothing a
+    /// caller can cause on its own (its deadline, an answer too large to
+    /// deliver) nor a refusal by the gateway itself counts: otherwise any one
     /// client could open a service's breaker for every caller.
-    pub fn is_upstream_fault(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::UpstreamError | ErrorKind::UpstreamTimeout | ErrorKind::UpstreamUnavailable
-        )
+    pub fn breaker_evidence(self) -> Outcome {
+        match (self.side(), self.retryable()) {
+            (Side::Upstream, true) => Outcome::Failure,
+            (Side::Upstream, false) => Outcome::Success,
+            _ => Outcome::NotSent,
+        }
     }
 
-    /// Whether a fallback (cached reply or fallback service) may answer instead:
-    /// the upstream could not give an answer, as opposed to refusing the request.
-    pub fn allows_fallback(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::UpstreamError
-                | ErrorKind::UpstreamTimeout
-                | ErrorKind::UpstreamUnavailable
-                | ErrorKind::NoHealthyInstance
-                | ErrorKind::CircuitOpen
-                | ErrorKind::ServiceOverloaded
-        )
+    /// Whether a fallback (cached reply or fallback service) may answer
+    /// instead: the upstream could not give an answer now, whether it failed
+    /// or the gateway held the request back to protect it — as opposed to a
+    /// refusal of the request itself.
+    pub fn falls_back(self) -> bool {
+        matches!(self.side(), Side::Upstream | Side::Guard) && self.retryable()
     }
 }
 

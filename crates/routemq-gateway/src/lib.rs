@@ -22,9 +22,10 @@ mod request;
 pub mod request_log;
 pub mod upstream;
 
-pub use error::{ErrorKind, GatewayError, Side};
+pub use error::{ErrorKind, GatewayError, Retry, Side};
 pub use gateway::{
-    encode_level, Builtin, ForwardRoute, Gateway, GatewayParts, Limits, ReplyTopics, RouteTarget,
+    encode_level, BackgroundTasks, Builtin, ForwardRoute, Gateway, GatewayBuilder, GatewayConfig,
+    Limits, RegistrySettings, ReplyTopics, RouteTarget,
 };
 pub use reply::{Outbound, Reply};
 pub use request::{Headers, Inbound, ReplyAddress};

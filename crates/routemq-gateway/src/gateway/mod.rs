@@ -1,8 +1,12 @@
 mod address;
+mod builder;
 mod checks;
 mod pipeline;
+mod prepare;
 mod reply_topics;
+mod telemetry;
 
+pub use builder::{BackgroundTasks, GatewayBuilder, GatewayConfig, RegistrySettings};
 pub use reply_topics::ReplyTopics;
 pub use routemq_router::encode_level;
 
@@ -14,19 +18,14 @@ use fred::prelude::Client;
 use metrics::SharedString;
 use reqwest::Method;
 use routemq_router::{RouteTable, SubscriptionFilter};
-use tracing::{Instrument, Span};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
 use crate::middleware::{Authenticator, Chain, Middleware, MiddlewareConfigs, Resources};
-use crate::observe::{self, PropertyExtractor};
 use crate::registry::{Balancer, RegistryCache};
 use crate::replay::Replays;
-use crate::request::is_acceptable_request_id;
-use crate::request_log::{LogRecord, RequestLog};
+use crate::request_log::RequestLog;
 use crate::upstream::{Bulkheads, Forwarder, HeaderPolicy, PathTemplate, ServiceLimits};
-use crate::{GatewayError, Headers, Inbound, Outbound, Reply, ReplyAddress};
 
 /// The gateway's own routes (`gateway/*`), answered without an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +94,8 @@ impl Default for Limits {
     }
 }
 
-/// Everything a gateway needs, built by the runtime from its configuration.
-pub struct GatewayParts {
+/// Everything a gateway is made of, assembled by [`GatewayBuilder`].
+pub(crate) struct GatewayParts {
     pub routes: RouteTable<RouteTarget>,
     /// Middleware by the name routes refer to them by.
     pub middleware: MiddlewareConfigs,
@@ -153,38 +152,9 @@ pub(crate) struct Plan {
     label: SharedString,
 }
 
-/// One request on its way through [`Gateway::handle`].
-struct Request<'r> {
-    inbound: &'r Inbound,
-    headers: &'r Headers,
-    request_id: &'r str,
-    /// The client chose the request id, so a retry can be recognised.
-    retry_safe_id: bool,
-    trace_id: Option<&'r str>,
-    started: Instant,
-}
-
-/// An answer and the upstream service it came from, for metrics.
-struct Answer {
-    reply: Reply,
-    service: Option<String>,
-    /// The matched route's pattern; `None` before a route matched.
-    route: Option<SharedString>,
-}
-
-impl Answer {
-    fn error(error: GatewayError, request_id: &str, service: Option<String>) -> Answer {
-        Answer {
-            reply: Reply::error(&error, request_id, service.as_deref()),
-            service,
-            route: None,
-        }
-    }
-}
-
 impl Gateway {
     /// Builds the pipeline; fails on a route naming a middleware that is not configured.
-    pub fn new(parts: GatewayParts) -> Result<Gateway, String> {
+    pub(crate) fn new(parts: GatewayParts) -> Result<Gateway, String> {
         let balancer = Arc::new(Balancer::new(
             Arc::clone(&parts.cache),
             parts.redis.clone(),
@@ -250,180 +220,4 @@ impl Gateway {
     pub fn filters(&self) -> &[SubscriptionFilter] {
         self.routes.filters()
     }
-
-    /// Handles one request and returns the reply to publish, or `None` when
-    /// the request has no usable reply address (it is still processed and logged).
-    pub async fn handle(&self, inbound: Inbound) -> Option<Outbound> {
-        let started = Instant::now();
-        let headers = Headers::from_properties(&inbound.user_properties);
-        let client_request_id = headers
-            .get("x-request-id")
-            .filter(|id| is_acceptable_request_id(id));
-        let retry_safe_id = client_request_id.is_some();
-        let request_id = client_request_id
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let span = self.request_span(&inbound, &headers, &request_id);
-        let trace_id = observe::trace_id(&span);
-        let request = Request {
-            inbound: &inbound,
-            headers: &headers,
-            request_id: &request_id,
-            retry_safe_id,
-            trace_id: trace_id.as_deref(),
-            started,
-        };
-        let sampled = observe::is_sampled(&span);
-        observe::with_sampling(sampled, self.handle_request(request).instrument(span)).await
-    }
-
-    async fn handle_request(&self, request: Request<'_>) -> Option<Outbound> {
-        let Request {
-            inbound,
-            headers,
-            request_id,
-            retry_safe_id,
-            trace_id,
-            started,
-        } = request;
-        let mut address = inbound.response_topic.clone().map(|topic| ReplyAddress {
-            topic,
-            correlation_data: inbound.correlation_data.clone(),
-            from_payload: false,
-        });
-        if let Some(address) = &address {
-            if let Err(refusal) = self.check_reply_topic(&address.topic, headers) {
-                self.note_refused_reply(refusal, request_id, &address.topic);
-                return None;
-            }
-        }
-        let mut answer = self
-            .process(inbound, headers, request_id, retry_safe_id, &mut address)
-            .await?;
-        let status = answer.reply.status;
-        let elapsed = started.elapsed();
-        self.metrics
-            .record(answer.service.as_deref(), status, elapsed);
-        self.observe_answer(&answer, elapsed);
-        let topic = String::from_utf8_lossy(&inbound.topic);
-        if let Some(log) = &self.request_log {
-            log.record(&LogRecord {
-                request_id,
-                trace_id,
-                topic: &topic,
-                route: answer.route.as_ref(),
-                service: answer.service.as_deref(),
-                status,
-                duration: elapsed,
-            });
-        }
-        if let Some(trace_id) = trace_id {
-            answer
-                .reply
-                .properties
-                .push(("x-trace-id".to_string(), trace_id.to_string()));
-        }
-        match address {
-            Some(address) => {
-                tracing::debug!(request_id, trace_id, topic = ?address::truncated(&topic), status, "request answered");
-                Some(Outbound::new(address, answer.reply, request_id))
-            }
-            None => {
-                tracing::info!(request_id, trace_id, topic = ?address::truncated(&topic), status, "request processed without a reply address");
-                None
-            }
-        }
-    }
-
-    /// The request's server-side span, parented to the publisher's trace
-    /// context; disabled (free) when spans are not exported.
-    fn request_span(&self, inbound: &Inbound, headers: &Headers, request_id: &str) -> Span {
-        if !self.traces {
-            return Span::none();
-        }
-        // Named after the route template (low cardinality), found here because
-        // a span's name cannot change once its context exists.
-        let template = std::str::from_utf8(&inbound.topic)
-            .ok()
-            .and_then(|topic| self.routes.find(topic))
-            .map(|found| found.route.target.label.clone());
-        let name = match &template {
-            Some(template) => format!("process {template}"),
-            None => "process".to_string(),
-        };
-        // DEBUG, like its children: log lines name the request themselves, so
-        // the log layer (INFO by default) never pays for formatting span fields.
-        let span = tracing::debug_span!(
-            "request",
-            otel.name = name,
-            otel.kind = "consumer",
-            otel.status_code = tracing::field::Empty,
-            messaging.system = "mqtt",
-            messaging.operation.type = "process",
-            messaging.operation.name = "process",
-            messaging.destination.name = %String::from_utf8_lossy(&inbound.topic),
-            messaging.destination.template = template.as_deref(),
-            messaging.message.body.size = inbound.payload.len(),
-            request_id,
-            trace_id = tracing::field::Empty,
-            routemq.service = tracing::field::Empty,
-            http.response.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        );
-        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-            propagator.extract(&PropertyExtractor(headers))
-        });
-        span.set_parent(parent).ok();
-        if let Some(trace_id) = observe::trace_id(&span) {
-            span.record("trace_id", trace_id);
-        }
-        span
-    }
-
-    /// Metrics and span attributes of a finished request.
-    fn observe_answer(&self, answer: &Answer, elapsed: Duration) {
-        let status = answer.reply.status;
-        if self.traces {
-            let span = Span::current();
-            span.record("http.response.status_code", status);
-            if status >= 500 {
-                span.record("otel.status_code", "ERROR");
-                span.record("error.type", status.to_string());
-            }
-        }
-        if !observe::metrics_enabled() {
-            return;
-        }
-        let route = answer
-            .route
-            .clone()
-            .unwrap_or(SharedString::const_str("unmatched"));
-        let service = answer.service.clone().unwrap_or_default();
-        metrics::counter!(
-            "routemq_requests_total",
-            "route" => route.clone(),
-            "service" => service,
-            "status" => status.to_string(),
-        )
-        .increment(1);
-        metrics::histogram!("routemq_request_duration_seconds", "route" => route)
-            .record(elapsed.as_secs_f64());
-    }
-}
-
-/// The smaller of the route's timeout and the time the client still waits.
-fn upstream_timeout(route_timeout: Duration, deadline: Option<Instant>) -> Duration {
-    match deadline {
-        Some(deadline) => route_timeout.min(deadline.saturating_duration_since(Instant::now())),
-        None => route_timeout,
-    }
-}
-
-fn header_value(value: &str) -> Result<reqwest::header::HeaderValue, GatewayError> {
-    reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-        GatewayError::new(
-            crate::ErrorKind::InvalidHeader,
-            "header value not allowed in HTTP",
-        )
-    })
 }

@@ -1,7 +1,7 @@
 //! API keys: stored in Redis under their SHA-256 (never in clear), mirrored
 //! in every worker and reloaded when their version counter changes, so a
 //! lookup costs no Redis round trip and a revocation takes effect within one
-//! refresh interval.
+//! refresh interval. [`ApiKeyStore`] is the one way to the stored set.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::redis::keys;
+use crate::redis::{keys, scripts};
 
 /// What a key grants, stored as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,17 +67,7 @@ impl ApiKeys {
         if current.is_some() && current == version {
             return Ok(false);
         }
-        let raw: HashMap<String, String> = redis.hgetall(keys::API_KEYS).await?;
-        let by_hash = raw
-            .into_iter()
-            .filter_map(|(hash, record)| match serde_json::from_str(&record) {
-                Ok(record) => Some((hash, record)),
-                Err(error) => {
-                    tracing::warn!(%error, "unreadable api key record skipped");
-                    None
-                }
-            })
-            .collect();
+        let by_hash = ApiKeyStore::new(redis).records().await?;
         let mut loaded = self
             .loaded
             .write()
@@ -103,5 +93,75 @@ impl ApiKeys {
                 }
             }
         }
+    }
+}
+
+/// The API keys in Redis, as one store: the CLI creates, lists and revokes
+/// through it, and workers mirror it ([`ApiKeys::refresh`]). Every change
+/// bumps the version counter workers watch.
+pub struct ApiKeyStore<'a> {
+    redis: &'a Client,
+}
+
+impl<'a> ApiKeyStore<'a> {
+    pub fn new(redis: &'a Client) -> ApiKeyStore<'a> {
+        ApiKeyStore { redis }
+    }
+
+    /// Creates a key and returns it with its record. The key itself is
+    /// returned only here: the store keeps its hash.
+    pub async fn create(
+        &self,
+        name: &str,
+        scopes: &[String],
+        roles: &[String],
+    ) -> FredResult<(String, ApiKeyRecord)> {
+        let key = format!(
+            "rmq_{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let hash = hash_api_key(&key);
+        let record = ApiKeyRecord {
+            id: hash[..12].to_string(),
+            name: name.to_string(),
+            scopes: scopes.to_vec(),
+            roles: roles.to_vec(),
+            created_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|since| since.as_secs())
+                .unwrap_or_default(),
+        };
+        let encoded = serde_json::to_string(&record)
+            .map_err(|error| Error::new(ErrorKind::Parse, error.to_string()))?;
+        scripts::put_api_key(self.redis, &hash, &encoded).await?;
+        Ok((key, record))
+    }
+
+    /// Every readable record, by the key's hash; an unreadable one is skipped.
+    pub async fn records(&self) -> FredResult<HashMap<String, ApiKeyRecord>> {
+        let raw: HashMap<String, String> = self.redis.hgetall(keys::API_KEYS).await?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(hash, record)| match serde_json::from_str(&record) {
+                Ok(record) => Some((hash, record)),
+                Err(error) => {
+                    tracing::warn!(%error, "unreadable api key record skipped");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Revokes the key with public id `id`; `false` when there is none.
+    pub async fn revoke(&self, id: &str) -> FredResult<bool> {
+        let records = self.records().await?;
+        let Some(hash) = records
+            .iter()
+            .find_map(|(hash, record)| (record.id == id).then_some(hash))
+        else {
+            return Ok(false);
+        };
+        scripts::revoke_api_key(self.redis, hash).await
     }
 }

@@ -1,6 +1,7 @@
 //! Authentication (JWT bearer token or API key) and authorization (scopes, roles).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::jwt::{JwtSettings, JwtVerifier};
 use super::spec::AuthSpec;
@@ -181,5 +182,36 @@ impl Middleware for Auth {
             self.authorize(identity)?;
         }
         Ok(Flow::Continue)
+    }
+}
+
+/// Validated `[auth]`: the credentials workers accept.
+#[derive(Clone, Default)]
+pub struct AuthSettings {
+    pub jwt: Option<JwtSettings>,
+    /// How often workers reload API keys; `None` when API keys are off.
+    pub api_keys_refresh: Option<Duration>,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys are secrets: only say which are configured.
+        f.debug_struct("AuthSettings")
+            .field("jwt", &self.jwt.is_some())
+            .field("api_keys_refresh", &self.api_keys_refresh)
+            .finish()
+    }
+}
+
+impl AuthSettings {
+    pub fn methods(&self) -> Vec<AuthMethod> {
+        let mut methods = Vec::new();
+        if self.jwt.is_some() {
+            methods.push(AuthMethod::Jwt);
+        }
+        if self.api_keys_refresh.is_some() {
+            methods.push(AuthMethod::ApiKey);
+        }
+        methods
     }
 }

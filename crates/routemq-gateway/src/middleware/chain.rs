@@ -45,28 +45,30 @@ impl Chain {
 
     /// Runs every admission at once. When one refuses, the others' permits
     /// are released and the refusal of the outermost middleware is returned.
-    pub async fn admit(&self, ctx: &mut RequestContext<'_>) -> Result<ChainRun, GatewayError> {
-        let results = {
-            let shared: &RequestContext<'_> = ctx;
-            let admissions: Vec<_> = self
-                .middleware
-                .iter()
-                .filter_map(|m| {
-                    let admission = m.admit(shared)?;
-                    Some(admission.instrument(middleware_span(m.name(), "admit")))
-                })
-                .collect();
-            if admissions.is_empty() {
-                return Ok(ChainRun::default());
-            }
-            join_all(admissions).await
-        };
+    /// The reply properties of those that admitted come back either way (a
+    /// 429 from one limiter still carries the other's counters).
+    pub async fn admit(
+        &self,
+        ctx: &RequestContext<'_>,
+    ) -> (Vec<(String, String)>, Result<ChainRun, GatewayError>) {
+        let admissions: Vec<_> = self
+            .middleware
+            .iter()
+            .filter_map(|m| {
+                let admission = m.admit(ctx)?;
+                Some(admission.instrument(middleware_span(m.name(), "admit")))
+            })
+            .collect();
+        let mut properties = Vec::new();
+        if admissions.is_empty() {
+            return (properties, Ok(ChainRun::default()));
+        }
         let mut run = ChainRun::default();
         let mut refusal = None;
-        for result in results {
+        for result in join_all(admissions).await {
             match result {
                 Ok(admitted) => {
-                    ctx.reply_properties.extend(admitted.properties);
+                    properties.extend(admitted.properties);
                     run.permits.extend(admitted.permit);
                 }
                 Err(error) => {
@@ -75,10 +77,10 @@ impl Chain {
             }
         }
         match refusal {
-            None => Ok(run),
+            None => (properties, Ok(run)),
             Some(error) => {
                 run.settle(Outcome::NotSent);
-                Err(error)
+                (properties, Err(error))
             }
         }
     }
@@ -115,7 +117,7 @@ impl Chain {
         call: &PreparedCall,
         error: &GatewayError,
     ) -> Option<Reply> {
-        if !error.kind.allows_fallback() {
+        if !error.kind.falls_back() {
             return None;
         }
         for middleware in self.middleware.iter() {

@@ -42,8 +42,8 @@ use serde_json::Value;
 use crate::upstream::{PreparedCall, UpstreamResponse};
 use crate::{ForwardRoute, GatewayError, Headers, Reply};
 
-pub use api_keys::{hash_api_key, ApiKeyRecord, ApiKeys};
-pub use auth::{AuthMethod, Authenticator};
+pub use api_keys::{hash_api_key, ApiKeyRecord, ApiKeyStore, ApiKeys};
+pub use auth::{AuthMethod, AuthSettings, Authenticator};
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use chain::{Chain, ChainRun};
 pub use cors::Cors;

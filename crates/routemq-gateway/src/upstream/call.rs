@@ -51,9 +51,9 @@ impl Forwarder {
         }
     }
 
-    /// Calls one instance of `service`, within its bulkhead. A refused
-    /// connection never reached the instance, so it alone is retried, once,
-    /// on another instance. A timeout of the caller's own deadline is
+    /// Calls one instance of `service`, within its bulkhead. A failure that
+    /// never reached the instance ([`ErrorKind::retries_elsewhere`]) is
+    /// retried, once, on another instance. A timeout of the caller's own deadline is
     /// answered `504 deadline_exceeded`, not as the upstream's fault.
     pub async fn call(
         &self,
@@ -127,10 +127,7 @@ impl Forwarder {
                 .await;
             observe_upstream(&span, service, &result, started.elapsed());
             match result {
-                Err(error)
-                    if error.kind == ErrorKind::UpstreamUnavailable
-                        && refused_instance.is_none() =>
-                {
+                Err(error) if error.kind.retries_elsewhere() && refused_instance.is_none() => {
                     tracing::debug!(instance = %instance.instance_id, "connection refused, trying another instance");
                     refused_instance = Some(instance.instance_id.clone());
                 }

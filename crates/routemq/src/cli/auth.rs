@@ -6,8 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Subcommand;
 use fred::prelude::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use routemq_gateway::middleware::{hash_api_key, ApiKeyRecord};
-use routemq_gateway::redis::{keys, scripts};
+use routemq_gateway::middleware::{ApiKeyRecord, ApiKeyStore};
 use serde_json::json;
 
 use super::services::client;
@@ -34,35 +33,22 @@ pub enum ApiKeysCommand {
 
 pub async fn api_keys(command: ApiKeysCommand, redis_url: &str) -> anyhow::Result<()> {
     let redis = client(redis_url).await?;
+    let store = ApiKeyStore::new(&redis);
     match command {
         ApiKeysCommand::Create {
             name,
             scopes,
             roles,
         } => {
-            let key = format!(
-                "rmq_{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
-            let hash = hash_api_key(&key);
-            let record = ApiKeyRecord {
-                id: hash[..12].to_string(),
-                name,
-                scopes,
-                roles,
-                created_at: unix_seconds(),
-            };
-            scripts::put_api_key(&redis, &hash, &serde_json::to_string(&record)?).await?;
+            let (key, record) = store.create(&name, &scopes, &roles).await?;
             println!("id:  {}\nkey: {key}", record.id);
             eprintln!("store the key now: it cannot be shown again");
         }
         ApiKeysCommand::List => {
-            let records: std::collections::HashMap<String, String> =
-                redis.hgetall(keys::API_KEYS).await?;
+            let mut records: Vec<ApiKeyRecord> = store.records().await?.into_values().collect();
+            records.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
             println!("{:<14} {:<24} {:<30} ROLES", "ID", "NAME", "SCOPES");
-            for record in records.values() {
-                let record: ApiKeyRecord = serde_json::from_str(record)?;
+            for record in records {
                 println!(
                     "{:<14} {:<24} {:<30} {}",
                     record.id,
@@ -73,18 +59,9 @@ pub async fn api_keys(command: ApiKeysCommand, redis_url: &str) -> anyhow::Resul
             }
         }
         ApiKeysCommand::Revoke { id } => {
-            let records: std::collections::HashMap<String, String> =
-                redis.hgetall(keys::API_KEYS).await?;
-            let hash = records.iter().find_map(|(hash, record)| {
-                serde_json::from_str::<ApiKeyRecord>(record)
-                    .ok()
-                    .filter(|record| record.id == id)
-                    .map(|_| hash.clone())
-            });
-            let Some(hash) = hash else {
+            if !store.revoke(&id).await? {
                 anyhow::bail!("no API key with id `{id}`");
-            };
-            scripts::revoke_api_key(&redis, &hash).await?;
+            }
             println!("revoked {id}");
         }
     }
@@ -102,6 +79,7 @@ pub fn token(
 ) -> anyhow::Result<()> {
     let config = config::load(config_file)?;
     let jwt = config
+        .gateway
         .auth
         .jwt
         .ok_or_else(|| anyhow::anyhow!("{}: no [auth.jwt]", config_file.display()))?;

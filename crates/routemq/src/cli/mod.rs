@@ -178,8 +178,8 @@ async fn run(command: Command, kinds: MiddlewareKinds, traces: bool) -> anyhow::
             println!(
                 "{}: ok, {} routes, {} middleware",
                 file.display(),
-                config.routes.routes().len(),
-                config.middleware.len(),
+                config.gateway.routes.routes().len(),
+                config.gateway.middleware.len(),
             );
             print_secrets(&config);
             Ok(())
@@ -240,7 +240,7 @@ fn print_routes(config: &config::WorkerConfig) {
         "{:<40} {:<4} {:<22} {:<36} MIDDLEWARE\n",
         "TOPIC", "QOS", "SERVICE", "TARGET"
     );
-    for route in config.routes.routes() {
+    for route in config.gateway.routes.routes() {
         let (service, target) = match &route.target {
             RouteTarget::Forward(forward) => (
                 forward.service.as_str(),
@@ -259,7 +259,7 @@ fn print_routes(config: &config::WorkerConfig) {
         );
     }
     out.push('\n');
-    for filter in config.routes.filters() {
+    for filter in config.gateway.routes.filters() {
         let _ = writeln!(
             out,
             "subscribes {} (qos {})",

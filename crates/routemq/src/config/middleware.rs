@@ -8,7 +8,7 @@ use std::time::Duration;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use routemq_gateway::middleware::{
-    AuthMethod, JwtKeys, JwtSettings, KindContext, MiddlewareConfigs, MiddlewareKinds,
+    AuthSettings, JwtKeys, JwtSettings, KindContext, MiddlewareConfigs, MiddlewareKinds,
 };
 use serde::Deserialize;
 
@@ -16,37 +16,6 @@ use super::raw::{RawApiKeys, RawAuth, RawJwt};
 
 /// Shortest HS256 secret accepted: the hash size (RFC 7518 §3.2).
 const MIN_HS256_SECRET_BYTES: usize = 32;
-
-/// Validated `[auth]`.
-#[derive(Clone, Default)]
-pub struct AuthSettings {
-    pub jwt: Option<JwtSettings>,
-    /// How often workers reload API keys; `None` when API keys are off.
-    pub api_keys_refresh: Option<Duration>,
-}
-
-impl std::fmt::Debug for AuthSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Keys are secrets: only say which are configured.
-        f.debug_struct("AuthSettings")
-            .field("jwt", &self.jwt.is_some())
-            .field("api_keys_refresh", &self.api_keys_refresh)
-            .finish()
-    }
-}
-
-impl AuthSettings {
-    pub fn methods(&self) -> Vec<AuthMethod> {
-        let mut methods = Vec::new();
-        if self.jwt.is_some() {
-            methods.push(AuthMethod::Jwt);
-        }
-        if self.api_keys_refresh.is_some() {
-            methods.push(AuthMethod::ApiKey);
-        }
-        methods
-    }
-}
 
 /// Reads secrets and keys named by `[auth]`; relative paths are relative to the config file.
 pub fn auth_settings(

@@ -7,7 +7,7 @@ mod middleware;
 mod raw;
 mod validate;
 
-pub use middleware::{AuthSettings, Secret};
+pub use middleware::Secret;
 pub use validate::{load, parse, ConfigError, Loader, MqttSettings, WorkerConfig};
 
 #[cfg(test)]

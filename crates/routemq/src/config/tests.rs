@@ -19,6 +19,7 @@ fn parse_text(text: &str) -> Result<WorkerConfig, String> {
 fn the_shipped_config_reproduces_the_reference_route_table() {
     let config = parse(SHIPPED, "gateway.toml", &no_env).expect("shipped config is valid");
     let patterns: Vec<String> = config
+        .gateway
         .routes
         .routes()
         .iter()
@@ -53,7 +54,11 @@ fn the_shipped_config_reproduces_the_reference_route_table() {
         );
     }
     assert_eq!(patterns.len(), 21);
-    let found = config.routes.find("api/v1/users/get/42").expect("matches");
+    let found = config
+        .gateway
+        .routes
+        .find("api/v1/users/get/42")
+        .expect("matches");
     let RouteTarget::Forward(route) = &found.route.target else {
         panic!("users/get forwards");
     };
@@ -71,15 +76,24 @@ fn the_shipped_config_reproduces_the_reference_route_table() {
             "fallback"
         ]
     );
-    let v2 = config.routes.find("api/v2/users/create").expect("matches");
+    let v2 = config
+        .gateway
+        .routes
+        .find("api/v2/users/create")
+        .expect("matches");
     assert_eq!(
         v2.route.middleware,
         ["cors", "auth", "rate_limit", "v2_transform"]
     );
-    let health = config.routes.find("gateway/health").expect("matches");
+    let health = config
+        .gateway
+        .routes
+        .find("gateway/health")
+        .expect("matches");
     assert!(health.route.middleware.is_empty());
-    assert!(config.auth.jwt.is_some() && config.auth.api_keys_refresh.is_some());
+    assert!(config.gateway.auth.jwt.is_some() && config.gateway.auth.api_keys_refresh.is_some());
     let filters: Vec<String> = config
+        .gateway
         .routes
         .filters()
         .iter()
@@ -176,14 +190,14 @@ fn telemetry_settings_and_their_environment_override() {
         config.metrics_addr.map(|a| a.to_string()).as_deref(),
         Some("127.0.0.1:9464")
     );
-    assert_eq!(config.request_log_length, Some(50));
+    assert_eq!(config.gateway.request_log_length, Some(50));
     let env = |name: &str| (name == "ROUTEMQ_METRICS_ADDR").then(|| "0.0.0.0:9500".to_string());
     let config = parse(text, "test.toml", &env).expect("valid");
     assert_eq!(config.metrics_addr.map(|a| a.port()), Some(9500));
     let off = "[telemetry]\nrequest_log = false\n[[routes]]\ntopic = \"x\"\nhandler = \"health\"\n";
     let config = parse(off, "test.toml", &no_env).expect("valid");
     assert_eq!(
-        (config.metrics_addr, config.request_log_length),
+        (config.metrics_addr, config.gateway.request_log_length),
         (None, None)
     );
     let broken = "[telemetry]\nmetrics_addr = \"nine-four\"\n[[routes]]\ntopic = \"x\"\nhandler = \"health\"\n";
@@ -200,9 +214,9 @@ fn telemetry_settings_and_their_environment_override() {
 fn isolation_settings_are_validated() {
     let config = parse(SHIPPED, "gateway.toml", &no_env).expect("shipped config is valid");
     assert_eq!(config.mqtt.max_in_flight_qos0, 64);
-    assert_eq!(config.service_limits.default_max_in_flight, 128);
+    assert_eq!(config.gateway.service_limits.default_max_in_flight, 128);
     let gateway_routes = ["gateway/services", "gateway/metrics"];
-    for route in config.routes.routes() {
+    for route in config.gateway.routes.routes() {
         let admin = route.middleware.iter().any(|m| m == "admin_only");
         if gateway_routes.contains(&route.pattern.to_string().as_str()) {
             assert!(admin, "{} needs the admin role", route.pattern);

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use reqwest::Method;
 use routemq_gateway::redis::RedisSettings;
-use routemq_gateway::upstream::ServiceLimits;
 use routemq_gateway::upstream::{HeaderPolicy, PathTemplate};
-use routemq_gateway::{Builtin, ForwardRoute, Limits, ReplyTopics, RouteTarget};
+use routemq_gateway::{
+    Builtin, ForwardRoute, GatewayConfig, Limits, RegistrySettings, RouteTarget,
+};
 use routemq_router::{Group, Qos, RouteSpec, RouteTable, TopicPattern};
 use thiserror::Error;
 use toml::Spanned;
@@ -15,7 +16,7 @@ use toml::Spanned;
 use routemq_gateway::middleware::{MiddlewareConfigs, MiddlewareKinds};
 
 use super::guards::{check_routes_against_middleware, reply_topics, service_limits};
-use super::middleware::{auth_settings, middleware_configs, AuthSettings, Secret, Secrets};
+use super::middleware::{auth_settings, middleware_configs, Secret, Secrets};
 use super::raw::{RawConfig, RawGroup, RawInherited, RawRoute};
 
 /// A configuration problem, with the file and (when known) the line.
@@ -43,31 +44,16 @@ pub struct MqttSettings {
     pub max_in_flight_qos0: u16,
 }
 
-/// A validated worker configuration.
+/// A validated worker configuration: the gateway's settings and what the
+/// binary itself runs (the MQTT connection, Redis, probes, the drain).
 #[derive(Debug)]
 pub struct WorkerConfig {
     pub mqtt: MqttSettings,
     pub redis: RedisSettings,
     pub drain_timeout: Duration,
-    pub round_robin_lease: u32,
-    /// How long answered POST/PATCH replies are kept to replay retries; zero disables.
-    pub replay_window: Duration,
-    pub limits: Limits,
-    pub refresh_interval: Duration,
-    pub health_check_interval: Duration,
-    pub health_check_timeout: Duration,
-    pub metrics_flush_interval: Duration,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: not served.
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Entries each Redis request/response/error log list keeps; `None`: not logged.
-    pub request_log_length: Option<usize>,
-    pub auth: AuthSettings,
-    /// Bulkheads: calls in flight per upstream service.
-    pub service_limits: ServiceLimits,
-    pub reply_topics: ReplyTopics,
-    /// Middleware by name; every name a route uses is here.
-    pub middleware: MiddlewareConfigs,
-    pub routes: RouteTable<RouteTarget>,
+    pub gateway: GatewayConfig,
     /// The secrets the configuration names, and whether each was found.
     pub secrets: Vec<Secret>,
 }
@@ -290,16 +276,7 @@ fn parse_with(
         }
     })?;
 
-    Ok(WorkerConfig {
-        mqtt,
-        redis,
-        drain_timeout: raw.gateway.drain_timeout.unwrap_or(Duration::from_secs(15)),
-        round_robin_lease: raw.gateway.round_robin_lease.unwrap_or(1).max(1),
-        replay_window: raw
-            .gateway
-            .replay_window
-            .unwrap_or(Duration::from_secs(600)),
-        limits,
+    let registry = RegistrySettings {
         refresh_interval: raw
             .registry
             .refresh_interval
@@ -312,14 +289,29 @@ fn parse_with(
             .registry
             .health_check_timeout
             .unwrap_or(Duration::from_secs(2)),
-        metrics_flush_interval: raw.metrics.flush_interval.unwrap_or(Duration::from_secs(1)),
-        metrics_addr,
-        request_log_length,
-        auth,
-        service_limits,
-        reply_topics,
-        middleware,
+    };
+    let gateway = GatewayConfig {
         routes,
+        middleware,
+        auth,
+        limits,
+        reply_topics,
+        service_limits,
+        round_robin_lease: raw.gateway.round_robin_lease.unwrap_or(1).max(1),
+        replay_window: raw
+            .gateway
+            .replay_window
+            .unwrap_or(Duration::from_secs(600)),
+        registry,
+        metrics_flush_interval: raw.metrics.flush_interval.unwrap_or(Duration::from_secs(1)),
+        request_log_length,
+    };
+    Ok(WorkerConfig {
+        mqtt,
+        redis,
+        drain_timeout: raw.gateway.drain_timeout.unwrap_or(Duration::from_secs(15)),
+        metrics_addr,
+        gateway,
         secrets: std::mem::take(&mut secrets.named),
     })
 }

@@ -2,14 +2,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use routemq_gateway::membership::Membership;
-use routemq_gateway::metrics::MetricsRecorder;
-use routemq_gateway::middleware::{ApiKeys, Authenticator};
-use routemq_gateway::process::ProcessId;
-use routemq_gateway::registry::RegistryCache;
-use routemq_gateway::request_log::RequestLog;
-use routemq_gateway::{Gateway, GatewayParts};
+use routemq_gateway::GatewayBuilder;
 use rumqttc::v5::mqttbytes::v5::Filter;
 use rumqttc::v5::{AsyncClient, MqttOptions};
 use rumqttc::NetworkOptions;
@@ -17,7 +10,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::background::{Background, Shared};
 use super::dispatch::{Capacity, Dispatcher};
 use super::event_loop::{drive, LoopEvent};
 use super::message;
@@ -61,49 +53,8 @@ pub async fn run_worker(
         ),
         None => None,
     };
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .context("building the HTTP client")?;
-    let cache = Arc::new(RegistryCache::default());
-    if let Err(error) = cache.refresh(&redis).await {
-        tracing::warn!(%error, "registry not readable at start-up, starting with an empty cache");
-    }
-    let metrics = Arc::new(MetricsRecorder::default());
-    let api_keys = config
-        .auth
-        .api_keys_refresh
-        .map(|_| Arc::new(ApiKeys::default()));
-    if let Some(api_keys) = &api_keys {
-        if let Err(error) = api_keys.refresh(&redis).await {
-            tracing::warn!(%error, "api keys not readable at start-up, starting with none");
-        }
-    }
-    let authenticator = Arc::new(Authenticator::new(
-        config.auth.jwt.clone(),
-        api_keys.clone(),
-    ));
-    let request_log = config
-        .request_log_length
-        .map(|length| Arc::new(RequestLog::new(length, &worker_id)));
-    // This run of the worker: a new nonce per start, so no id repeats.
-    let membership = Membership::new(ProcessId::new(&worker_id));
-    let background = Background::start(
-        &config,
-        &worker_id,
-        Shared {
-            redis: &redis,
-            http: http.clone(),
-            cache: &cache,
-            metrics: &metrics,
-            api_keys: api_keys.as_ref(),
-            request_log: request_log.as_ref(),
-            membership: &membership,
-        },
-    );
     let filters: Vec<Filter> = config
+        .gateway
         .routes
         .filters()
         .iter()
@@ -115,26 +66,11 @@ pub async fn run_worker(
         })
         .collect();
     let (drain_timeout, mqtt) = (config.drain_timeout, config.mqtt.clone());
-    let gateway = Gateway::new(GatewayParts {
-        routes: config.routes,
-        middleware: config.middleware,
-        authenticator,
-        traces,
-        request_log,
-        redis,
-        http,
-        cache,
-        metrics,
-        limits: config.limits,
-        worker_id: worker_id.clone(),
-        membership,
-        round_robin_lease: config.round_robin_lease,
-        replay_window: Some(config.replay_window),
-        service_limits: config.service_limits,
-        reply_topics: config.reply_topics,
-    })
-    .map_err(|message| anyhow::anyhow!(message))?;
-    let gateway = Arc::new(gateway);
+    let (gateway, background) = GatewayBuilder::new(config.gateway, worker_id.clone(), redis)
+        .traces(traces)
+        .start()
+        .await
+        .map_err(|message| anyhow::anyhow!(message))?;
 
     let client_id = mqtt.client_id.clone().unwrap_or_else(|| worker_id.clone());
     let capacity = Capacity {

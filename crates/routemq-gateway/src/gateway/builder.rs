@@ -1,0 +1,222 @@
+//! Building a gateway: validated settings in, a running pipeline and the
+//! handle of its background tasks out. Everything the gateway needs beside
+//! requests — the registry cache and its refresh, health probes, API keys,
+//! live-worker membership, metric and request-log flushes — is made and
+//! started here, so a binary only wires configuration, its MQTT runtime
+//! and telemetry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fred::prelude::Client;
+use routemq_router::RouteTable;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Gateway, GatewayParts, Limits, ReplyTopics, RouteTarget};
+use crate::membership::Membership;
+use crate::metrics::MetricsRecorder;
+use crate::middleware::{ApiKeys, AuthSettings, Authenticator, MiddlewareConfigs};
+use crate::process::ProcessId;
+use crate::registry::{run_health_probes, ProbeSettings, RegistryCache};
+use crate::request_log::RequestLog;
+use crate::upstream::ServiceLimits;
+
+/// A gateway's validated settings; no connections, nothing running.
+#[derive(Debug)]
+pub struct GatewayConfig {
+    pub routes: RouteTable<RouteTarget>,
+    /// Middleware by name; every name a route uses is here.
+    pub middleware: MiddlewareConfigs,
+    pub auth: AuthSettings,
+    pub limits: Limits,
+    /// Where replies may be published.
+    pub reply_topics: ReplyTopics,
+    /// Bulkheads: calls in flight per upstream service on this worker.
+    pub service_limits: ServiceLimits,
+    /// Round-robin counter values leased per Redis round trip (1 = exact per request).
+    pub round_robin_lease: u32,
+    /// How long answered POST/PATCH replies are kept to replay retries; zero disables.
+    pub replay_window: Duration,
+    pub registry: RegistrySettings,
+    /// How often counters and the request log are flushed to Redis.
+    pub metrics_flush_interval: Duration,
+    /// Entries each Redis request/response/error log list keeps; `None`: not logged.
+    pub request_log_length: Option<usize>,
+}
+
+/// How a worker follows the service registry.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistrySettings {
+    /// How often the registry cache is re-read.
+    pub refresh_interval: Duration,
+    /// How often each instance is probed, cluster-wide.
+    pub health_check_interval: Duration,
+    pub health_check_timeout: Duration,
+}
+
+/// Builds a [`Gateway`] and starts its background tasks.
+pub struct GatewayBuilder {
+    config: GatewayConfig,
+    worker_id: String,
+    redis: Client,
+    traces: bool,
+    http: Option<reqwest::Client>,
+}
+
+/// The gateway's tasks beside request handling. Stop them after the
+/// requests have drained, so the last flushes count every answered request.
+pub struct BackgroundTasks {
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl BackgroundTasks {
+    /// Stops the tasks and waits for them (the metrics task flushes once more).
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+impl GatewayBuilder {
+    /// `worker_id` names this worker in logs, metrics and probe locks; each
+    /// start adds a fresh nonce, so no id repeats across restarts.
+    pub fn new(config: GatewayConfig, worker_id: impl Into<String>, redis: Client) -> Self {
+        GatewayBuilder {
+            config,
+            worker_id: worker_id.into(),
+            redis,
+            traces: false,
+            http: None,
+        }
+    }
+
+    /// Extracts, records and propagates trace context (only when spans are exported).
+    pub fn traces(mut self, traces: bool) -> Self {
+        self.traces = traces;
+        self
+    }
+
+    /// The HTTP client for upstream calls and health probes; by default one
+    /// that follows no redirect (a 3xx goes back to the caller).
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Reads the registry and API keys once (an unreachable Redis starts
+    /// them empty), builds the pipeline and starts its background tasks.
+    /// Fails on a route naming a middleware that is not configured.
+    pub async fn start(self) -> Result<(Arc<Gateway>, BackgroundTasks), String> {
+        let GatewayBuilder {
+            config,
+            worker_id,
+            redis,
+            traces,
+            http,
+        } = self;
+        let http = match http {
+            Some(http) => http,
+            None => default_http_client()?,
+        };
+        let cache = Arc::new(RegistryCache::default());
+        if let Err(error) = cache.refresh(&redis).await {
+            tracing::warn!(%error, "registry not readable at start-up, starting with an empty cache");
+        }
+        let api_keys = config
+            .auth
+            .api_keys_refresh
+            .map(|_| Arc::new(ApiKeys::default()));
+        if let Some(api_keys) = &api_keys {
+            if let Err(error) = api_keys.refresh(&redis).await {
+                tracing::warn!(%error, "api keys not readable at start-up, starting with none");
+            }
+        }
+        let authenticator = Arc::new(Authenticator::new(
+            config.auth.jwt.clone(),
+            api_keys.clone(),
+        ));
+        let request_log = config
+            .request_log_length
+            .map(|length| Arc::new(RequestLog::new(length, &worker_id)));
+        let membership = Membership::new(ProcessId::new(&worker_id));
+        let metrics = Arc::new(MetricsRecorder::default());
+
+        let background = BackgroundTasks {
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        let (tasks, stop, flush) = (
+            &background.tasks,
+            &background.stop,
+            config.metrics_flush_interval,
+        );
+        if let Some(log) = &request_log {
+            let (log, redis, stop) = (Arc::clone(log), redis.clone(), stop.clone());
+            tasks.spawn(async move { log.run_flush(redis, flush, stop).await });
+        }
+        if let (Some(api_keys), Some(interval)) = (&api_keys, config.auth.api_keys_refresh) {
+            let (api_keys, redis, stop) = (Arc::clone(api_keys), redis.clone(), stop.clone());
+            tasks.spawn(async move { api_keys.run_refresh(redis, interval, stop).await });
+        }
+        tasks.spawn(Arc::clone(&membership).run(redis.clone(), stop.clone()));
+        let registry = config.registry;
+        tasks.spawn(Arc::clone(&cache).run_refresh(
+            redis.clone(),
+            registry.refresh_interval,
+            stop.clone(),
+        ));
+        tasks.spawn(run_health_probes(
+            redis.clone(),
+            Arc::clone(&cache),
+            http.clone(),
+            ProbeSettings {
+                interval: registry.health_check_interval,
+                timeout: registry.health_check_timeout,
+                worker_id: worker_id.clone(),
+            },
+            stop.clone(),
+        ));
+        let (flushed, flush_redis, flush_stop) =
+            (Arc::clone(&metrics), redis.clone(), stop.clone());
+        tasks.spawn(async move { flushed.run_flush(flush_redis, flush, flush_stop).await });
+
+        let gateway = Gateway::new(GatewayParts {
+            routes: config.routes,
+            middleware: config.middleware,
+            authenticator,
+            traces,
+            request_log,
+            redis,
+            http,
+            cache,
+            metrics,
+            limits: config.limits,
+            worker_id,
+            membership,
+            round_robin_lease: config.round_robin_lease,
+            replay_window: Some(config.replay_window),
+            service_limits: config.service_limits,
+            reply_topics: config.reply_topics,
+        });
+        match gateway {
+            Ok(gateway) => Ok((Arc::new(gateway), background)),
+            Err(message) => {
+                background.stop().await;
+                Err(message)
+            }
+        }
+    }
+}
+
+/// Upstream calls never follow redirects: a 3xx goes back to the caller.
+fn default_http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|error| format!("building the HTTP client: {error}"))
+}

@@ -1,0 +1,99 @@
+//! The upstream call, built once per request from the route and what the
+//! request filters made of the request: path, query or body (encoded here,
+//! once), and headers, including the identity the chain verified.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT};
+use reqwest::Method;
+use routemq_router::Params;
+
+use crate::middleware::RequestContext;
+use crate::request::query_pairs;
+use crate::upstream::PreparedCall;
+use crate::{ErrorKind, ForwardRoute, GatewayError};
+
+/// Builds the upstream call once: path, query or body, and headers,
+/// including the identity the chain verified.
+pub(super) fn prepare(
+    route: &ForwardRoute,
+    ctx: &RequestContext<'_>,
+    deadline: Option<Instant>,
+) -> Result<PreparedCall, GatewayError> {
+    let params: &Params<'_> = ctx.params;
+    let timeout = upstream_timeout(route.timeout, deadline);
+    let path = route.path.render(|name| params.get(name))?;
+    let sends_body = !matches!(route.method, Method::GET | Method::HEAD | Method::DELETE);
+    let (body, query) = if sends_body {
+        let bytes = serde_json::to_vec(&ctx.body)
+            .map_err(|error| GatewayError::new(ErrorKind::Internal, error.to_string()))?;
+        (Some(Bytes::from(bytes)), Vec::new())
+    } else {
+        (None, query_pairs(&ctx.body))
+    };
+    let mut headers = HeaderMap::new();
+    route.headers.apply(ctx.headers, &mut headers)?;
+    headers.insert(
+        HeaderName::from_static("x-request-id"),
+        header_value(ctx.request_id)?,
+    );
+    headers.insert(
+        HeaderName::from_static("x-gateway-service"),
+        header_value(&route.service)?,
+    );
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    if let Some(identity) = &ctx.identity {
+        let identity_header = |value: &str| {
+            header_value(value).map_err(|_| {
+                GatewayError::new(
+                    ErrorKind::Unauthorized,
+                    "credential claims contain characters not allowed in HTTP headers",
+                )
+            })
+        };
+        headers.insert(
+            HeaderName::from_static("x-user-id"),
+            identity_header(&identity.subject)?,
+        );
+        headers.insert(
+            HeaderName::from_static("x-user-auth"),
+            HeaderValue::from_static(identity.method.as_str()),
+        );
+        if !identity.scopes.is_empty() {
+            headers.insert(
+                HeaderName::from_static("x-user-scopes"),
+                identity_header(&identity.scopes.join(" "))?,
+            );
+        }
+        if !identity.roles.is_empty() {
+            headers.insert(
+                HeaderName::from_static("x-user-roles"),
+                identity_header(&identity.roles.join(","))?,
+            );
+        }
+    }
+    Ok(PreparedCall {
+        method: route.method.clone(),
+        path,
+        query,
+        body,
+        headers,
+        timeout,
+        deadline_bound: timeout < route.timeout,
+    })
+}
+
+/// The smaller of the route's timeout and the time the client still waits.
+fn upstream_timeout(route_timeout: Duration, deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(deadline) => route_timeout.min(deadline.saturating_duration_since(Instant::now())),
+        None => route_timeout,
+    }
+}
+
+fn header_value(value: &str) -> Result<reqwest::header::HeaderValue, GatewayError> {
+    reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        GatewayError::new(ErrorKind::InvalidHeader, "header value not allowed in HTTP")
+    })
+}

@@ -1,0 +1,92 @@
+//! What a request leaves behind for operators: its span (parented to the
+//! publisher's trace context), its metrics and span attributes once answered.
+
+use std::time::Duration;
+
+use metrics::SharedString;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::pipeline::Answer;
+use super::Gateway;
+use crate::observe::{self, PropertyExtractor};
+use crate::{Headers, Inbound};
+
+impl Gateway {
+    /// The request's server-side span, parented to the publisher's trace
+    /// context; disabled (free) when spans are not exported. Named after the route
+    /// template (low cardinality), found before the span because a span's
+    /// name cannot change once its context exists.
+    pub(super) fn request_span(
+        &self,
+        inbound: &Inbound,
+        headers: &Headers,
+        request_id: &str,
+        template: Option<&SharedString>,
+    ) -> Span {
+        if !self.traces {
+            return Span::none();
+        }
+        let name = match &template {
+            Some(template) => format!("process {template}"),
+            None => "process".to_string(),
+        };
+        // DEBUG, like its children: log lines name the request themselves, so
+        // the log layer (INFO by default) never pays for formatting span fields.
+        let span = tracing::debug_span!(
+            "request",
+            otel.name = name,
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "mqtt",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = %String::from_utf8_lossy(&inbound.topic),
+            messaging.destination.template = template.map(|t| t.as_ref()),
+            messaging.message.body.size = inbound.payload.len(),
+            request_id,
+            trace_id = tracing::field::Empty,
+            routemq.service = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&PropertyExtractor(headers))
+        });
+        span.set_parent(parent).ok();
+        if let Some(trace_id) = observe::trace_id(&span) {
+            span.record("trace_id", trace_id);
+        }
+        span
+    }
+
+    /// Metrics and span attributes of a finished request.
+    pub(super) fn observe_answer(&self, answer: &Answer, elapsed: Duration) {
+        let status = answer.reply.status;
+        if self.traces {
+            let span = Span::current();
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", status.to_string());
+            }
+        }
+        if !observe::metrics_enabled() {
+            return;
+        }
+        let route = answer
+            .route
+            .clone()
+            .unwrap_or(SharedString::const_str("unmatched"));
+        let service = answer.service.clone().unwrap_or_default();
+        metrics::counter!(
+            "routemq_requests_total",
+            "route" => route.clone(),
+            "service" => service,
+            "status" => status.to_string(),
+        )
+        .increment(1);
+        metrics::histogram!("routemq_request_duration_seconds", "route" => route)
+            .record(elapsed.as_secs_f64());
+    }
+}
