@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::gateway::{Builtin, Gateway};
 use crate::middleware::BreakerState;
-use crate::redis::keys;
+use crate::redis::scripts;
 use crate::{metrics, ErrorKind, GatewayError, Reply};
 
 fn unix_seconds() -> f64 {
@@ -36,8 +36,7 @@ impl Gateway {
         services: impl Iterator<Item = &'a String>,
     ) -> HashMap<String, &'static str> {
         let reads = services.map(|service| async move {
-            let state: FredResult<Option<String>> =
-                self.redis.hget(keys::breaker(service), "state").await;
+            let state = scripts::breaker_state(&self.redis, service).await;
             let state = match state {
                 Ok(state) => BreakerState::parse(state.as_deref().unwrap_or("closed")).as_str(),
                 Err(_) => "unknown",

@@ -10,6 +10,7 @@ use fred::prelude::*;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::redis::records::ServiceCounter;
 use crate::redis::{keys, scripts};
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -41,9 +42,9 @@ impl Batch {
             ("gateway:rate_limit_hits".to_string(), self.rate_limit_hits),
         ];
         for (service, counters) in self.services {
-            deltas.push((format!("service:{service}:requests"), counters.requests));
-            deltas.push((format!("service:{service}:errors"), counters.errors));
-            deltas.push((format!("service:{service}:time_us"), counters.time_us));
+            deltas.push((ServiceCounter::Requests.field(&service), counters.requests));
+            deltas.push((ServiceCounter::Errors.field(&service), counters.errors));
+            deltas.push((ServiceCounter::TimeMicros.field(&service), counters.time_us));
         }
         deltas.retain(|(_, delta)| *delta != 0);
         deltas
@@ -173,13 +174,13 @@ pub async fn read_report(redis: &Client) -> anyhow::Result<Value> {
     let mut services = Map::new();
     let mut names: Vec<&str> = fields
         .keys()
-        .filter_map(|key| key.strip_prefix("service:")?.strip_suffix(":requests"))
+        .filter_map(|key| ServiceCounter::requests_of(key))
         .collect();
     names.sort_unstable();
     for name in names {
-        let requests = get(&format!("service:{name}:requests"));
-        let errors = get(&format!("service:{name}:errors"));
-        let time_us = get(&format!("service:{name}:time_us"));
+        let requests = get(&ServiceCounter::Requests.field(name));
+        let errors = get(&ServiceCounter::Errors.field(name));
+        let time_us = get(&ServiceCounter::TimeMicros.field(name));
         let per_request = |value: i64| value as f64 / requests.max(1) as f64;
         services.insert(
             name.to_string(),

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::spec::FallbackSpec;
 use super::{Middleware, RequestContext};
 use crate::redis::keys;
+use crate::redis::records::CachedReply;
 use crate::reply::Source;
 use crate::upstream::{Forwarder, PreparedCall, UpstreamResponse};
 use crate::{GatewayError, Reply};
@@ -109,7 +110,11 @@ impl Middleware for Fallback {
             return;
         }
         let key = keys::fallback_cache(&route.service, &request_hash(ctx, call));
-        let stored = format!("{}:{}", response.status, response.body.get());
+        let stored = CachedReply {
+            status: response.status,
+            body: response.body.get().into(),
+        }
+        .encode();
         let redis = self.redis.clone();
         // Off the reply path: the reply does not wait for the cache write.
         tokio::spawn(async move {
@@ -157,10 +162,11 @@ fn request_hash(ctx: &RequestContext<'_>, call: &PreparedCall) -> String {
     crate::hex(&hasher.finalize())
 }
 
+/// A cached reply's status and body, if the record is readable.
 fn parse_stored(stored: &str) -> Option<(u16, Box<RawValue>)> {
-    let (status, data) = stored.split_once(':')?;
+    let cached = CachedReply::decode(stored)?;
     Some((
-        status.parse().ok()?,
-        RawValue::from_string(data.to_string()).ok()?,
+        cached.status,
+        RawValue::from_string(cached.body.into_owned()).ok()?,
     ))
 }

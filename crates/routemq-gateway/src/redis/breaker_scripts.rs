@@ -155,3 +155,14 @@ pub async fn breaker_successes(
     .await?;
     Ok(applied == 1)
 }
+
+/// The state `service`'s breaker scripts last wrote (`closed`, `open`,
+/// `half_open`); `None` when no breaker ever tripped for it. The one read
+/// of the breaker's hash outside its scripts.
+pub async fn breaker_state(client: &Client, service: &str) -> FredResult<Option<String>> {
+    crate::observe::redis_call(
+        "breaker_state",
+        client.hget(keys::breaker(service), "state"),
+    )
+    .await
+}

@@ -25,6 +25,7 @@ use sha1::{Digest, Sha1};
 
 use crate::process::ProcessId;
 use crate::redis::keys;
+use crate::redis::records::ReplayRecord;
 use crate::redis::scripts::{self, ClaimResult};
 use crate::Reply;
 use lease::{LeaseGuard, Leases, CLAIM_LEASE};
@@ -70,17 +71,6 @@ pub(crate) struct Ticket {
     lease: LeaseGuard,
 }
 
-/// What the store holds for a request id: `pending:<fingerprint>:<worker token>`
-/// while it runs, `done:<fingerprint>:<status>:<payload>` once answered. The
-/// fingerprint (SHA-1 of the payload, 40 hex digits) tells a retry from a
-/// different request that reuses the id.
-enum Stored<'a> {
-    Pending { fingerprint: &'a str },
-    Done { fingerprint: &'a str, reply: Reply },
-}
-
-const FINGERPRINT_LEN: usize = 40;
-
 impl Replays {
     pub(crate) fn new(redis: Client, window: Option<Duration>, process: ProcessId) -> Self {
         let leases = Arc::new(Leases::default());
@@ -105,11 +95,12 @@ impl Replays {
             return Claim::Skip;
         };
         let fingerprint = fingerprint(attempt.payload);
-        let claim = format!(
-            "pending:{fingerprint}:{}:{}",
-            self.process,
-            uuid::Uuid::new_v4().simple()
-        );
+        let token = format!("{}:{}", self.process, uuid::Uuid::new_v4().simple());
+        let claim = ReplayRecord::Pending {
+            fingerprint: fingerprint.as_str().into(),
+            token: token.into(),
+        }
+        .encode();
         let scope = scope(attempt.caller, attempt.topic, attempt.request_id);
         let key = keys::request(&scope);
         let attempts = keys::request_attempts(&scope);
@@ -132,13 +123,17 @@ impl Replays {
                 return Claim::Skip;
             }
         };
-        match parse(&existing) {
-            Some(Stored::Done {
-                fingerprint: f,
-                reply,
-            }) if f == fingerprint => Claim::Replay(reply),
-            Some(Stored::Pending { fingerprint: f }) if f == fingerprint => Claim::InProgress,
-            Some(_) => Claim::Reused,
+        match ReplayRecord::decode(&existing) {
+            Some(record) if record.fingerprint() != fingerprint => Claim::Reused,
+            Some(ReplayRecord::Done {
+                status, payload, ..
+            }) => Claim::Replay(Reply {
+                status,
+                payload: Bytes::from(payload.into_owned()),
+                replayed: true,
+                properties: Vec::new(),
+            }),
+            Some(ReplayRecord::Pending { .. }) => Claim::InProgress,
             None => {
                 tracing::warn!(
                     request_id = attempt.request_id,
@@ -156,12 +151,12 @@ impl Replays {
             return;
         };
         let outcome = if is_final(reply.status) {
-            format!(
-                "done:{}:{}:{}",
-                ticket.fingerprint,
-                reply.status,
-                String::from_utf8_lossy(&reply.payload)
-            )
+            ReplayRecord::Done {
+                fingerprint: ticket.fingerprint.as_str().into(),
+                status: reply.status,
+                payload: String::from_utf8_lossy(&reply.payload),
+            }
+            .encode()
         } else {
             String::new()
         };
@@ -199,26 +194,6 @@ fn scope(caller: Option<&str>, topic: &str, request_id: &str) -> String {
 
 fn fingerprint(payload: &[u8]) -> String {
     crate::hex(&Sha1::digest(payload))
-}
-
-fn parse(stored: &str) -> Option<Stored<'_>> {
-    let (state, rest) = stored.split_once(':')?;
-    let fingerprint = rest.get(..FINGERPRINT_LEN)?;
-    let rest = rest.get(FINGERPRINT_LEN..)?.strip_prefix(':')?;
-    match state {
-        "pending" => Some(Stored::Pending { fingerprint }),
-        "done" => {
-            let (status, payload) = rest.split_once(':')?;
-            let reply = Reply {
-                status: status.parse().ok()?,
-                payload: Bytes::from(payload.to_string()),
-                replayed: true,
-                properties: Vec::new(),
-            };
-            Some(Stored::Done { fingerprint, reply })
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]
