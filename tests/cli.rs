@@ -136,7 +136,15 @@ fn services_register_heartbeat_expire_and_deregister() {
         &redis,
     )
     .expect("alive");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Without further heartbeats its ttl runs out (listing does not extend it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while run(&["services", "list"], &redis)
+        .expect("list")
+        .contains("u1")
+    {
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let error = run(
         &[
             "services",

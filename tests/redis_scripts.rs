@@ -73,7 +73,19 @@ async fn exercise_scripts(redis: &Client) {
     registry::heartbeat(redis, "svc-b", "b-1")
         .await
         .expect("heartbeat while alive");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis
+        .exists::<i64, _>(keys::instance("svc-b", "b-1"))
+        .await
+        .expect("exists")
+        == 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ttl never ran out"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(registry::heartbeat(redis, "svc-b", "b-1").await.is_err());
     let listing = registry::list_services(redis).await.expect("list");
     assert!(listing["svc-b"].is_empty());
@@ -260,14 +272,22 @@ async fn exercise_middleware_scripts(redis: &Client) {
                 == (attempt == "b1")
         );
     }
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(
-        scripts::rate_limit(redis, &clock, &short, 1, fast, "b3")
+    // The window slides: a later attempt is admitted (refusals count nothing).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for attempt in 3.. {
+        let id = format!("b{attempt}");
+        let verdict = scripts::rate_limit(redis, &clock, &short, 1, fast, &id)
             .await
-            .expect("rl")
-            .admitted,
-        "the window slides"
-    );
+            .expect("rl");
+        if verdict.admitted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the window never slid"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A call that runs after its deadline in Redis time (a stalled Redis
     // resuming after the worker gave up on it) counts nothing.
     let stalled = RedisClock::default();
@@ -315,7 +335,14 @@ async fn exercise_middleware_scripts(redis: &Client) {
     assert_eq!(record("c3", Failure).await, "open");
     let refused = admit("c4").await;
     assert_eq!((refused.state.as_str(), refused.admitted), ("open", false));
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Refused until the recovery time has passed in Redis time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut waiting = refused;
+    while !waiting.admitted {
+        assert!(std::time::Instant::now() < deadline, "never half open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waiting = admit("c5").await;
+    }
     let probe = admit("c5").await;
     assert_eq!(
         (probe.state.as_str(), probe.admitted, probe.probe),

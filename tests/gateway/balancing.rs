@@ -144,8 +144,16 @@ async fn an_unreachable_instance_is_skipped_then_marked_unhealthy() {
         );
         assert_eq!(reply.json()["data"]["instance"], "user-service-1");
     }
-    let reply = ask(&client, "gateway/health", "").await;
-    assert_eq!(reply.json()["services"]["user-service"], "degraded");
+    // The next probe (every 200 ms in the test config) marks it unhealthy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = ask(&client, "gateway/health", "").await.json();
+        if health["services"]["user-service"] == "degraded" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{health}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let services = ask(&client, "gateway/services", "").await.json();
     let users = services["services"]
         .as_array()

@@ -158,12 +158,18 @@ async fn a_hanging_service_holds_only_its_bulkhead() {
         ..RequestOptions::default()
     };
     // 300 > the worker's 256 slots: without bulkheads they would take them all.
+    let (answered, mut first_answer) = tokio::sync::mpsc::unbounded_channel();
     let hanging = join_all((0..300).map(|_| {
-        let (client, quick) = (Arc::clone(&client), quick.clone());
-        async move { client.request("api/in/hang", "", &quick).await.ok() }
+        let (client, quick, answered) = (Arc::clone(&client), quick.clone(), answered.clone());
+        async move {
+            let reply = client.request("api/in/hang", "", &quick).await.ok();
+            answered.send(()).ok();
+            reply
+        }
     }));
     let healthy = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The first answers are the refusals beyond the bulkhead: it is full.
+        first_answer.recv().await;
         let started = Instant::now();
         let reply = client
             .request("api/in/fast/2", "", &quick)

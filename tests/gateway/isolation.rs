@@ -200,13 +200,12 @@ async fn redirects_304s_and_caller_deadlines_never_open_a_breaker() {
         );
     }
     iso.flaky.delay_ms.store(0, Ordering::SeqCst);
-    // Failures are recorded after the reply: had any counted, the breaker
-    // (threshold 3) would be open by now and stay open for 30 s.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let reply = ask_with(&client, "api/iso/flaky/after", "", &[]).await;
     assert_eq!(reply.status, 200, "breaker still closed: {}", reply.json());
 
-    // The upstream's own faults still open it.
+    // The upstream's own faults still open it — after exactly its threshold
+    // of 3, so none of the above counted (each failure is awaited in Redis,
+    // where it is written after the reply).
     iso.flaky.failing.store(true, Ordering::SeqCst);
     let mut statuses = Vec::new();
     for id in 0..8 {
@@ -215,11 +214,16 @@ async fn redirects_304s_and_caller_deadlines_never_open_a_breaker() {
         if statuses.last().map(String::as_str) == Some("circuit_open") {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        crate::mw::failure_recorded(&iso.stack.redis_client, "flaky-service", id + 1).await;
     }
     assert_eq!(
-        statuses.last().map(String::as_str),
-        Some("circuit_open"),
+        statuses,
+        [
+            "upstream_error",
+            "upstream_error",
+            "upstream_error",
+            "circuit_open"
+        ],
         "{statuses:?}"
     );
 }

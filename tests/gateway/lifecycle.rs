@@ -1,9 +1,11 @@
 //! Draining, restarts and outages of the broker and Redis, cluster-wide metrics.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use fred::prelude::*;
 use routemq_client::RequestOptions;
+use routemq_gateway::redis::keys;
 
 use crate::stack::{ask, Stack};
 
@@ -80,7 +82,20 @@ async fn gateway_metrics_are_cluster_wide() {
         ask(&client, "api/v1/users/create", "{oops").await.status,
         400
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Counters reach Redis with the worker's next flush.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let total: Option<i64> = stack
+            .redis_client
+            .hget(keys::METRICS, "gateway:total_requests")
+            .await
+            .expect("metrics hash");
+        if total == Some(11) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "flushed total {total:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let report = ask(&client, "gateway/metrics", "").await.json();
     assert_eq!(report["gateway"]["total_requests"], 11, "{report}");
     assert_eq!(report["gateway"]["successful_requests"], 10);

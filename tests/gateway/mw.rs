@@ -190,3 +190,24 @@ pub async fn limited_pings(client: &Arc<RequestClient>, token: &str, count: usiz
     });
     futures::future::join_all(requests).await
 }
+
+/// Waits until the `count`th failure of `service` is recorded (failures are
+/// written after the reply), or the breaker has opened (which clears them).
+pub async fn failure_recorded(redis: &fred::prelude::Client, service: &str, count: i64) {
+    use fred::prelude::*;
+    use routemq_gateway::redis::scripts;
+    let failures = routemq_gateway::redis::keys::breaker_failures(service);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let recorded: i64 = redis.zcard(&failures).await.expect("zcard");
+        let state = scripts::breaker_state(redis, service).await.expect("state");
+        if recorded >= count || state.as_deref() == Some("open") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "failure {count} of {service} never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

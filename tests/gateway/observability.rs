@@ -100,7 +100,10 @@ async fn one_trace_from_publisher_through_either_worker_to_the_upstream() {
         ("OTEL_SERVICE_NAME", "gateway-grpc"),
         // The gateway crate's logs at warn must not drop its spans (the
         // runtime stays at info only so the test sees it subscribe).
-        ("RUST_LOG", "warn,routemq=info"),
+        (
+            "RUST_LOG",
+            "warn,routemq=info,routemq_gateway::registry=debug",
+        ),
     ];
     grpc_env.extend(common);
     let mut http_env = vec![

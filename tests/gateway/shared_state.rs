@@ -92,8 +92,7 @@ async fn breaker_is_one_state_for_all_workers(cluster: bool) {
             break;
         }
         assert_eq!(reply.status, 502, "{}", reply.json());
-        // Failures are recorded after the reply; give the write a moment.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        mw::failure_recorded(&stack.stack.redis_client, "flaky-service", attempt as i64).await;
     }
     let opened_after = opened_after.expect("the breaker opened");
     assert!(
@@ -111,7 +110,7 @@ async fn breaker_is_one_state_for_all_workers(cluster: bool) {
 
     // Half open: 40 concurrent requests through 4 workers admit one probe.
     flaky.delay_ms.store(500, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    recovery_passed(&stack.stack.redis_client).await;
     let before = flaky.hits.load(Ordering::SeqCst);
     let replies = join_all((0..40).map(get)).await;
     let probes = flaky.hits.load(Ordering::SeqCst) - before;
@@ -133,7 +132,7 @@ async fn breaker_is_one_state_for_all_workers(cluster: bool) {
     flaky.failing.store(false, Ordering::SeqCst);
     flaky.delay_ms.store(0, Ordering::SeqCst);
     assert_eq!(error_type(&get(1).await), "circuit_open");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    recovery_passed(&stack.stack.redis_client).await;
     assert_eq!(get(1).await.status, 200, "the probe succeeds");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -175,4 +174,28 @@ async fn breaker_on_one_redis() {
 #[tokio::test]
 async fn breaker_on_a_redis_cluster() {
     breaker_is_one_state_for_all_workers(true).await;
+}
+
+/// Waits until the flaky service's breaker has been open for its recovery
+/// time (1 s in the test config) by Redis's clock, so the next admission
+/// moves it to half open.
+async fn recovery_passed(redis: &fred::prelude::Client) {
+    use fred::prelude::*;
+    const OPEN_FOR_MS: &str =
+        "local opened = tonumber(redis.call('HGET', KEYS[1], 'opened_at') or '0') \
+        local t = redis.call('TIME') \
+        return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - opened";
+    let key = routemq_gateway::redis::keys::breaker("flaky-service");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open_for: i64 = redis
+            .eval(OPEN_FOR_MS, vec![key.clone()], Vec::<String>::new())
+            .await
+            .expect("breaker age");
+        if open_for >= 1000 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the breaker never aged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

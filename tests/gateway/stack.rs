@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_routemq-under-test");
 
+/// What a worker logs (at debug) after each successful registry refresh.
+const REFRESHED: &str = "registry refreshed";
+
 /// The gateway binary workers run: this build's, or `ROUTEMQ_UNDER_TEST` to
 /// measure another build (e.g. the previous release) with the same harness.
 pub fn under_test() -> std::path::PathBuf {
@@ -228,9 +231,20 @@ impl Stack {
             .expect("client connects")
     }
 
-    /// Waits until every worker's registry cache has caught up (refresh is 100 ms).
+    /// Waits until every worker's registry cache has caught up with the
+    /// registry as it is now: each worker has finished two refreshes since
+    /// this call, so the second began after it.
     pub async fn settle(&self) {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        let marks: Vec<usize> = self
+            .workers
+            .iter()
+            .map(|worker| worker.count_log(REFRESHED))
+            .collect();
+        for (worker, mark) in self.workers.iter().zip(marks) {
+            worker
+                .wait_for_log_count(REFRESHED, mark + 2, Duration::from_secs(10))
+                .await;
+        }
     }
 }
 

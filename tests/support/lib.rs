@@ -351,8 +351,13 @@ impl Worker {
 
     /// Waits for a log line without blocking the test's async runtime.
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        self.wait_for_log_count(needle, 1, timeout).await;
+    }
+
+    /// Waits until `count` log lines contain `needle`.
+    pub async fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.count_log(needle) == 0 {
+        while self.count_log(needle) < count {
             assert!(Instant::now() < deadline, "{}", self.missing(needle));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -150,7 +150,13 @@ impl RegistryCache {
                 _ = cancel.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            match self.refresh(&client).await {
+            let refreshed = self.refresh(&client).await;
+            if refreshed.is_ok() {
+                // What tests (and an operator at debug level) wait on to know
+                // a worker has seen the registry as it is now.
+                tracing::debug!("registry refreshed");
+            }
+            match refreshed {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!("registry refresh recovered");
