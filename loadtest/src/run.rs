@@ -1,7 +1,8 @@
 //! Sending the load: open loop (constant arrival rate) or closed loop (K
 //! outstanding), over any number of MQTT connections.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use routemq_client::{ClientError, ClientOptions, RequestClient, RequestOptions, StrayReplies};
@@ -62,10 +63,8 @@ struct Shared {
 }
 
 impl Shared {
-    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
-        self.tally
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn tally(&self) -> parking_lot::MutexGuard<'_, Tally> {
+        self.tally.lock()
     }
 
     /// Records one request meant to start at `intended`.

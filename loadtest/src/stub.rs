@@ -3,8 +3,9 @@
 //! up to `jitter`, uniformly), a `tail_fraction` of them `tail_latency`
 //! instead, and an `error_rate` of them answer 500.
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{StatusCode, Uri};
@@ -69,7 +70,7 @@ pub async fn serve(
             let (rng, behaviour) = (Arc::clone(&rng), Arc::clone(&behaviour));
             async move {
                 let draw = {
-                    let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut rng = rng.lock();
                     behaviour.draw(&mut rng)
                 };
                 if !draw.delay.is_zero() {

@@ -7,9 +7,10 @@
 //! can recognise them.
 #![forbid(unsafe_code)]
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -140,34 +141,28 @@ struct Strays {
 impl Strays {
     fn answered(&self, correlation: &Bytes) {
         if self.tracking {
-            lock(&self.answered).insert(correlation.clone());
+            self.answered.lock().insert(correlation.clone());
         }
     }
 
     fn timed_out(&self, correlation: Bytes) {
         if self.tracking {
-            lock(&self.timed_out).insert(correlation);
+            self.timed_out.lock().insert(correlation);
         }
     }
 
     /// Classifies a reply nobody waits for.
     fn stray(&self, correlation: &Bytes) {
-        let counter = if lock(&self.timed_out).remove(correlation) {
-            lock(&self.answered).insert(correlation.clone());
+        let counter = if self.timed_out.lock().remove(correlation) {
+            self.answered.lock().insert(correlation.clone());
             &self.late
-        } else if lock(&self.answered).contains(correlation) {
+        } else if self.answered.lock().contains(correlation) {
             &self.duplicates
         } else {
             &self.unknown
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A connected request/response client. Cheap to share behind an `Arc`;
@@ -191,14 +186,15 @@ impl RequestClient {
         broker_url: &str,
         client_options: &ClientOptions,
     ) -> Result<RequestClient, ClientError> {
-        let broker = parse_broker_url(broker_url)?;
+        let broker = BrokerUrl::parse(broker_url)?;
         let client_id = format!("routemq-client-{}", uuid::Uuid::new_v4().simple());
+        let transport = broker.rumqttc_transport();
         let mut options = MqttOptions::new(client_id.clone(), broker.host, broker.port);
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_start(true)
             .set_max_packet_size(Some(16 * 1024 * 1024))
-            .set_transport(broker.transport);
+            .set_transport(transport);
         if let Some((user, password)) = client_options.credentials.clone().or(broker.credentials) {
             options.set_credentials(user, password);
         }
@@ -336,10 +332,8 @@ impl RequestClient {
         self.client.disconnect().await.ok();
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<Bytes, oneshot::Sender<Reply>>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock_pending(&self) -> parking_lot::MutexGuard<'_, HashMap<Bytes, oneshot::Sender<Reply>>> {
+        self.pending.lock()
     }
 }
 
@@ -351,50 +345,72 @@ fn qos(level: u8) -> QoS {
     }
 }
 
-/// Where and how to connect, from a broker URL.
-struct Broker {
-    /// The host, or for WebSocket the whole URL (rumqttc's convention).
-    host: String,
-    port: u16,
-    transport: Transport,
-    credentials: Option<(String, String)>,
+/// How a broker URL reaches the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerTransport {
+    Tcp,
+    Tls,
+    Ws,
+    Wss,
 }
 
-/// `mqtt://`, `tcp://` (1883), `mqtts://`, `ssl://`, `tls://` (8883),
-/// `ws://` (80) and `wss://` (443), with optional `user:password@`.
-fn parse_broker_url(raw: &str) -> Result<Broker, ClientError> {
-    let invalid = || ClientError::Url(raw.to_string());
-    let url = url::Url::parse(raw).map_err(|_| invalid())?;
-    let host = url.host_str().ok_or_else(invalid)?.to_string();
-    let (default_port, transport) = match url.scheme() {
-        "mqtt" | "tcp" => (1883, Transport::Tcp),
-        "mqtts" | "ssl" | "tls" => (8883, Transport::tls_with_default_config()),
-        "ws" => (80, Transport::Ws),
-        "wss" => (443, Transport::wss_with_default_config()),
-        _ => return Err(invalid()),
-    };
-    let port = url.port().unwrap_or(default_port);
-    let credentials = (!url.username().is_empty()).then(|| {
-        (
-            url.username().to_string(),
-            url.password().unwrap_or_default().to_string(),
-        )
-    });
-    let host = match transport {
-        Transport::Ws | Transport::Wss(_) => {
-            let mut ws = url.clone();
-            ws.set_username("").ok();
-            ws.set_password(None).ok();
-            ws.to_string()
+/// A broker address: `mqtt://`, `tcp://` (1883), `mqtts://`, `ssl://`,
+/// `tls://` (8883), `ws://` (80) and `wss://` (443), with optional
+/// `user:password@`. The one parser of MQTT URLs, shared with the gateway's
+/// configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// The host, or for WebSocket the whole URL without credentials (rumqttc's convention).
+    pub host: String,
+    pub port: u16,
+    pub transport: BrokerTransport,
+    pub credentials: Option<(String, String)>,
+}
+
+impl BrokerUrl {
+    pub fn parse(raw: &str) -> Result<BrokerUrl, ClientError> {
+        let invalid = || ClientError::Url(raw.to_string());
+        let url = url::Url::parse(raw).map_err(|_| invalid())?;
+        let host = url.host_str().ok_or_else(invalid)?.to_string();
+        let (default_port, transport) = match url.scheme() {
+            "mqtt" | "tcp" => (1883, BrokerTransport::Tcp),
+            "mqtts" | "ssl" | "tls" => (8883, BrokerTransport::Tls),
+            "ws" => (80, BrokerTransport::Ws),
+            "wss" => (443, BrokerTransport::Wss),
+            _ => return Err(invalid()),
+        };
+        let port = url.port().unwrap_or(default_port);
+        let credentials = (!url.username().is_empty()).then(|| {
+            (
+                url.username().to_string(),
+                url.password().unwrap_or_default().to_string(),
+            )
+        });
+        let host = match transport {
+            BrokerTransport::Ws | BrokerTransport::Wss => {
+                let mut ws = url.clone();
+                ws.set_username("").ok();
+                ws.set_password(None).ok();
+                ws.to_string()
+            }
+            BrokerTransport::Tcp | BrokerTransport::Tls => host,
+        };
+        Ok(BrokerUrl {
+            host,
+            port,
+            transport,
+            credentials,
+        })
+    }
+
+    fn rumqttc_transport(&self) -> Transport {
+        match self.transport {
+            BrokerTransport::Tcp => Transport::Tcp,
+            BrokerTransport::Tls => Transport::tls_with_default_config(),
+            BrokerTransport::Ws => Transport::Ws,
+            BrokerTransport::Wss => Transport::wss_with_default_config(),
         }
-        _ => host,
-    };
-    Ok(Broker {
-        host,
-        port,
-        transport,
-        credentials,
-    })
+    }
 }
 
 /// Runs the event loop: (re)subscribes on every clean connection and hands
@@ -432,10 +448,7 @@ async fn drive(
                 let Some(correlation) = properties.correlation_data else {
                     continue;
                 };
-                let waiter = pending
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .remove(&correlation);
+                let waiter = pending.lock().remove(&correlation);
                 let Some(waiter) = waiter else {
                     strays.stray(&correlation);
                     continue;
@@ -471,12 +484,12 @@ async fn drive(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_broker_url;
+    use super::BrokerUrl;
 
     type Parsed = (String, u16, Option<(String, String)>);
 
     fn parsed(url: &str) -> Option<Parsed> {
-        parse_broker_url(url)
+        BrokerUrl::parse(url)
             .ok()
             .map(|broker| (broker.host, broker.port, broker.credentials))
     }

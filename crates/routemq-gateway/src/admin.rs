@@ -1,7 +1,5 @@
 //! The gateway's own routes: `gateway/health`, `gateway/services`, `gateway/metrics`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use std::collections::HashMap;
 
 use fred::prelude::*;
@@ -12,13 +10,6 @@ use crate::gateway::{Builtin, Gateway};
 use crate::middleware::BreakerState;
 use crate::redis::scripts;
 use crate::{metrics, ErrorKind, GatewayError, Reply};
-
-fn unix_seconds() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
 
 impl Gateway {
     pub(crate) async fn builtin(&self, builtin: Builtin, request_id: &str) -> Reply {
@@ -59,7 +50,7 @@ impl Gateway {
             200,
             json!({
                 "status": if redis_ok { "healthy" } else { "degraded" },
-                "timestamp": unix_seconds(),
+                "timestamp": crate::unix_time().as_secs_f64(),
                 "version": env!("CARGO_PKG_VERSION"),
                 "worker": {
                     "id": self.worker_id,
@@ -100,7 +91,7 @@ impl Gateway {
                 "status": "success",
                 "count": services.len(),
                 "services": services,
-                "timestamp": unix_seconds(),
+                "timestamp": crate::unix_time().as_secs_f64(),
             }),
         )
     }
@@ -108,7 +99,7 @@ impl Gateway {
     async fn metrics_report(&self, request_id: &str) -> Reply {
         match metrics::read_report(&self.redis).await {
             Ok(mut report) => {
-                report["timestamp"] = json!(unix_seconds());
+                report["timestamp"] = json!(crate::unix_time().as_secs_f64());
                 Reply::raw(200, report)
             }
             Err(error) => {

@@ -8,6 +8,7 @@
 
 mod admin;
 mod error;
+mod every;
 mod gateway;
 pub mod membership;
 pub mod metrics;
@@ -23,12 +24,22 @@ pub mod request_log;
 pub mod upstream;
 
 pub use error::{ErrorKind, GatewayError, Retry, Side};
+pub use every::Every;
 pub use gateway::{
     encode_level, BackgroundTasks, Builtin, ForwardRoute, Gateway, GatewayBuilder, GatewayConfig,
     Limits, RegistrySettings, ReplyTopics, RouteTarget,
 };
 pub use reply::{Outbound, Reply};
 pub use request::{Headers, Inbound, ReplyAddress};
+
+/// Time since the Unix epoch by the wall clock, for timestamps people and
+/// other systems read (log entries, key records, token claims); zero if the
+/// clock is set before 1970. Durations and deadlines use `Instant` instead.
+pub fn unix_time() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
 
 /// Lower-case hex of a digest, for Redis keys and fingerprints.
 pub(crate) fn hex(bytes: &[u8]) -> String {

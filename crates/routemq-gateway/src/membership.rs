@@ -45,13 +45,8 @@ impl Membership {
 
     /// Joins now and renews until `stop`, then leaves the set.
     pub async fn run(self: Arc<Self>, redis: Client, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(RENEW_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+        let mut every = crate::Every::new(RENEW_EVERY, stop);
+        while every.tick().await {
             match scripts::worker_membership(&redis, self.process.as_str(), ENTRY_TTL, true).await {
                 Ok(workers) => self.set(workers),
                 Err(error) => {

@@ -2,8 +2,8 @@
 //! path (one uncontended lock, no I/O) and a background task flushes them to
 //! one Redis hash in batches; `gateway/metrics` reads the totals.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use fred::prelude::*;
@@ -73,20 +73,14 @@ impl MetricsRecorder {
     /// Counts one request refused by a rate limit (it is also counted by
     /// [`MetricsRecorder::record`] when its 429 reply goes out).
     pub fn record_rate_limited(&self) {
-        self.batch
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .rate_limit_hits += 1;
+        self.batch.lock().rate_limit_hits += 1;
     }
 
     /// Counts one answered request. `service` is the upstream it was forwarded
     /// to, if any; a status of 400 or more counts as a failure, as in the reference.
     pub fn record(&self, service: Option<&str>, status: u16, elapsed: Duration) {
         let failed = status >= 400;
-        let mut batch = self
-            .batch
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut batch = self.batch.lock();
         batch.total += 1;
         if failed {
             batch.failed += 1;
@@ -106,10 +100,7 @@ impl MetricsRecorder {
     }
 
     fn take(&self) -> Batch {
-        let mut batch = self
-            .batch
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut batch = self.batch.lock();
         std::mem::take(&mut *batch)
     }
 
@@ -119,13 +110,9 @@ impl MetricsRecorder {
         let flusher_id = uuid::Uuid::new_v4().simple().to_string();
         let mut sequence = 0;
         let mut pending: Vec<Pending> = Vec::new();
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut every = crate::Every::new(interval, cancel);
         loop {
-            let stopping = tokio::select! {
-                _ = cancel.cancelled() => true,
-                _ = ticker.tick() => false,
-            };
+            let stopping = !every.tick().await;
             let batch = self.take();
             if !batch.is_empty() {
                 sequence += 1;

@@ -3,8 +3,8 @@
 //! and pushed in one script call per interval, never on the request path; a
 //! batch that fails is dropped (logs are best effort) and counted.
 
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use parking_lot::Mutex;
+use std::time::Duration;
 
 use fred::prelude::Client;
 use metrics::SharedString;
@@ -102,14 +102,8 @@ impl RequestLog {
     }
 
     pub fn record(&self, record: &LogRecord<'_>) {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or_default();
-        let mut buffer = self
-            .buffer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let timestamp = crate::unix_time().as_secs_f64();
+        let mut buffer = self.buffer.lock();
         if buffer.entries.len() >= MAX_BUFFERED {
             buffer.dropped += 1;
             return;
@@ -127,12 +121,7 @@ impl RequestLog {
     }
 
     fn take(&self) -> Buffer {
-        std::mem::take(
-            &mut *self
-                .buffer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
+        std::mem::take(&mut *self.buffer.lock())
     }
 
     async fn flush(&self, redis: &Client) {
@@ -159,13 +148,9 @@ impl RequestLog {
 
     /// Pushes the buffer every `interval` until `stop`, then once more.
     pub async fn run_flush(&self, redis: Client, interval: Duration, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = ticker.tick() => self.flush(&redis).await,
-            }
+        let mut every = crate::Every::new(interval, stop);
+        while every.tick().await {
+            self.flush(&redis).await;
         }
         self.flush(&redis).await;
     }

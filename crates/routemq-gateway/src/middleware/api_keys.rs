@@ -3,8 +3,9 @@
 //! lookup costs no Redis round trip and a revocation takes effect within one
 //! refresh interval. [`ApiKeyStore`] is the one way to the stored set.
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fred::prelude::*;
@@ -49,29 +50,19 @@ pub struct ApiKeys {
 impl ApiKeys {
     pub fn lookup(&self, key: &str) -> Option<ApiKeyRecord> {
         let hash = hash_api_key(key);
-        let loaded = self
-            .loaded
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let loaded = self.loaded.read();
         loaded.by_hash.get(&hash).cloned()
     }
 
     /// Reloads the set if its version changed; returns whether it did.
     pub async fn refresh(&self, redis: &Client) -> FredResult<bool> {
         let version: Option<i64> = redis.get(keys::API_KEYS_VERSION).await?;
-        let current = self
-            .loaded
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .version;
+        let current = self.loaded.read().version;
         if current.is_some() && current == version {
             return Ok(false);
         }
         let by_hash = ApiKeyStore::new(redis).records().await?;
-        let mut loaded = self
-            .loaded
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut loaded = self.loaded.write();
         *loaded = Loaded {
             version: Some(version.unwrap_or(0)),
             by_hash: Arc::new(by_hash),
@@ -81,16 +72,10 @@ impl ApiKeys {
 
     /// Refreshes every `interval` until `stop`; keeps the last set while Redis is down.
     pub async fn run_refresh(&self, redis: Client, interval: Duration, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = ticker.tick() => {
-                    if let Err(error) = self.refresh(&redis).await {
-                        tracing::warn!(%error, "api key refresh failed, keeping the last set");
-                    }
-                }
+        let mut every = crate::Every::new(interval, stop);
+        while every.tick().await {
+            if let Err(error) = self.refresh(&redis).await {
+                tracing::warn!(%error, "api key refresh failed, keeping the last set");
             }
         }
     }
@@ -127,10 +112,7 @@ impl<'a> ApiKeyStore<'a> {
             name: name.to_string(),
             scopes: scopes.to_vec(),
             roles: roles.to_vec(),
-            created_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|since| since.as_secs())
-                .unwrap_or_default(),
+            created_at: crate::unix_time().as_secs(),
         };
         let encoded = serde_json::to_string(&record)
             .map_err(|error| Error::new(ErrorKind::Parse, error.to_string()))?;

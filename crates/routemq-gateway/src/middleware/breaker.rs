@@ -7,8 +7,9 @@
 //! outcomes are written, after the reply has gone out. In failure-rate mode
 //! successes are counted per worker and flushed once a second in one batch.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use fred::prelude::Client;
@@ -67,10 +68,7 @@ struct Successes {
 
 impl Successes {
     fn add(&self, service: &str) {
-        let mut pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pending = self.pending.lock();
         match pending.get_mut(service) {
             Some(count) => *count += 1,
             None => {
@@ -80,12 +78,7 @@ impl Successes {
     }
 
     fn take(&self) -> HashMap<String, u64> {
-        std::mem::take(
-            &mut *self
-                .pending
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
+        std::mem::take(&mut *self.pending.lock())
     }
 }
 
@@ -99,9 +92,8 @@ async fn flush_successes(
     flusher_id: String,
 ) {
     let mut sequence = 0u64;
-    let mut tick = tokio::time::interval(SUCCESS_FLUSH_INTERVAL);
-    loop {
-        tick.tick().await;
+    let mut every = crate::Every::until_dropped(SUCCESS_FLUSH_INTERVAL);
+    while every.tick().await {
         let Some(successes) = successes.upgrade() else {
             return;
         };

@@ -5,9 +5,10 @@
 //! half the share, refilled at a rate that keeps any window's admissions at
 //! or below the share (see [`quota`]).
 
+use parking_lot::RwLock;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -108,10 +109,7 @@ impl<C: Clock + Clone> LocalLimit<C> {
 
     fn share_for(&self, workers: u32) -> Arc<Share<C>> {
         let workers = workers.max(1);
-        let current = match self.current.read() {
-            Ok(current) => Arc::clone(&current),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        };
+        let current = Arc::clone(&self.current.read());
         if current.workers == workers {
             return current;
         }
@@ -124,10 +122,7 @@ impl<C: Clock + Clone> LocalLimit<C> {
             workers,
             &self.clock,
         ));
-        match self.current.write() {
-            Ok(mut current) => *current = Arc::clone(&rebuilt),
-            Err(poisoned) => *poisoned.into_inner() = Arc::clone(&rebuilt),
-        }
+        *self.current.write() = Arc::clone(&rebuilt);
         rebuilt
     }
 }

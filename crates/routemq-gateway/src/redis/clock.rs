@@ -6,7 +6,8 @@
 //! reply carried plus the worker's own monotonic clock since — so no two
 //! hosts' wall clocks are compared.
 
-use std::sync::{Mutex, MutexGuard};
+use parking_lot::Mutex;
+use parking_lot::MutexGuard;
 use std::time::{Duration, Instant};
 
 /// Past this, a command has outlived any allowed command timeout
@@ -22,9 +23,7 @@ pub struct RedisClock {
 
 impl RedisClock {
     fn lock(&self) -> MutexGuard<'_, Option<(u64, Instant)>> {
-        self.last
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.last.lock()
     }
 
     /// Records Redis's time (ms) from a reply that just arrived. The estimate

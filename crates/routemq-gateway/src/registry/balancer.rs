@@ -1,7 +1,8 @@
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fred::prelude::*;
@@ -135,10 +136,7 @@ impl Balancer {
     }
 
     fn slot(&self, service: &str) -> Arc<tokio::sync::Mutex<Lease>> {
-        let mut leases = self
-            .leases
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut leases = self.leases.lock();
         if let Some(slot) = leases.get(service) {
             return Arc::clone(slot);
         }

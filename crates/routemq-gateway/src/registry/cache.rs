@@ -1,5 +1,6 @@
+use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fred::prelude::*;
@@ -50,18 +51,12 @@ pub struct RegistryCache {
 
 impl RegistryCache {
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        match self.current.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(&self.current.read())
     }
 
     pub fn replace(&self, snapshot: Snapshot) {
         let snapshot = Arc::new(snapshot);
-        match self.current.write() {
-            Ok(mut guard) => *guard = snapshot,
-            Err(poisoned) => *poisoned.into_inner() = snapshot,
-        }
+        *self.current.write() = snapshot;
     }
 
     /// Marks an instance healthy or not in this worker only, for `hold`: a
@@ -76,10 +71,8 @@ impl RegistryCache {
         self.replace(self.overlaid(&snapshot));
     }
 
-    fn verdicts(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (bool, Instant)>> {
-        self.local
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn verdicts(&self) -> parking_lot::MutexGuard<'_, HashMap<(String, String), (bool, Instant)>> {
+        self.local.lock()
     }
 
     /// `snapshot` with the live local verdicts applied (expired ones dropped).
@@ -142,14 +135,9 @@ impl RegistryCache {
         interval: Duration,
         cancel: CancellationToken,
     ) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut every = crate::Every::new(interval, cancel);
         let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+        while every.tick().await {
             let refreshed = self.refresh(&client).await;
             if refreshed.is_ok() {
                 // What tests (and an operator at debug level) wait on to know

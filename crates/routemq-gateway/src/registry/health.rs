@@ -29,13 +29,8 @@ pub async fn run_health_probes(
     settings: ProbeSettings,
     cancel: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(settings.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    let mut every = crate::Every::new(settings.interval, cancel);
+    while every.tick().await {
         let snapshot = cache.snapshot();
         let probes = snapshot
             .services

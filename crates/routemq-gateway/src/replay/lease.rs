@@ -6,9 +6,10 @@
 //! once on the worker's Redis connections: one round trip per pass, and no
 //! command at all for a request shorter than a second.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use fred::prelude::Client;
@@ -52,10 +53,8 @@ impl Drop for LeaseGuard {
 }
 
 impl Leases {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Held>> {
-        self.held
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<u64, Held>> {
+        self.held.lock()
     }
 
     pub(crate) fn hold(self: &Arc<Self>, key: &str, claim: &str) -> LeaseGuard {
@@ -84,10 +83,8 @@ impl Leases {
 
 /// Renews `leases` every [`RENEW_EVERY`] until they are dropped.
 pub(crate) async fn renew_leases(leases: Weak<Leases>, redis: Client) {
-    let mut tick = tokio::time::interval(RENEW_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
+    let mut every = crate::Every::until_dropped(RENEW_EVERY);
+    while every.tick().await {
         let Some(held) = leases.upgrade() else {
             return;
         };

@@ -3,8 +3,9 @@
 //! (Envoy's per-cluster `max_requests`). Beyond the cap a request is refused
 //! at once with `503 service_overloaded` instead of waiting for a slot.
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -70,19 +71,11 @@ impl Bulkheads {
     }
 
     fn slots(&self, service: &str) -> Arc<Semaphore> {
-        let known = self
-            .slots
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(service)
-            .cloned();
+        let known = self.slots.read().get(service).cloned();
         if let Some(slots) = known {
             return slots;
         }
-        let mut slots = self
-            .slots
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slots = self.slots.write();
         Arc::clone(
             slots
                 .entry(service.to_string())

@@ -1,7 +1,7 @@
 //! `routemq api-keys …` and `routemq token`: credentials for the auth middleware.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::Subcommand;
 use fred::prelude::*;
@@ -86,7 +86,7 @@ pub fn token(
     let secret = jwt.keys.hs256_secret.ok_or_else(|| {
         anyhow::anyhow!("tokens can only be minted with an HS256 secret (hs256_secret_env or hs256_secret_file)")
     })?;
-    let now = unix_seconds();
+    let now = routemq_gateway::unix_time().as_secs();
     let mut claims = json!({
         "sub": subject,
         "iat": now,
@@ -109,11 +109,4 @@ pub fn token(
     )?;
     println!("{token}");
     Ok(())
-}
-
-fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }

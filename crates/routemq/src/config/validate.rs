@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Method;
+use routemq_client::{BrokerTransport, BrokerUrl};
 use routemq_gateway::redis::RedisSettings;
 use routemq_gateway::upstream::{HeaderPolicy, PathTemplate};
 use routemq_gateway::{
@@ -504,24 +505,14 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// Broker host, port and optional user name and password.
 type BrokerAddress = (String, u16, Option<(String, String)>);
 
-/// `mqtt://[user:pass@]host[:port]` (also `tcp://`).
+/// `mqtt://[user:pass@]host[:port]` (also `tcp://`): a worker connects over
+/// plain TCP.
 fn parse_mqtt_url(raw: &str) -> Result<BrokerAddress, String> {
-    let url =
-        url::Url::parse(raw).map_err(|error| format!("mqtt url `{raw}` is invalid: {error}"))?;
-    if !matches!(url.scheme(), "mqtt" | "tcp") {
+    let url = BrokerUrl::parse(raw).map_err(|_| format!("mqtt url `{raw}` is invalid"))?;
+    if url.transport != BrokerTransport::Tcp {
         return Err(format!(
             "mqtt url `{raw}` must start with mqtt:// or tcp://"
         ));
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("mqtt url `{raw}` has no host"))?
-        .to_string();
-    let credentials = (!url.username().is_empty()).then(|| {
-        (
-            url.username().to_string(),
-            url.password().unwrap_or_default().to_string(),
-        )
-    });
-    Ok((host, url.port().unwrap_or(1883), credentials))
+    Ok((url.host, url.port, url.credentials))
 }

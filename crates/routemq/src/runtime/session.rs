@@ -17,8 +17,9 @@
 //! can reach a later connection. [`Session::admit`] tells first deliveries
 //! from copies.
 
+use parking_lot::Mutex;
+use parking_lot::MutexGuard;
 use std::collections::HashSet;
-use std::sync::{Mutex, MutexGuard};
 
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
@@ -66,9 +67,7 @@ impl Session {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     /// A new connection is up (CONNACK); returns its number.

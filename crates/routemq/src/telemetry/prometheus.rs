@@ -70,12 +70,9 @@ pub async fn serve_probes(
     // Histograms need periodic upkeep (their windows roll over) when no
     // scraper comes by.
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = upkeep_stop.cancelled() => return,
-                _ = ticker.tick() => upkeep.run_upkeep(),
-            }
+        let mut every = routemq_gateway::Every::new(Duration::from_secs(5), upkeep_stop);
+        while every.tick().await {
+            upkeep.run_upkeep();
         }
     });
     let app = Router::new()
