@@ -71,7 +71,74 @@ pub struct BackgroundTasks {
     tasks: TaskTracker,
 }
 
+/// What the background tasks work on, shared with the pipeline.
+struct BackgroundParts<'a> {
+    config: &'a GatewayConfig,
+    worker_id: &'a str,
+    redis: &'a Client,
+    http: &'a reqwest::Client,
+    cache: &'a Arc<RegistryCache>,
+    metrics: &'a Arc<MetricsRecorder>,
+    api_keys: Option<&'a Arc<ApiKeys>>,
+    request_log: Option<&'a Arc<RequestLog>>,
+    membership: &'a Arc<Membership>,
+}
+
 impl BackgroundTasks {
+    /// Request-log and metric flushes, API-key and registry refreshes,
+    /// health probes and live-worker membership.
+    fn start(parts: BackgroundParts<'_>) -> BackgroundTasks {
+        let BackgroundParts {
+            config,
+            worker_id,
+            redis,
+            http,
+            cache,
+            metrics,
+            api_keys,
+            request_log,
+            membership,
+        } = parts;
+        let background = BackgroundTasks {
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        let (tasks, stop, flush) = (
+            &background.tasks,
+            &background.stop,
+            config.metrics_flush_interval,
+        );
+        if let Some(log) = request_log {
+            let (log, redis, stop) = (Arc::clone(log), redis.clone(), stop.clone());
+            tasks.spawn(async move { log.run_flush(redis, flush, stop).await });
+        }
+        if let (Some(api_keys), Some(interval)) = (api_keys, config.auth.api_keys_refresh) {
+            let (api_keys, redis, stop) = (Arc::clone(api_keys), redis.clone(), stop.clone());
+            tasks.spawn(async move { api_keys.run_refresh(redis, interval, stop).await });
+        }
+        tasks.spawn(Arc::clone(membership).run(redis.clone(), stop.clone()));
+        let registry = config.registry;
+        tasks.spawn(Arc::clone(cache).run_refresh(
+            redis.clone(),
+            registry.refresh_interval,
+            stop.clone(),
+        ));
+        tasks.spawn(run_health_probes(
+            redis.clone(),
+            Arc::clone(cache),
+            http.clone(),
+            ProbeSettings {
+                interval: registry.health_check_interval,
+                timeout: registry.health_check_timeout,
+                worker_id: worker_id.to_string(),
+            },
+            stop.clone(),
+        ));
+        let (flushed, flush_redis, flush_stop) = (Arc::clone(metrics), redis.clone(), stop.clone());
+        tasks.spawn(async move { flushed.run_flush(flush_redis, flush, flush_stop).await });
+        background
+    }
+
     /// Stops the tasks and waits for them (the metrics task flushes once more).
     pub async fn stop(self) {
         self.stop.cancel();
@@ -144,45 +211,17 @@ impl GatewayBuilder {
         let membership = Membership::new(ProcessId::new(&worker_id));
         let metrics = Arc::new(MetricsRecorder::default());
 
-        let background = BackgroundTasks {
-            stop: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-        };
-        let (tasks, stop, flush) = (
-            &background.tasks,
-            &background.stop,
-            config.metrics_flush_interval,
-        );
-        if let Some(log) = &request_log {
-            let (log, redis, stop) = (Arc::clone(log), redis.clone(), stop.clone());
-            tasks.spawn(async move { log.run_flush(redis, flush, stop).await });
-        }
-        if let (Some(api_keys), Some(interval)) = (&api_keys, config.auth.api_keys_refresh) {
-            let (api_keys, redis, stop) = (Arc::clone(api_keys), redis.clone(), stop.clone());
-            tasks.spawn(async move { api_keys.run_refresh(redis, interval, stop).await });
-        }
-        tasks.spawn(Arc::clone(&membership).run(redis.clone(), stop.clone()));
-        let registry = config.registry;
-        tasks.spawn(Arc::clone(&cache).run_refresh(
-            redis.clone(),
-            registry.refresh_interval,
-            stop.clone(),
-        ));
-        tasks.spawn(run_health_probes(
-            redis.clone(),
-            Arc::clone(&cache),
-            http.clone(),
-            ProbeSettings {
-                interval: registry.health_check_interval,
-                timeout: registry.health_check_timeout,
-                worker_id: worker_id.clone(),
-            },
-            stop.clone(),
-        ));
-        let (flushed, flush_redis, flush_stop) =
-            (Arc::clone(&metrics), redis.clone(), stop.clone());
-        tasks.spawn(async move { flushed.run_flush(flush_redis, flush, flush_stop).await });
-
+        let background = BackgroundTasks::start(BackgroundParts {
+            config: &config,
+            worker_id: &worker_id,
+            redis: &redis,
+            http: &http,
+            cache: &cache,
+            metrics: &metrics,
+            api_keys: api_keys.as_ref(),
+            request_log: request_log.as_ref(),
+            membership: &membership,
+        });
         let gateway = Gateway::new(GatewayParts {
             routes: config.routes,
             middleware: config.middleware,

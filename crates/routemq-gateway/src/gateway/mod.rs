@@ -1,4 +1,5 @@
 mod address;
+mod admission;
 mod builder;
 mod checks;
 mod pipeline;

@@ -28,8 +28,8 @@ use tracing::Instrument;
 
 use super::prepare::prepare;
 use super::{address, Gateway, Plan, RouteTarget};
-use crate::middleware::{ChainRun, Flow, Identity, Outcome, RequestContext};
-use crate::replay::{Attempt, Claim, Ticket};
+use crate::middleware::{ChainRun, Flow, Outcome, RequestContext};
+use crate::replay::{Claim, Ticket};
 use crate::request::{is_acceptable_request_id, parse_payload, take_payload_address};
 use crate::request_log::LogRecord;
 use crate::upstream::{PreparedCall, UpstreamResponse};
@@ -70,7 +70,7 @@ impl Answer {
 }
 
 /// Admission's verdict on a request that may go upstream.
-enum Admitted {
+pub(super) enum Admitted {
     Run {
         permits: ChainRun,
         /// The safe-retry claim, to finish with the upstream's answer.
@@ -328,57 +328,6 @@ impl Gateway {
             }
         };
         (properties, admitted)
-    }
-
-    /// The claim's verdict on a request the chain admitted.
-    fn claimed(&self, permits: ChainRun, claim: Claim) -> Result<Admitted, GatewayError> {
-        match claim {
-            Claim::Fresh(ticket) => Ok(Admitted::Run {
-                permits,
-                ticket: Some(ticket),
-            }),
-            Claim::Skip => Ok(Admitted::Run {
-                permits,
-                ticket: None,
-            }),
-            Claim::Replay(reply) => Ok(Admitted::Replayed(reply)),
-            Claim::Reused => Err(GatewayError::new(
-                ErrorKind::RequestIdReused,
-                "this x-request-id was already used on this topic with a different payload",
-            )),
-            Claim::InProgress => Err(GatewayError::new(
-                ErrorKind::RequestInProgress,
-                "a request with this x-request-id is still being processed; retry later",
-            )),
-        }
-    }
-
-    /// Claims a POST/PATCH for safe retries. Only a client-chosen id
-    /// identifies a retry; a generated one never repeats. Replies are bound
-    /// to the verified caller; an anonymous caller is replayed only where the
-    /// route opted in.
-    async fn claim(
-        &self,
-        ctx: &RequestContext<'_>,
-        route: &ForwardRoute,
-        call: &PreparedCall,
-        retry_safe_id: bool,
-    ) -> Claim {
-        let caller = ctx.identity.as_ref().map(Identity::caller_key);
-        let replayable = caller.is_some() || route.anonymous_replay;
-        if !(retry_safe_id && replayable && self.replays.applies(&route.method)) {
-            return Claim::Skip;
-        }
-        let attempt = Attempt {
-            method: &route.method,
-            caller: caller.as_deref(),
-            request_id: ctx.request_id,
-            topic: ctx.topic,
-            // The body as forwarded, encoded once (serde_json orders keys,
-            // so equal bodies encode equally).
-            payload: call.body.as_deref().unwrap_or_default(),
-        };
-        Box::pin(self.replays.claim(attempt)).await
     }
 
     /// The upstream's answer through the response filters, as a reply.

@@ -5,6 +5,7 @@
 mod guards;
 mod middleware;
 mod raw;
+mod sections;
 mod validate;
 
 pub use middleware::Secret;

@@ -4,12 +4,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Method;
-use routemq_client::{BrokerTransport, BrokerUrl};
 use routemq_gateway::redis::RedisSettings;
 use routemq_gateway::upstream::{HeaderPolicy, PathTemplate};
-use routemq_gateway::{
-    Builtin, ForwardRoute, GatewayConfig, Limits, RegistrySettings, RouteTarget,
-};
+use routemq_gateway::{Builtin, ForwardRoute, GatewayConfig, RouteTarget};
 use routemq_router::{Group, Qos, RouteSpec, RouteTable, TopicPattern};
 use thiserror::Error;
 use toml::Spanned;
@@ -19,6 +16,8 @@ use routemq_gateway::middleware::{MiddlewareConfigs, MiddlewareKinds};
 use super::guards::{check_routes_against_middleware, reply_topics, service_limits};
 use super::middleware::{auth_settings, middleware_configs, Secret, Secrets};
 use super::raw::{RawConfig, RawGroup, RawInherited, RawRoute};
+pub use super::sections::MqttSettings;
+use super::sections::{limits, mqtt_settings, redis_settings, registry_settings, telemetry};
 
 /// A configuration problem, with the file and (when known) the line.
 #[derive(Debug, Error)]
@@ -27,22 +26,6 @@ pub struct ConfigError {
     pub file: String,
     pub line: Option<usize>,
     pub message: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct MqttSettings {
-    pub host: String,
-    pub port: u16,
-    pub credentials: Option<(String, String)>,
-    /// A fixed client id; when absent each worker generates a unique one
-    /// (clean start, so a random id never leaves a persistent session behind).
-    pub client_id: Option<String>,
-    pub share_group: String,
-    pub keep_alive: Duration,
-    pub max_packet_size: u32,
-    pub max_in_flight: u16,
-    /// QoS 0 requests handled at once; more are shed.
-    pub max_in_flight_qos0: u16,
 }
 
 /// A validated worker configuration: the gateway's settings and what the
@@ -143,100 +126,17 @@ fn parse_with(
     let raw: RawConfig =
         toml::from_str(text).map_err(|error| at(error.span(), error.message().to_string()))?;
 
-    let mqtt_url = env("ROUTEMQ_MQTT_URL")
-        .or(raw.mqtt.url)
-        .unwrap_or_else(|| "mqtt://127.0.0.1:1883".into());
-    let (host, port, credentials) =
-        parse_mqtt_url(&mqtt_url).map_err(|message| at(None, message))?;
-    let share_group = raw.mqtt.share_group.unwrap_or_else(|| "gw".into());
-    if share_group.is_empty() || share_group.contains(['/', '+', '#']) {
-        return Err(at(
-            None,
-            format!("mqtt.share_group `{share_group}` may not be empty or contain `/`, `+`, `#`"),
-        ));
-    }
-    let mqtt = MqttSettings {
-        host,
-        port,
-        credentials,
-        client_id: raw.mqtt.client_id,
-        share_group,
-        keep_alive: raw.mqtt.keep_alive.unwrap_or(Duration::from_secs(30)),
-        max_packet_size: raw.mqtt.max_packet_size.unwrap_or(1024 * 1024),
-        max_in_flight: raw.mqtt.max_in_flight.unwrap_or(256).max(1),
-        max_in_flight_qos0: 0,
-    };
-    let mqtt = MqttSettings {
-        max_in_flight_qos0: raw
-            .mqtt
-            .max_in_flight_qos0
-            .unwrap_or((mqtt.max_in_flight / 4).max(1))
-            .max(1),
-        ..mqtt
-    };
+    let mqtt = mqtt_settings(raw.mqtt, env).map_err(|message| at(None, message))?;
     let service_limits = service_limits(
         raw.gateway.service_max_in_flight,
         &raw.services,
         mqtt.max_in_flight,
     );
     let reply_topics = reply_topics(raw.replies.allow).map_err(|message| at(None, message))?;
-
-    let mut redis = RedisSettings::new(
-        env("ROUTEMQ_REDIS_URL")
-            .or(raw.redis.url)
-            .unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
-    );
-    if let Some(timeout) = raw.redis.command_timeout {
-        if timeout.is_zero() || timeout > Duration::from_millis(500) {
-            return Err(at(
-                None,
-                "redis.command_timeout must be between 1ms and 500ms".into(),
-            ));
-        }
-        redis.command_timeout = timeout;
-    }
-
-    let (given, defaults) = (&raw.limits, Limits::default());
-    let limits = Limits {
-        max_payload_bytes: given
-            .max_payload_bytes
-            .unwrap_or(defaults.max_payload_bytes),
-        max_user_properties: given
-            .max_user_properties
-            .unwrap_or(defaults.max_user_properties),
-        max_header_bytes: given.max_header_bytes.unwrap_or(defaults.max_header_bytes),
-        max_param_bytes: given.max_param_bytes.unwrap_or(defaults.max_param_bytes),
-        max_response_bytes: given
-            .max_response_bytes
-            .unwrap_or(defaults.max_response_bytes),
-        max_topic_bytes: given.max_topic_bytes.unwrap_or(defaults.max_topic_bytes),
-    };
-    if limits.max_payload_bytes as u64 >= u64::from(mqtt.max_packet_size) {
-        return Err(at(
-            None,
-            format!(
-                "limits.max_payload_bytes ({}) must be below mqtt.max_packet_size ({}) so oversized payloads get a 413 reply",
-                limits.max_payload_bytes, mqtt.max_packet_size
-            ),
-        ));
-    }
-
-    let metrics_addr = env("ROUTEMQ_METRICS_ADDR")
-        .or(raw.telemetry.metrics_addr)
-        .filter(|addr| !addr.is_empty())
-        .map(|addr| {
-            addr.parse::<std::net::SocketAddr>().map_err(|error| {
-                at(
-                    None,
-                    format!("telemetry.metrics_addr `{addr}` is not host:port: {error}"),
-                )
-            })
-        })
-        .transpose()?;
-    let request_log_length = match raw.telemetry.request_log {
-        Some(false) => None,
-        _ => Some(raw.telemetry.request_log_length.unwrap_or(1000).max(1)),
-    };
+    let redis = redis_settings(raw.redis, env).map_err(|message| at(None, message))?;
+    let limits = limits(&raw.limits, &mqtt).map_err(|message| at(None, message))?;
+    let (metrics_addr, request_log_length) =
+        telemetry(raw.telemetry, env).map_err(|message| at(None, message))?;
     let config_dir = Path::new(file).parent().unwrap_or(Path::new("."));
     let auth = auth_settings(raw.auth, config_dir, secrets).map_err(|message| at(None, message))?;
     let middleware = middleware_configs(raw.middleware, &auth, kinds)
@@ -277,20 +177,7 @@ fn parse_with(
         }
     })?;
 
-    let registry = RegistrySettings {
-        refresh_interval: raw
-            .registry
-            .refresh_interval
-            .unwrap_or(Duration::from_secs(1)),
-        health_check_interval: raw
-            .registry
-            .health_check_interval
-            .unwrap_or(Duration::from_secs(5)),
-        health_check_timeout: raw
-            .registry
-            .health_check_timeout
-            .unwrap_or(Duration::from_secs(2)),
-    };
+    let registry = registry_settings(&raw.registry);
     let gateway = GatewayConfig {
         routes,
         middleware,
@@ -500,19 +387,4 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
-}
-
-/// Broker host, port and optional user name and password.
-type BrokerAddress = (String, u16, Option<(String, String)>);
-
-/// `mqtt://[user:pass@]host[:port]` (also `tcp://`): a worker connects over
-/// plain TCP.
-fn parse_mqtt_url(raw: &str) -> Result<BrokerAddress, String> {
-    let url = BrokerUrl::parse(raw).map_err(|_| format!("mqtt url `{raw}` is invalid"))?;
-    if url.transport != BrokerTransport::Tcp {
-        return Err(format!(
-            "mqtt url `{raw}` must start with mqtt:// or tcp://"
-        ));
-    }
-    Ok((url.host, url.port, url.credentials))
 }

@@ -2,7 +2,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use routemq_gateway::GatewayBuilder;
+use routemq_gateway::{Gateway, GatewayBuilder};
 use rumqttc::v5::mqttbytes::v5::Filter;
 use rumqttc::v5::{AsyncClient, MqttOptions};
 use rumqttc::NetworkOptions;
@@ -72,59 +72,17 @@ pub async fn run_worker(
         .await
         .map_err(|message| anyhow::anyhow!(message))?;
 
-    let client_id = mqtt.client_id.clone().unwrap_or_else(|| worker_id.clone());
-    let capacity = Capacity {
-        acked: usize::from(mqtt.max_in_flight),
-        qos0: usize::from(mqtt.max_in_flight_qos0),
-    };
-    let (client, event_loop) = AsyncClient::new(
-        mqtt_options(&mqtt, client_id),
-        client_queue(capacity, filters.len()),
-    );
-    let session = Arc::new(Session::new(client.clone()));
-    let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
-    let max_packet = Arc::new(AtomicU32::new(mqtt.max_packet_size));
-    let event_task = tokio::spawn(drive(
-        event_loop,
-        events_tx,
-        Arc::clone(&max_packet),
-        mqtt.max_packet_size,
-        Arc::clone(&session),
-    ));
-    let dispatcher = Dispatcher::new(gateway, client.clone(), session, capacity, max_packet);
-
-    tracing::info!(worker_id, filters = ?filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "worker started");
-    let mut connected = false;
-    let mut connections = 0u64;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            event = events.recv() => match event.and_then(|e| dispatcher.dispatch(e)) {
-                Some(LoopEvent::ConnectionLost) => {
-                    connected = false;
-                    readiness.set(&readiness.mqtt_connected, false);
-                    readiness.set(&readiness.subscribed, false);
-                }
-                Some(LoopEvent::Connected { session_present }) => {
-                    connected = true;
-                    connections += 1;
-                    if connections > 1 {
-                        metrics::counter!("routemq_mqtt_reconnects_total").increment(1);
-                    }
-                    readiness.set(&readiness.mqtt_connected, true);
-                    if !session_present {
-                        subscribe(&client, filters.clone());
-                    }
-                }
-                Some(LoopEvent::Subscribed { accepted }) => {
-                    readiness.set(&readiness.subscribed, accepted);
-                }
-                Some(_) => {}
-                None if event_task.is_finished() => anyhow::bail!("the MQTT event loop stopped"),
-                None => {}
-            },
-        }
-    }
+    let mut running = connect(&mqtt, &worker_id, gateway, filters, Arc::clone(&readiness));
+    tracing::info!(worker_id, filters = ?running.filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "worker started");
+    let connected = running.serve_until(&shutdown).await?;
+    let Running {
+        client,
+        mut events,
+        event_task,
+        dispatcher,
+        filters,
+        ..
+    } = running;
 
     readiness.set(&readiness.draining, true);
     tracing::info!(
@@ -156,6 +114,101 @@ pub async fn run_worker(
         probes.await.ok();
     }
     Ok(())
+}
+
+/// A worker's MQTT side once connected: the client, the events its loop
+/// hands over, and the dispatcher that runs each request.
+struct Running {
+    client: AsyncClient,
+    events: mpsc::Receiver<LoopEvent>,
+    event_task: JoinHandle<()>,
+    dispatcher: Dispatcher,
+    filters: Vec<Filter>,
+    readiness: Arc<Readiness>,
+}
+
+/// Starts the MQTT client and its event loop for `gateway`.
+fn connect(
+    mqtt: &MqttSettings,
+    worker_id: &str,
+    gateway: Arc<Gateway>,
+    filters: Vec<Filter>,
+    readiness: Arc<Readiness>,
+) -> Running {
+    let client_id = mqtt
+        .client_id
+        .clone()
+        .unwrap_or_else(|| worker_id.to_string());
+    let capacity = Capacity {
+        acked: usize::from(mqtt.max_in_flight),
+        qos0: usize::from(mqtt.max_in_flight_qos0),
+    };
+    let (client, event_loop) = AsyncClient::new(
+        mqtt_options(mqtt, client_id),
+        client_queue(capacity, filters.len()),
+    );
+    let session = Arc::new(Session::new(client.clone()));
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let max_packet = Arc::new(AtomicU32::new(mqtt.max_packet_size));
+    let event_task = tokio::spawn(drive(
+        event_loop,
+        events_tx,
+        Arc::clone(&max_packet),
+        mqtt.max_packet_size,
+        Arc::clone(&session),
+    ));
+    let dispatcher = Dispatcher::new(gateway, client.clone(), session, capacity, max_packet);
+    Running {
+        client,
+        events,
+        event_task,
+        dispatcher,
+        filters,
+        readiness,
+    }
+}
+
+impl Running {
+    /// Serves requests until `shutdown`: (re)subscribes on every clean
+    /// connection and keeps readiness true to the connection. Returns
+    /// whether the broker connection is up.
+    async fn serve_until(&mut self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+        let readiness = Arc::clone(&self.readiness);
+        let mut connected = false;
+        let mut connections = 0u64;
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(connected),
+                event = self.events.recv() => event,
+            };
+            match event.and_then(|e| self.dispatcher.dispatch(e)) {
+                Some(LoopEvent::ConnectionLost) => {
+                    connected = false;
+                    readiness.set(&readiness.mqtt_connected, false);
+                    readiness.set(&readiness.subscribed, false);
+                }
+                Some(LoopEvent::Connected { session_present }) => {
+                    connected = true;
+                    connections += 1;
+                    if connections > 1 {
+                        metrics::counter!("routemq_mqtt_reconnects_total").increment(1);
+                    }
+                    readiness.set(&readiness.mqtt_connected, true);
+                    if !session_present {
+                        subscribe(&self.client, self.filters.clone());
+                    }
+                }
+                Some(LoopEvent::Subscribed { accepted }) => {
+                    readiness.set(&readiness.subscribed, accepted);
+                }
+                Some(_) => {}
+                None if self.event_task.is_finished() => {
+                    anyhow::bail!("the MQTT event loop stopped")
+                }
+                None => {}
+            }
+        }
+    }
 }
 
 /// The client's request queue: room for a reply and an ack per slot, the
