@@ -129,3 +129,80 @@ async fn measure_healthy_service_while_another_hangs() {
         latencies.iter().filter(|l| l.1 == 200).count(),
     );
 }
+
+/// Each command's calls since the last `CONFIG RESETSTAT`, as Redis counts
+/// them (`INFO commandstats`; commands run inside scripts count under their
+/// own names, EVALSHA once per script call).
+async fn commandstats(redis: &fred::prelude::Client) -> std::collections::BTreeMap<String, u64> {
+    use fred::prelude::*;
+    let info: String = redis
+        .info(Some(fred::types::InfoKind::CommandStats))
+        .await
+        .expect("info");
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?;
+            Some((name.to_string(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+async fn reset_stats(redis: &fred::prelude::Client) {
+    use fred::prelude::*;
+    redis
+        .custom::<(), _>(fred::cmd!("CONFIG"), vec!["RESETSTAT"])
+        .await
+        .expect("config resetstat");
+}
+
+/// Redis commands per request by route kind, counted by Redis: each kind's
+/// requests one at a time, minus what the worker's background tasks ran in
+/// an idle stretch of the same length right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored"]
+async fn measure_redis_commands_per_request() {
+    let requests = env_number("ROUND_TRIP_REQUESTS", 400);
+    let mw = crate::mw::start(1, false).await;
+    let client = mw.stack.client().await;
+    let redis = &mw.stack.redis_client;
+    let kinds = [
+        ("GET api/v1 full chain", "api/v1/users/get/7", "", false),
+        // routemq-client always sends an x-request-id, so every POST is claimed.
+        ("POST api/v2 (claimed)", "api/v2/users/create", "{}", true),
+        ("gateway/metrics", "gateway/metrics", "", false),
+    ];
+    for (index, (kind, topic, payload, with_id)) in kinds.into_iter().enumerate() {
+        let token = crate::mw::bearer(&format!("round-trips-{index}"), &[]);
+        reset_stats(redis).await;
+        let started = Instant::now();
+        for n in 0..requests {
+            let id = format!("rt-{index}-{n}");
+            let mut headers = vec![("authorization", token.as_str())];
+            if with_id {
+                headers.push(("x-request-id", id.as_str()));
+            }
+            let reply = crate::mw::ask_with(&client, topic, payload, &headers).await;
+            assert!(reply.status < 300, "{kind}: {}", reply.json());
+        }
+        let busy = commandstats(redis).await;
+        let elapsed = started.elapsed();
+        reset_stats(redis).await;
+        tokio::time::sleep(elapsed).await;
+        let idle = commandstats(redis).await;
+        let per_request: Vec<String> = busy
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "info" | "config|resetstat" | "config"))
+            .filter_map(|(name, calls)| {
+                let net = calls.saturating_sub(*idle.get(name).unwrap_or(&0));
+                let ratio = net as f64 / requests as f64;
+                (ratio >= 0.005).then(|| format!("{name} {ratio:.2}"))
+            })
+            .collect();
+        println!(
+            "{kind}: {} requests in {elapsed:.1?}; per request: {}",
+            requests,
+            per_request.join(", ")
+        );
+    }
+}
