@@ -14,6 +14,9 @@
 # process under test. With BASELINE_BIN=<another routemq binary> each round
 # also runs (b1), (c1) and (p1) — POSTs through the full chain, each claimed
 # for safe retries — on that build, and prints this build's ratio to it.
+# BASE_CONFIG=<file> (default deploy/gateway.toml) is the configuration every
+# run derives its own from: give an older build's shipped config when that
+# build does not know a middleware kind the current one ships.
 # Usage: loadtest/bench.sh [DURATION] [CONCURRENCY] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,9 +75,10 @@ start_responder() {
 }
 # The shipped config without middleware (plain forwarding), and as shipped but
 # with a rate limit one client never reaches (1M per 1 s window).
-sed -e '/^ *middleware = \[/d' -e 's/, middleware = \[[^]]*\]//' deploy/gateway.toml > "$WORK/gateway-plain.toml"
-sed -e 's/^limit = 1000$/limit = 1000000/' -e 's/^window = "60s"$/window = "1s"/' deploy/gateway.toml > "$WORK/gateway-chain.toml"
-TOKEN=$($BIN/routemq token --config deploy/gateway.toml --sub bench-user --ttl 2h)
+BASE_CONFIG=${BASE_CONFIG:-deploy/gateway.toml}
+sed -e '/^ *middleware = \[/d' -e 's/, middleware = \[[^]]*\]//' "$BASE_CONFIG" > "$WORK/gateway-plain.toml"
+sed -e 's/^limit = 1000$/limit = 1000000/' -e 's/^window = "60s"$/window = "1s"/' "$BASE_CONFIG" > "$WORK/gateway-chain.toml"
+TOKEN=$($BIN/routemq token --config "$BASE_CONFIG" --sub bench-user --ttl 2h)
 LOADGEN_ARGS=()
 WORKER_ENV=()
 ROUTEMQ=$BIN/routemq
