@@ -116,6 +116,18 @@ pub struct MwStack {
 /// demo `user-service` instances and the switchable `flaky-service`.
 pub async fn start(workers: usize, cluster: bool) -> MwStack {
     let stack = Stack::start_with(workers, 1, CONFIG, cluster, &[("jwt.secret", SECRET)]).await;
+    with_upstreams(stack).await
+}
+
+/// [`start`] with one worker on one Redis, started with extra environment
+/// (a metrics address, say).
+pub async fn start_one_with_env(env: &[(&str, &str)]) -> MwStack {
+    let mut stack = Stack::start_with(0, 1, CONFIG, false, &[("jwt.secret", SECRET)]).await;
+    stack.add_worker_with_env("worker-0", env);
+    with_upstreams(stack).await
+}
+
+async fn with_upstreams(stack: Stack) -> MwStack {
     stack.demo_instances("user-service", 1).await;
     let flaky = Arc::new(Switch::default());
     let addr = switchable(Arc::clone(&flaky)).await;

@@ -144,6 +144,12 @@ pub struct Redis {
 }
 
 fn spawn_redis(port: u16, dir: &Path, extra: &[&str]) -> Process {
+    let process = start_redis_process(port, dir, extra);
+    wait_for_port(port, "redis-server");
+    process
+}
+
+fn start_redis_process(port: u16, dir: &Path, extra: &[&str]) -> Process {
     let child = Command::new("redis-server")
         .args([
             "--port",
@@ -162,9 +168,42 @@ fn spawn_redis(port: u16, dir: &Path, extra: &[&str]) -> Process {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server is installed (apt-get install redis-server)");
-    let process = Process { child };
-    wait_for_port(port, "redis-server");
-    process
+    Process { child }
+}
+
+/// A port for a cluster node: its cluster bus (port + 10 000) must be free
+/// too, and at most 65 535.
+fn cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A cluster node, started again on other ports if it could not bind (a
+/// port taken between choosing and binding, e.g. by a parallel test run).
+fn spawn_cluster_node(dir: &Path) -> (u16, Process) {
+    for _ in 0..5 {
+        let port = cluster_port();
+        let node_dir = dir.join(port.to_string());
+        std::fs::create_dir_all(&node_dir).expect("node dir");
+        let extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
+        let mut process = start_redis_process(port, &node_dir, &extra);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (port, process);
+            }
+            if process.child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                process.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("no redis cluster node could start");
 }
 
 impl Redis {
@@ -201,19 +240,8 @@ pub struct RedisCluster {
 impl RedisCluster {
     pub fn start() -> RedisCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let nodes = ports
-            .iter()
-            .map(|port| {
-                let node_dir = dir.path().join(port.to_string());
-                std::fs::create_dir_all(&node_dir).expect("node dir");
-                spawn_redis(
-                    *port,
-                    &node_dir,
-                    &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
-                )
-            })
-            .collect();
+        let (ports, nodes): (Vec<u16>, Vec<Process>) =
+            (0..3).map(|_| spawn_cluster_node(dir.path())).unzip();
         let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let status = Command::new("redis-cli")
             .args(["--cluster", "create"])

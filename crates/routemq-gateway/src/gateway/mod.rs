@@ -183,6 +183,15 @@ impl Gateway {
             .iter()
             .map(|(name, spec)| (name.as_str(), spec.build(name, &resources)))
             .collect();
+        if crate::observe::metrics_enabled() {
+            // Each service's bulkhead counter exists from the first scrape.
+            for route in parts.routes.routes() {
+                if let RouteTarget::Forward(forward) = &route.target {
+                    metrics::counter!("routemq_service_overloaded_total", "service" => forward.service.clone())
+                        .increment(0);
+                }
+            }
+        }
         let routes = parts.routes.try_map_targets(|route| {
             let chain = route
                 .middleware

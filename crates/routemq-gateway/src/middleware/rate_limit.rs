@@ -49,6 +49,10 @@ impl RateLimit {
         metrics: Arc<MetricsRecorder>,
         membership: Arc<Membership>,
     ) -> RateLimit {
+        if crate::observe::metrics_enabled() {
+            // From the first scrape, so `rate()` and alerts see the series.
+            metrics::counter!("routemq_rate_limited_total", "limiter" => name.clone()).increment(0);
+        }
         RateLimit {
             attempts: AttemptIds::new(membership.process(), &name),
             local: LocalLimit::new(spec.limit, spec.window, spec.fallback_limit),

@@ -10,6 +10,7 @@
 //! and `_ARG`, `OTEL_RESOURCE_ATTRIBUTES`); without one no OpenTelemetry
 //! layer is installed at all.
 
+mod catalog;
 mod prometheus;
 
 use opentelemetry::propagation::TextMapCompositePropagator;

@@ -28,6 +28,7 @@ pub fn install_prometheus() -> anyhow::Result<PrometheusHandle> {
         .set_buckets(LATENCY_BUCKETS)?
         .install_recorder()?;
     routemq_gateway::observe::enable_metrics();
+    super::catalog::register();
     Ok(handle)
 }
 
@@ -95,6 +96,8 @@ pub async fn serve_probes(
 }
 
 async fn metrics(State(state): State<ProbeState>) -> impl IntoResponse {
+    let (ready, _) = readiness_checks(&state);
+    metrics::gauge!("routemq_worker_ready").set(if ready { 1.0 } else { 0.0 });
     (
         [("content-type", "text/plain; version=0.0.4")],
         state.handle.render(),
@@ -102,6 +105,21 @@ async fn metrics(State(state): State<ProbeState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<ProbeState>) -> impl IntoResponse {
+    let (ready, checks) = readiness_checks(&state);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body: serde_json::Map<String, serde_json::Value> = checks
+        .iter()
+        .map(|(name, ok)| (name.to_string(), json!(ok)))
+        .collect();
+    (status, Json(json!({"ready": ready, "checks": body})))
+}
+
+/// Whether the worker should get traffic, and each check behind the answer.
+fn readiness_checks(state: &ProbeState) -> (bool, [(&'static str, bool); 4]) {
     let readiness = &state.readiness;
     let checks = [
         (
@@ -113,14 +131,5 @@ async fn readyz(State(state): State<ProbeState>) -> impl IntoResponse {
         ("not_draining", !readiness.draining.load(Ordering::Relaxed)),
     ];
     let ready = checks.iter().all(|(_, ok)| *ok);
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body: serde_json::Map<String, serde_json::Value> = checks
-        .iter()
-        .map(|(name, ok)| (name.to_string(), json!(ok)))
-        .collect();
-    (status, Json(json!({"ready": ready, "checks": body})))
+    (ready, checks)
 }

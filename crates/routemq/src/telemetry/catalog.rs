@@ -1,0 +1,213 @@
+//! Every metric a worker exports, with its help text and unit, in one list.
+//! Series without labels, and labelled ones whose label values are known in
+//! advance, are created at zero when the exporter is installed: `rate()` and
+//! alert rules then see a series from the first scrape, not from the first
+//! incident. Series labelled by route, service, limiter or script appear
+//! with their first request.
+
+use metrics::Unit;
+
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+struct Metric {
+    name: &'static str,
+    kind: Kind,
+    unit: Unit,
+    help: &'static str,
+    /// A label whose every value is known, to create at zero.
+    known: Option<(&'static str, &'static [&'static str])>,
+}
+
+const REFUSAL_REASONS: &[&str] = &[
+    "too_long",
+    "invalid",
+    "reserved",
+    "served",
+    "not_allowed",
+    "not_bound",
+];
+
+const REPLY_FAILURES: &[&str] = &["queue_full", "too_large", "publish_error"];
+
+const METRICS: &[Metric] = &[
+    Metric {
+        name: "routemq_requests_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Requests answered, by route template, upstream service and reply status.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_request_duration_seconds",
+        kind: Kind::Histogram,
+        unit: Unit::Seconds,
+        help: "Time from receiving a request to having its reply ready, by route template.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_upstream_duration_seconds",
+        kind: Kind::Histogram,
+        unit: Unit::Seconds,
+        help: "One upstream HTTP attempt, by service and outcome (success or the error type).",
+        known: None,
+    },
+    Metric {
+        name: "routemq_requests_in_flight",
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help: "QoS 1/2 requests this worker is handling now.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_requests_capacity",
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help: "QoS 1/2 requests this worker handles at once (mqtt.max_in_flight).",
+        known: None,
+    },
+    Metric {
+        name: "routemq_requests_shed_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "QoS 0 requests shed without running because their pool was full.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_service_overloaded_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Requests refused because their service's bulkhead was full, by service.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_rate_limited_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Requests refused by a rate limiter, by limiter name.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_circuit_breaker_state",
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help:
+            "A service's circuit breaker as this worker last saw it: 0 closed, 1 half open, 2 open.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_redis_duration_seconds",
+        kind: Kind::Histogram,
+        unit: Unit::Seconds,
+        help: "One Redis script call, by script.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_redis_errors_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Redis script calls that failed or timed out, by script.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_reply_topic_refused_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Requests not run because their reply address was refused, by reason.",
+        known: Some(("reason", REFUSAL_REASONS)),
+    },
+    Metric {
+        name: "routemq_replies_failed_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Replies that could not be published as built, by reason.",
+        known: Some(("reason", REPLY_FAILURES)),
+    },
+    Metric {
+        name: "routemq_mqtt_reconnects_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Connections to the broker after the first.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_redeliveries_skipped_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Redelivered (DUP) requests already running on this connection, not run again.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_stale_acks_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help:
+            "Requests finished after their connection was lost, so not acknowledged on the new one.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_worker_ready",
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help: "1 while this worker should get traffic (what /readyz answers), else 0.",
+        known: None,
+    },
+];
+
+/// Describes every metric and creates the ones that can start at zero.
+pub fn register() {
+    for metric in METRICS {
+        let (name, unit, help) = (metric.name, metric.unit, metric.help);
+        match metric.kind {
+            Kind::Counter => metrics::describe_counter!(name, unit, help),
+            Kind::Gauge => metrics::describe_gauge!(name, unit, help),
+            Kind::Histogram => metrics::describe_histogram!(name, unit, help),
+        }
+        if !matches!(metric.kind, Kind::Counter) {
+            continue;
+        }
+        match metric.known {
+            None if !has_open_labels(name) => metrics::counter!(name).increment(0),
+            None => {}
+            Some((label, values)) => {
+                for value in values.iter().copied() {
+                    metrics::counter!(name, label => value).increment(0);
+                }
+            }
+        }
+    }
+    metrics::gauge!("routemq_worker_ready").set(0.0);
+}
+
+/// Counters labelled by a value only requests reveal (route, service, limiter, script).
+fn has_open_labels(name: &str) -> bool {
+    matches!(
+        name,
+        "routemq_requests_total"
+            | "routemq_service_overloaded_total"
+            | "routemq_rate_limited_total"
+            | "routemq_redis_errors_total"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::METRICS;
+
+    #[test]
+    fn names_carry_their_units_and_counters_end_in_total() {
+        for metric in METRICS {
+            match metric.kind {
+                super::Kind::Counter => assert!(metric.name.ends_with("_total"), "{}", metric.name),
+                super::Kind::Histogram => {
+                    assert!(metric.name.ends_with("_seconds"), "{}", metric.name)
+                }
+                super::Kind::Gauge => {}
+            }
+            assert!(metric.help.ends_with('.'), "{}", metric.name);
+        }
+    }
+}
