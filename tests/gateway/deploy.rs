@@ -66,6 +66,17 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
         .await
         .expect("body");
     let exported = exported(&scrape);
+    let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).expect("dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10);
+    for panel in panels {
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(
+            !targets.is_empty() && targets.iter().all(|t| t["expr"].is_string()),
+            "{}",
+            panel["title"]
+        );
+    }
     for (file, text) in [("dashboard", DASHBOARD), ("alert rules", ALERTS)] {
         let queried = queried(text);
         assert!(queried.len() >= 8, "{file}: {queried:?}");
