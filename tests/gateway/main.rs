@@ -16,6 +16,7 @@ mod measure;
 mod mw;
 mod observability;
 mod redelivery;
+mod reload;
 mod retries;
 mod shared_state;
 mod shipped;

@@ -27,7 +27,7 @@ impl Gateway {
         services: impl Iterator<Item = &'a String>,
     ) -> HashMap<String, &'static str> {
         let reads = services.map(|service| async move {
-            let state = scripts::breaker_state(&self.redis, service).await;
+            let state = scripts::breaker_state(&self.shared.redis, service).await;
             let state = match state {
                 Ok(state) => BreakerState::parse(state.as_deref().unwrap_or("closed")).as_str(),
                 Err(_) => "unknown",
@@ -38,8 +38,8 @@ impl Gateway {
     }
 
     async fn health(&self) -> Reply {
-        let redis_ok = self.redis.ping::<String>(None).await.is_ok();
-        let snapshot = self.cache.snapshot();
+        let redis_ok = self.shared.redis.ping::<String>(None).await.is_ok();
+        let snapshot = self.shared.cache.snapshot();
         let breakers = self.breaker_states(snapshot.services.keys()).await;
         let services: Map<String, Value> = snapshot
             .services
@@ -53,8 +53,9 @@ impl Gateway {
                 "timestamp": crate::unix_time().as_secs_f64(),
                 "version": env!("CARGO_PKG_VERSION"),
                 "worker": {
-                    "id": self.worker_id,
-                    "uptime_seconds": self.started.elapsed().as_secs_f64(),
+                    "id": self.shared.worker_id,
+                    "uptime_seconds": self.shared.started.elapsed().as_secs_f64(),
+                    "config_version": self.version(),
                 },
                 "services": services,
                 "circuit_breakers": breakers,
@@ -64,7 +65,7 @@ impl Gateway {
     }
 
     async fn services(&self) -> Reply {
-        let snapshot = self.cache.snapshot();
+        let snapshot = self.shared.cache.snapshot();
         let breakers = self.breaker_states(snapshot.services.keys()).await;
         let services: Vec<Value> = snapshot
             .services
@@ -97,7 +98,7 @@ impl Gateway {
     }
 
     async fn metrics_report(&self, request_id: &str) -> Reply {
-        match metrics::read_report(&self.redis).await {
+        match metrics::read_report(&self.shared.redis).await {
             Ok(mut report) => {
                 report["timestamp"] = json!(crate::unix_time().as_secs_f64());
                 Reply::raw(200, report)

@@ -27,7 +27,7 @@ pub use error::{ErrorKind, GatewayError, Retry, Side};
 pub use every::Every;
 pub use gateway::{
     encode_level, BackgroundTasks, Builtin, ForwardRoute, Gateway, GatewayBuilder, GatewayConfig,
-    Limits, RegistrySettings, ReplyTopics, RouteTarget,
+    Limits, RegistrySettings, ReloadRefused, ReplyTopics, RouteTarget,
 };
 pub use reply::{Outbound, Reply};
 pub use request::{Headers, Inbound, ReplyAddress};

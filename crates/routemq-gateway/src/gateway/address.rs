@@ -155,7 +155,7 @@ impl Gateway {
                 .increment(1);
         }
         let warnings = &self.refusal_warnings[refusal as usize];
-        if let Some(held_back) = warnings.may_warn(self.started) {
+        if let Some(held_back) = warnings.may_warn(self.shared.started) {
             tracing::warn!(
                 request_id,
                 reply_topic = ?truncated(topic),

@@ -6,17 +6,17 @@
 //! and telemetry.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fred::prelude::Client;
 use routemq_router::RouteTable;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Gateway, GatewayParts, Limits, ReplyTopics, RouteTarget};
+use super::{Gateway, Limits, ReplyTopics, RouteTarget};
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
-use crate::middleware::{ApiKeys, AuthSettings, Authenticator, MiddlewareConfigs};
+use crate::middleware::{ApiKeys, AuthSettings, MiddlewareConfigs};
 use crate::process::ProcessId;
 use crate::registry::{run_health_probes, ProbeSettings, RegistryCache};
 use crate::request_log::RequestLog;
@@ -43,10 +43,90 @@ pub struct GatewayConfig {
     pub metrics_flush_interval: Duration,
     /// Entries each Redis request/response/error log list keeps; `None`: not logged.
     pub request_log_length: Option<usize>,
+    /// Which configuration this is (e.g. a hash of its file): reported in
+    /// `gateway/health`, so an operator sees which workers applied a reload.
+    pub version: String,
+}
+
+/// What a gateway keeps across reloads: connections, caches, counters and
+/// the identity of this worker.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub redis: Client,
+    pub http: reqwest::Client,
+    pub cache: Arc<RegistryCache>,
+    pub metrics: Arc<MetricsRecorder>,
+    pub membership: Arc<Membership>,
+    pub api_keys: Option<Arc<ApiKeys>>,
+    /// Where answered requests are logged for the Redis lists; `None` disables it.
+    pub request_log: Option<Arc<RequestLog>>,
+    /// Whether spans are exported: only then is trace context extracted,
+    /// recorded and propagated.
+    pub traces: bool,
+    pub worker_id: String,
+    pub started: Instant,
+    /// What the background tasks run with.
+    pub fixed: FixedSettings,
+}
+
+/// The settings the background tasks started with. A reload cannot change
+/// them (the tasks would have to restart, losing their state), so one that
+/// does is refused whole.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FixedSettings {
+    registry: RegistrySettings,
+    metrics_flush_interval: Duration,
+    request_log_length: Option<usize>,
+    api_keys_refresh: Option<Duration>,
+}
+
+impl FixedSettings {
+    pub fn of(config: &GatewayConfig) -> FixedSettings {
+        FixedSettings {
+            registry: config.registry,
+            metrics_flush_interval: config.metrics_flush_interval,
+            request_log_length: config.request_log_length,
+            api_keys_refresh: config.auth.api_keys_refresh,
+        }
+    }
+
+    /// The configuration keys whose values differ in `other`.
+    pub fn changed(&self, other: &FixedSettings) -> Vec<&'static str> {
+        let (a, b) = (&self.registry, &other.registry);
+        [
+            (
+                a.refresh_interval != b.refresh_interval,
+                "registry.refresh_interval",
+            ),
+            (
+                a.health_check_interval != b.health_check_interval,
+                "registry.health_check_interval",
+            ),
+            (
+                a.health_check_timeout != b.health_check_timeout,
+                "registry.health_check_timeout",
+            ),
+            (
+                self.metrics_flush_interval != other.metrics_flush_interval,
+                "metrics.flush_interval",
+            ),
+            (
+                self.request_log_length != other.request_log_length,
+                "telemetry.request_log_length",
+            ),
+            (
+                self.api_keys_refresh != other.api_keys_refresh,
+                "auth.api_keys",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(changed, key)| changed.then_some(key))
+        .collect()
+    }
 }
 
 /// How a worker follows the service registry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegistrySettings {
     /// How often the registry cache is re-read.
     pub refresh_interval: Duration,
@@ -201,10 +281,6 @@ impl GatewayBuilder {
                 tracing::warn!(%error, "api keys not readable at start-up, starting with none");
             }
         }
-        let authenticator = Arc::new(Authenticator::new(
-            config.auth.jwt.clone(),
-            api_keys.clone(),
-        ));
         let request_log = config
             .request_log_length
             .map(|length| Arc::new(RequestLog::new(length, &worker_id)));
@@ -222,24 +298,20 @@ impl GatewayBuilder {
             request_log: request_log.as_ref(),
             membership: &membership,
         });
-        let gateway = Gateway::new(GatewayParts {
-            routes: config.routes,
-            middleware: config.middleware,
-            authenticator,
-            traces,
-            request_log,
+        let shared = Shared {
             redis,
             http,
             cache,
             metrics,
-            limits: config.limits,
-            worker_id,
             membership,
-            round_robin_lease: config.round_robin_lease,
-            replay_window: Some(config.replay_window),
-            service_limits: config.service_limits,
-            reply_topics: config.reply_topics,
-        });
+            api_keys,
+            request_log,
+            traces,
+            worker_id,
+            started: Instant::now(),
+            fixed: FixedSettings::of(&config),
+        };
+        let gateway = Gateway::new(shared, config, None);
         match gateway {
             Ok(gateway) => Ok((Arc::new(gateway), background)),
             Err(message) => {

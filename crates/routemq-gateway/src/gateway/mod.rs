@@ -8,24 +8,21 @@ mod reply_topics;
 mod telemetry;
 
 pub use builder::{BackgroundTasks, GatewayBuilder, GatewayConfig, RegistrySettings};
+pub(crate) use builder::{FixedSettings, Shared};
 pub use reply_topics::ReplyTopics;
 pub use routemq_router::encode_level;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fred::prelude::Client;
 use metrics::SharedString;
 use reqwest::Method;
 use routemq_router::{RouteTable, SubscriptionFilter};
 
-use crate::membership::Membership;
-use crate::metrics::MetricsRecorder;
 use crate::middleware::{Authenticator, Chain, Middleware, MiddlewareConfigs, Resources};
-use crate::registry::{Balancer, RegistryCache};
+use crate::registry::Balancer;
 use crate::replay::Replays;
-use crate::request_log::RequestLog;
 use crate::upstream::{Bulkheads, Forwarder, HeaderPolicy, PathTemplate, ServiceLimits};
 
 /// The gateway's own routes (`gateway/*`), answered without an upstream.
@@ -95,54 +92,27 @@ impl Default for Limits {
     }
 }
 
-/// Everything a gateway is made of, assembled by [`GatewayBuilder`].
-pub(crate) struct GatewayParts {
-    pub routes: RouteTable<RouteTarget>,
-    /// Middleware by the name routes refer to them by.
-    pub middleware: MiddlewareConfigs,
-    /// The credentials every auth middleware checks.
-    pub authenticator: Arc<Authenticator>,
-    /// Whether spans are exported: only then is trace context extracted,
-    /// recorded and propagated.
-    pub traces: bool,
-    /// Where answered requests are logged for the Redis lists; `None` disables it.
-    pub request_log: Option<Arc<RequestLog>>,
-    pub redis: Client,
-    pub http: reqwest::Client,
-    pub cache: Arc<RegistryCache>,
-    pub metrics: Arc<MetricsRecorder>,
-    pub limits: Limits,
-    pub worker_id: String,
-    /// This process among the live workers (its id makes attempt ids unique).
-    pub membership: Arc<Membership>,
-    /// Round-robin counter values leased per Redis round trip (1 = exact per request).
-    pub round_robin_lease: u32,
-    /// How long answered POST/PATCH requests are kept for replaying retries
-    /// with the same `x-request-id`; `None` or zero disables it.
-    pub replay_window: Option<Duration>,
-    /// Bulkheads: calls in flight per upstream service on this worker.
-    pub service_limits: ServiceLimits,
-    /// Where replies may be published.
-    pub reply_topics: ReplyTopics,
-}
-
 /// One worker's request pipeline. Stateless apart from read caches and
 /// metric counters, so any number of identical workers behave as one.
+///
+/// A reload builds a new `Gateway` from the running one
+/// ([`Gateway::reconfigured`]): the routes, middleware and limits are new,
+/// what [`Shared`] holds carries over, and requests in flight finish on the
+/// gateway they started on.
 pub struct Gateway {
+    pub(crate) shared: Shared,
     pub(crate) routes: RouteTable<Plan>,
-    pub(crate) redis: Client,
-    pub(crate) cache: Arc<RegistryCache>,
     forwarder: Arc<Forwarder>,
+    /// What the forwarder was built from: a reload with the same settings
+    /// keeps it, so bulkhead slots held by calls in flight stay counted.
+    forwarder_settings: (ServiceLimits, usize, u32),
     replays: Replays,
-    metrics: Arc<MetricsRecorder>,
     limits: Limits,
-    pub(crate) worker_id: String,
-    pub(crate) started: Instant,
-    traces: bool,
-    request_log: Option<Arc<RequestLog>>,
     reply_topics: ReplyTopics,
     authenticator: Arc<Authenticator>,
     refusal_warnings: [address::WarnEverySecond; address::REFUSALS],
+    /// Which configuration this is (a hash of its file).
+    version: String,
 }
 
 /// A route's target and the middleware chain it runs.
@@ -153,81 +123,136 @@ pub(crate) struct Plan {
     label: SharedString,
 }
 
+/// Why a new configuration was not applied; the running one stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadRefused {
+    /// Settings the background tasks run with changed: only a restart applies them.
+    #[error("restart required: {} changed", .0.join(", "))]
+    RestartRequired(Vec<&'static str>),
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl Gateway {
-    /// Builds the pipeline; fails on a route naming a middleware that is not configured.
-    pub(crate) fn new(parts: GatewayParts) -> Result<Gateway, String> {
-        let balancer = Arc::new(Balancer::new(
-            Arc::clone(&parts.cache),
-            parts.redis.clone(),
-            parts.round_robin_lease,
+    /// Builds the pipeline; fails on a route naming a middleware that is not
+    /// configured. `previous` is the gateway being replaced, if any.
+    pub(crate) fn new(
+        shared: Shared,
+        config: GatewayConfig,
+        previous: Option<&Gateway>,
+    ) -> Result<Gateway, String> {
+        let forwarder_settings = (
+            config.service_limits.clone(),
+            config.limits.max_response_bytes,
+            config.round_robin_lease,
+        );
+        let forwarder = match previous {
+            Some(previous) if previous.forwarder_settings == forwarder_settings => {
+                Arc::clone(&previous.forwarder)
+            }
+            _ => {
+                let balancer = Arc::new(Balancer::new(
+                    Arc::clone(&shared.cache),
+                    shared.redis.clone(),
+                    config.round_robin_lease,
+                ));
+                Arc::new(Forwarder::new(
+                    shared.http.clone(),
+                    balancer,
+                    Bulkheads::new(config.service_limits),
+                    config.limits.max_response_bytes,
+                ))
+            }
+        };
+        let authenticator = Arc::new(Authenticator::new(
+            config.auth.jwt.clone(),
+            shared.api_keys.clone(),
         ));
-        let forwarder = Arc::new(Forwarder::new(
-            parts.http,
-            balancer,
-            Bulkheads::new(parts.service_limits),
-            parts.limits.max_response_bytes,
-        ));
-        let process = parts.membership.process().clone();
-        let replays = Replays::new(parts.redis.clone(), parts.replay_window, process.clone());
+        let process = shared.membership.process().clone();
+        let replays = Replays::new(
+            shared.redis.clone(),
+            Some(config.replay_window),
+            process.clone(),
+        );
         let resources = Resources {
-            redis: parts.redis.clone(),
-            authenticator: Arc::clone(&parts.authenticator),
-            metrics: Arc::clone(&parts.metrics),
+            redis: shared.redis.clone(),
+            authenticator: Arc::clone(&authenticator),
+            metrics: Arc::clone(&shared.metrics),
             forwarder: Arc::clone(&forwarder),
             process,
-            membership: Arc::clone(&parts.membership),
+            membership: Arc::clone(&shared.membership),
         };
-        // One instance per configured name, shared by every route naming it.
-        let instances: HashMap<&str, Arc<dyn Middleware>> = parts
-            .middleware
-            .iter()
-            .map(|(name, spec)| (name.as_str(), spec.build(name, &resources)))
-            .collect();
-        if crate::observe::metrics_enabled() {
-            // Each service's bulkhead counter exists from the first scrape.
-            for route in parts.routes.routes() {
-                if let RouteTarget::Forward(forward) = &route.target {
-                    metrics::counter!("routemq_service_overloaded_total", "service" => forward.service.clone())
-                        .increment(0);
-                }
-            }
-        }
-        let routes = parts.routes.try_map_targets(|route| {
-            let chain = route
-                .middleware
-                .iter()
-                .map(|name| {
-                    instances.get(name.as_str()).cloned().ok_or_else(|| {
-                        format!("route `{}`: unknown middleware `{name}`", route.pattern)
-                    })
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            Ok::<Plan, String>(Plan {
-                target: route.target.clone(),
-                chain: Chain::new(chain),
-                label: SharedString::from_owned(route.pattern.to_string()),
-            })
-        })?;
+        let routes = plans(config.routes, &config.middleware, &resources)?;
         Ok(Gateway {
+            shared,
             routes,
-            redis: parts.redis,
-            cache: parts.cache,
             forwarder,
+            forwarder_settings,
             replays,
-            metrics: parts.metrics,
-            limits: parts.limits,
-            worker_id: parts.worker_id,
-            started: Instant::now(),
-            traces: parts.traces,
-            request_log: parts.request_log,
-            reply_topics: parts.reply_topics,
-            authenticator: parts.authenticator,
+            limits: config.limits,
+            reply_topics: config.reply_topics,
+            authenticator,
             refusal_warnings: Default::default(),
+            version: config.version,
         })
+    }
+
+    /// A gateway running `config` on this one's connections, caches,
+    /// counters and background tasks. Refused whole when `config` changes a
+    /// setting the background tasks started with, or does not build.
+    pub fn reconfigured(&self, config: GatewayConfig) -> Result<Gateway, ReloadRefused> {
+        let changed = self.shared.fixed.changed(&FixedSettings::of(&config));
+        if !changed.is_empty() {
+            return Err(ReloadRefused::RestartRequired(changed));
+        }
+        Gateway::new(self.shared.clone(), config, Some(self)).map_err(ReloadRefused::Invalid)
+    }
+
+    /// Which configuration this gateway runs (a hash of its file).
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// The topic filters this gateway serves.
     pub fn filters(&self) -> &[SubscriptionFilter] {
         self.routes.filters()
     }
+}
+
+/// Each route's target with its chain: one middleware instance per
+/// configured name, shared by every route naming it.
+fn plans(
+    routes: RouteTable<RouteTarget>,
+    middleware: &MiddlewareConfigs,
+    resources: &Resources,
+) -> Result<RouteTable<Plan>, String> {
+    let instances: HashMap<&str, Arc<dyn Middleware>> = middleware
+        .iter()
+        .map(|(name, spec)| (name.as_str(), spec.build(name, resources)))
+        .collect();
+    if crate::observe::metrics_enabled() {
+        // Each service's bulkhead counter exists from the first scrape.
+        for route in routes.routes() {
+            if let RouteTarget::Forward(forward) = &route.target {
+                metrics::counter!("routemq_service_overloaded_total", "service" => forward.service.clone())
+                    .increment(0);
+            }
+        }
+    }
+    routes.try_map_targets(|route| {
+        let chain = route
+            .middleware
+            .iter()
+            .map(|name| {
+                instances.get(name.as_str()).cloned().ok_or_else(|| {
+                    format!("route `{}`: unknown middleware `{name}`", route.pattern)
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok::<Plan, String>(Plan {
+            target: route.target.clone(),
+            chain: Chain::new(chain),
+            label: SharedString::from_owned(route.pattern.to_string()),
+        })
+    })
 }

@@ -381,11 +381,12 @@ impl Gateway {
     ) -> Option<Outbound> {
         let status = answer.reply.status;
         let elapsed = request.started.elapsed();
-        self.metrics
+        self.shared
+            .metrics
             .record(answer.service.as_deref(), status, elapsed);
         self.observe_answer(&answer, elapsed);
         let topic = String::from_utf8_lossy(&request.inbound.topic);
-        if let Some(log) = &self.request_log {
+        if let Some(log) = &self.shared.request_log {
             log.record(&LogRecord {
                 request_id: request.request_id,
                 trace_id,

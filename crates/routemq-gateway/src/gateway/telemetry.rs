@@ -24,7 +24,7 @@ impl Gateway {
         request_id: &str,
         template: Option<&SharedString>,
     ) -> Span {
-        if !self.traces {
+        if !self.shared.traces {
             return Span::none();
         }
         let name = match &template {
@@ -63,7 +63,7 @@ impl Gateway {
     /// Metrics and span attributes of a finished request.
     pub(super) fn observe_answer(&self, answer: &Answer, elapsed: Duration) {
         let status = answer.reply.status;
-        if self.traces {
+        if self.shared.traces {
             let span = Span::current();
             span.record("http.response.status_code", status);
             if status >= 500 {

@@ -4,7 +4,7 @@ use fred::prelude::*;
 
 /// How the gateway talks to Redis. Redis is a dependency, not a single point
 /// of failure: commands time out quickly and the client reconnects forever.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
     /// `redis://host:port` or `redis-cluster://host:port?node=host:port`.
     pub url: String,

@@ -168,10 +168,15 @@ async fn run(command: Command, kinds: MiddlewareKinds, traces: bool) -> anyhow::
         Command::Worker {
             config, worker_id, ..
         } => {
-            let config = loader.load(&config)?;
+            let source = runtime::ConfigSource {
+                path: config,
+                loader,
+            };
+            let config = source.loader.load(&source.path)?;
             let worker_id =
                 worker_id.unwrap_or_else(|| format!("routemq-{}", uuid::Uuid::new_v4().simple()));
-            runtime::run_worker(config, worker_id, traces, shutdown_on_signal()).await
+            let shutdown = shutdown_on_signal();
+            runtime::run_worker(config, Some(source), worker_id, traces, shutdown).await
         }
         Command::CheckConfig { file } => {
             let config = loader.defer_secrets().load(&file)?;

@@ -9,7 +9,7 @@ mod sections;
 mod validate;
 
 pub use middleware::Secret;
-pub use validate::{load, parse, ConfigError, Loader, MqttSettings, WorkerConfig};
+pub use validate::{load, parse, version_of, ConfigError, Loader, MqttSettings, WorkerConfig};
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use super::raw::{RawLimits, RawMqtt, RawRedis, RawRegistry, RawTelemetry};
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttSettings {
     pub host: String,
     pub port: u16,

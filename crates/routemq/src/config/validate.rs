@@ -193,6 +193,7 @@ fn parse_with(
         registry,
         metrics_flush_interval: raw.metrics.flush_interval.unwrap_or(Duration::from_secs(1)),
         request_log_length,
+        version: version_of(text),
     };
     Ok(WorkerConfig {
         mqtt,
@@ -202,6 +203,18 @@ fn parse_with(
         gateway,
         secrets: std::mem::take(&mut secrets.named),
     })
+}
+
+/// A configuration's version: the first 64 bits of its text's SHA-256, in
+/// hex. Equal files give equal versions on every worker, so an operator can
+/// tell which replicas applied a change.
+pub fn version_of(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 type At<'a> = dyn Fn(Option<Range<usize>>, String) -> ConfigError + 'a;

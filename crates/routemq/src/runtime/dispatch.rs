@@ -67,6 +67,17 @@ impl Dispatcher {
         }
     }
 
+    /// The gateway new requests run on.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Runs requests dispatched from now on on `gateway`; those already
+    /// dispatched finish on the one they started with.
+    pub fn replace_gateway(&mut self, gateway: Arc<Gateway>) {
+        self.gateway = gateway;
+    }
+
     /// Starts handling a request event; any other event is handed back.
     /// Never waits: the worker's event loop must keep moving.
     pub fn dispatch(&self, event: LoopEvent) -> Option<LoopEvent> {

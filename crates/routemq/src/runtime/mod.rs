@@ -5,7 +5,9 @@
 mod dispatch;
 mod event_loop;
 mod message;
+mod reload;
 mod session;
 mod worker;
 
+pub use reload::ConfigSource;
 pub use worker::run_worker;

@@ -1,18 +1,19 @@
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use routemq_gateway::{Gateway, GatewayBuilder};
 use rumqttc::v5::mqttbytes::v5::Filter;
 use rumqttc::v5::{AsyncClient, MqttOptions};
 use rumqttc::NetworkOptions;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{Capacity, Dispatcher};
 use super::event_loop::{drive, LoopEvent};
-use super::message;
+use super::reload::{self, ConfigSource, Reloader};
 use super::session::Session;
 use crate::config::{MqttSettings, WorkerConfig};
 use crate::telemetry::{install_prometheus, serve_probes, Readiness};
@@ -27,9 +28,11 @@ const DRAIN_QUIET_PERIOD: Duration = Duration::from_millis(100);
 
 /// Runs one worker until `shutdown` fires, then drains: it unsubscribes (no
 /// new requests), finishes the requests it accepted within the drain timeout,
-/// flushes metrics and disconnects cleanly.
+/// flushes metrics and disconnects cleanly. With a `source`, SIGHUP reloads
+/// the configuration from it (see `reload.rs`).
 pub async fn run_worker(
     config: WorkerConfig,
+    source: Option<ConfigSource>,
     worker_id: String,
     traces: bool,
     shutdown: CancellationToken,
@@ -37,6 +40,12 @@ pub async fn run_worker(
     if let Some(secret) = config.missing_secrets().next() {
         anyhow::bail!("a worker needs {secret}");
     }
+    // Taken before anything else can go wrong: SIGHUP's default action ends the process.
+    let hangups = match source {
+        Some(_) => Some(signal(SignalKind::hangup())?),
+        None => None,
+    };
+    let reloader = source.map(|source| Reloader::new(source, &config));
     let redis = routemq_gateway::redis::connect(&config.redis).await?;
     let readiness = Arc::new(Readiness::default());
     let probes_stop = CancellationToken::new();
@@ -53,18 +62,7 @@ pub async fn run_worker(
         ),
         None => None,
     };
-    let filters: Vec<Filter> = config
-        .gateway
-        .routes
-        .filters()
-        .iter()
-        .map(|f| {
-            Filter::new(
-                f.shared(&config.mqtt.share_group),
-                message::qos(f.qos as u8),
-            )
-        })
-        .collect();
+    let filters = reload::filters(&config.gateway.routes, &config.mqtt.share_group);
     let (drain_timeout, mqtt) = (config.drain_timeout, config.mqtt.clone());
     let (gateway, background) = GatewayBuilder::new(config.gateway, worker_id.clone(), redis)
         .traces(traces)
@@ -72,15 +70,21 @@ pub async fn run_worker(
         .await
         .map_err(|message| anyhow::anyhow!(message))?;
 
+    reload::mark_version(None, gateway.version());
+    *readiness.config_version.lock() = gateway.version().to_string();
     let mut running = connect(&mqtt, &worker_id, gateway, filters, Arc::clone(&readiness));
+    running.drain_timeout = drain_timeout;
+    running.reload = reloader.zip(hangups);
     tracing::info!(worker_id, filters = ?running.filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "worker started");
-    let connected = running.serve_until(&shutdown).await?;
+    running.serve_until(&shutdown).await?;
     let Running {
         client,
         mut events,
         event_task,
         dispatcher,
         filters,
+        connected,
+        drain_timeout,
         ..
     } = running;
 
@@ -125,6 +129,11 @@ struct Running {
     dispatcher: Dispatcher,
     filters: Vec<Filter>,
     readiness: Arc<Readiness>,
+    /// Whether the broker connection is up.
+    connected: bool,
+    drain_timeout: Duration,
+    /// Reloads on each SIGHUP, when the worker knows its configuration file.
+    reload: Option<(Reloader, Signal)>,
 }
 
 /// Starts the MQTT client and its event loop for `gateway`.
@@ -165,30 +174,36 @@ fn connect(
         dispatcher,
         filters,
         readiness,
+        connected: false,
+        drain_timeout: Duration::ZERO,
+        reload: None,
     }
 }
 
 impl Running {
     /// Serves requests until `shutdown`: (re)subscribes on every clean
-    /// connection and keeps readiness true to the connection. Returns
-    /// whether the broker connection is up.
-    async fn serve_until(&mut self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+    /// connection, keeps readiness true to the connection and reloads the
+    /// configuration on SIGHUP.
+    async fn serve_until(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let readiness = Arc::clone(&self.readiness);
-        let mut connected = false;
         let mut connections = 0u64;
         loop {
             let event = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(connected),
+                _ = shutdown.cancelled() => return Ok(()),
+                Some(()) = hangup(&mut self.reload) => {
+                    self.reload();
+                    continue;
+                }
                 event = self.events.recv() => event,
             };
             match event.and_then(|e| self.dispatcher.dispatch(e)) {
                 Some(LoopEvent::ConnectionLost) => {
-                    connected = false;
+                    self.connected = false;
                     readiness.set(&readiness.mqtt_connected, false);
                     readiness.set(&readiness.subscribed, false);
                 }
                 Some(LoopEvent::Connected { session_present }) => {
-                    connected = true;
+                    self.connected = true;
                     connections += 1;
                     if connections > 1 {
                         metrics::counter!("routemq_mqtt_reconnects_total").increment(1);
@@ -208,6 +223,47 @@ impl Running {
                 None => {}
             }
         }
+    }
+}
+
+impl Running {
+    /// Applies the configuration file as it is now, or keeps the running one
+    /// if the file is refused.
+    fn reload(&mut self) {
+        let Some((reloader, _)) = &self.reload else {
+            return;
+        };
+        let started = Instant::now();
+        let reload = match reloader.prepare(self.dispatcher.gateway()) {
+            Ok(reload) => reload,
+            Err(refusal) => return reload::refused(&refusal, started.elapsed()),
+        };
+        let previous = self.dispatcher.gateway().version().to_string();
+        let version = reload.gateway.version().to_string();
+        let changes = reload::filter_changes(&self.filters, &reload.filters);
+        self.dispatcher.replace_gateway(Arc::new(reload.gateway));
+        self.filters = reload.filters;
+        self.drain_timeout = reload.drain_timeout;
+        // Offline, the next connection subscribes `self.filters` whole.
+        if self.connected {
+            if !changes.0.is_empty() {
+                subscribe(&self.client, changes.0.clone());
+            }
+            for path in changes.1.iter().cloned() {
+                let client = self.client.clone();
+                tokio::spawn(async move { client.unsubscribe(path).await.ok() });
+            }
+        }
+        *self.readiness.config_version.lock() = version.clone();
+        reload::applied(&previous, &version, &changes, started.elapsed());
+    }
+}
+
+/// The next SIGHUP, if the worker reloads; never otherwise.
+async fn hangup(reload: &mut Option<(Reloader, Signal)>) -> Option<()> {
+    match reload {
+        Some((_, hangups)) => hangups.recv().await,
+        None => std::future::pending().await,
     }
 }
 

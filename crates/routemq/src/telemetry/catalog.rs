@@ -31,6 +31,9 @@ const REFUSAL_REASONS: &[&str] = &[
     "not_bound",
 ];
 
+/// Results of a configuration reload.
+pub const RELOAD_RESULTS: &[&str] = &["applied", "invalid", "restart_required"];
+
 const REPLY_FAILURES: &[&str] = &["queue_full", "too_large", "publish_error"];
 
 const METRICS: &[Metric] = &[
@@ -155,6 +158,27 @@ const METRICS: &[Metric] = &[
         help: "1 while this worker should get traffic (what /readyz answers), else 0.",
         known: None,
     },
+    Metric {
+        name: "routemq_config_info",
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help: "1 for the configuration version this worker runs (label `version`), 0 for ones it ran before.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_config_reloads_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Configuration reloads, by result: applied, invalid (the file did not validate) or restart_required.",
+        known: Some(("result", RELOAD_RESULTS)),
+    },
+    Metric {
+        name: "routemq_config_last_reload_successful",
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help: "0 when the last reload was refused (the worker runs the configuration before it), else 1.",
+        known: None,
+    },
 ];
 
 /// Describes every metric and creates the ones that can start at zero.
@@ -180,6 +204,7 @@ pub fn register() {
         }
     }
     metrics::gauge!("routemq_worker_ready").set(0.0);
+    metrics::gauge!("routemq_config_last_reload_successful").set(1.0);
 }
 
 /// Counters labelled by a value only requests reveal (route, service, limiter, script).

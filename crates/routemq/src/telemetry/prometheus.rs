@@ -39,6 +39,8 @@ pub struct Readiness {
     pub mqtt_connected: AtomicBool,
     pub subscribed: AtomicBool,
     pub draining: AtomicBool,
+    /// The configuration version the worker runs, reported beside the checks.
+    pub config_version: parking_lot::Mutex<String>,
 }
 
 impl Readiness {
@@ -115,7 +117,11 @@ async fn readyz(State(state): State<ProbeState>) -> impl IntoResponse {
         .iter()
         .map(|(name, ok)| (name.to_string(), json!(ok)))
         .collect();
-    (status, Json(json!({"ready": ready, "checks": body})))
+    let version = state.readiness.config_version.lock().clone();
+    (
+        status,
+        Json(json!({"ready": ready, "checks": body, "config_version": version})),
+    )
 }
 
 /// Whether the worker should get traffic, and each check behind the answer.
