@@ -21,3 +21,4 @@ mod retries;
 mod shared_state;
 mod shipped;
 mod stack;
+mod tls;

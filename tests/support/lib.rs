@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub mod mqtt_proxy;
 pub mod otlp;
+pub mod tls;
 pub mod upstream;
 
 /// A port that was free a moment ago.
@@ -331,6 +332,20 @@ impl Worker {
         redis_url: &str,
         env: &[(&str, &str)],
     ) -> Worker {
+        let worker = Worker::spawn(bin, config, id, mqtt_url, redis_url, env);
+        worker.wait_for_log_blocking("subscribed", Duration::from_secs(20));
+        worker
+    }
+
+    /// Starts `routemq worker` without waiting for it to get anywhere.
+    pub fn spawn(
+        bin: &Path,
+        config: &Path,
+        id: &str,
+        mqtt_url: &str,
+        redis_url: &str,
+        env: &[(&str, &str)],
+    ) -> Worker {
         let child = Command::new(bin)
             .args(["worker", "--config"])
             .arg(config)
@@ -356,13 +371,11 @@ impl Worker {
                 sink.lock().expect("log lock").push(line);
             }
         });
-        let worker = Worker {
+        Worker {
             id: id.to_string(),
             process,
             log,
-        };
-        worker.wait_for_log_blocking("subscribed", Duration::from_secs(20));
-        worker
+        }
     }
 
     pub fn log_lines(&self) -> Vec<String> {

@@ -21,6 +21,7 @@ mod replay;
 mod reply;
 mod request;
 pub mod request_log;
+pub mod tls;
 pub mod upstream;
 
 pub use error::{ErrorKind, GatewayError, Retry, Side};

@@ -51,14 +51,11 @@ fn jwt_settings(
         std::fs::read(&path).map_err(|e| format!("auth.jwt: cannot read `{}`: {e}", path.display()))
     };
     let mut keys = JwtKeys::default();
-    let secret = match (raw.hs256_secret_env, raw.hs256_secret_file) {
-        (Some(_), Some(_)) => {
-            return Err("auth.jwt: set hs256_secret_env or hs256_secret_file, not both".into())
-        }
-        (Some(name), None) => secrets.env("auth.jwt.hs256_secret_env", &name)?,
-        (None, Some(file)) => secrets.file("auth.jwt.hs256_secret_file", &config_dir.join(file))?,
-        (None, None) => None,
-    };
+    let secret = secrets.one_of(
+        ("auth.jwt.hs256_secret_env", raw.hs256_secret_env),
+        ("auth.jwt.hs256_secret_file", raw.hs256_secret_file),
+        config_dir,
+    )?;
     if let Some(secret) = secret {
         let secret = secret.trim().as_bytes().to_vec();
         if secret.len() < MIN_HS256_SECRET_BYTES {
@@ -186,6 +183,22 @@ impl<'a> Secrets<'a> {
     /// Whether missing secrets are listed instead of refused.
     pub fn deferred(&self) -> bool {
         !self.required
+    }
+
+    /// The secret an `…_env` or an `…_file` setting names (at most one may
+    /// be set; a relative file is relative to `config_dir`).
+    pub fn one_of(
+        &mut self,
+        (env_setting, env): (&'static str, Option<String>),
+        (file_setting, file): (&'static str, Option<String>),
+        config_dir: &Path,
+    ) -> Result<Option<String>, String> {
+        match (env, file) {
+            (Some(_), Some(_)) => Err(format!("set {env_setting} or {file_setting}, not both")),
+            (Some(name), None) => self.env(env_setting, &name),
+            (None, Some(file)) => self.file(file_setting, &config_dir.join(file)),
+            (None, None) => Ok(None),
+        }
     }
 
     fn env(&mut self, setting: &'static str, name: &str) -> Result<Option<String>, String> {

@@ -6,6 +6,7 @@ mod guards;
 mod middleware;
 mod raw;
 mod sections;
+mod security;
 mod validate;
 
 pub use middleware::Secret;

@@ -53,6 +53,19 @@ pub struct RawMqtt {
     pub max_packet_size: Option<u32>,
     pub max_in_flight: Option<u16>,
     pub max_in_flight_qos0: Option<u16>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub tls: Option<RawTls>,
+}
+
+/// `[mqtt.tls]` / `[redis.tls]`: PEM files, relative to the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +74,10 @@ pub struct RawRedis {
     pub url: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub command_timeout: Option<Duration>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub tls: Option<RawTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]

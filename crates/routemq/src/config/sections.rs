@@ -3,20 +3,28 @@
 //! `ROUTEMQ_*` environment variables override the addresses.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use routemq_client::{BrokerTransport, BrokerUrl};
 use routemq_gateway::redis::RedisSettings;
+use routemq_gateway::tls::TlsFiles;
 use routemq_gateway::{Limits, RegistrySettings};
 
+use super::middleware::Secrets;
 use super::raw::{RawLimits, RawMqtt, RawRedis, RawRegistry, RawTelemetry};
+use super::security::{credentials, credentials_in_url, tls_files, RawCredentials, MQTT, REDIS};
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct MqttSettings {
+    /// The host, or for WebSocket the whole URL (rumqttc's convention).
     pub host: String,
     pub port: u16,
+    pub transport: BrokerTransport,
+    /// Trust and client certificate, for `mqtts://` and `wss://`.
+    pub tls: Option<TlsFiles>,
     pub credentials: Option<(String, String)>,
     /// A fixed client id; when absent each worker generates a unique one
     /// (clean start, so a random id never leaves a persistent session behind).
@@ -29,17 +37,58 @@ pub struct MqttSettings {
     pub max_in_flight_qos0: u16,
 }
 
-pub fn mqtt_settings(raw: RawMqtt, env: Env<'_>) -> Result<MqttSettings, String> {
-    let url = env("ROUTEMQ_MQTT_URL")
+impl std::fmt::Debug for MqttSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password is a secret: only the user is shown.
+        f.debug_struct("MqttSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("transport", &self.transport)
+            .field("tls", &self.tls)
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("share_group", &self.share_group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where configuration files and secrets are read, and what to warn about.
+pub struct Context<'e, 's, 'b> {
+    pub env: Env<'e>,
+    pub secrets: &'b mut Secrets<'s>,
+    pub config_dir: &'b Path,
+    pub warnings: &'b mut Vec<String>,
+}
+
+pub fn mqtt_settings(
+    raw: RawMqtt,
+    context: &mut Context<'_, '_, '_>,
+) -> Result<MqttSettings, String> {
+    let url = (context.env)("ROUTEMQ_MQTT_URL")
         .or(raw.url)
         .unwrap_or_else(|| "mqtt://127.0.0.1:1883".into());
-    let broker = BrokerUrl::parse(&url).map_err(|_| format!("mqtt url `{url}` is invalid"))?;
-    // A worker connects over plain TCP.
-    if broker.transport != BrokerTransport::Tcp {
-        return Err(format!(
-            "mqtt url `{url}` must start with mqtt:// or tcp://"
-        ));
-    }
+    let broker = BrokerUrl::parse(&url).map_err(|_| {
+        format!("mqtt url `{url}` is invalid: use mqtt://, mqtts://, ws:// or wss://")
+    })?;
+    let tls_url = matches!(
+        broker.transport,
+        BrokerTransport::Tls | BrokerTransport::Wss
+    );
+    let tls = tls_files(&MQTT, raw.tls, tls_url, context.config_dir)?;
+    let given = RawCredentials {
+        username: raw.username,
+        password_env: raw.password_env,
+        password_file: raw.password_file,
+    };
+    let credentials = match credentials(&MQTT, given, context.secrets, context.config_dir)? {
+        (Some(user), password) => Some((user, password.unwrap_or_default())),
+        (None, Some(_)) => return Err("mqtt: a password needs mqtt.username".into()),
+        (None, None) => {
+            if broker.credentials.is_some() {
+                context.warnings.push(credentials_in_url("mqtt"));
+            }
+            broker.credentials
+        }
+    };
     let share_group = raw.share_group.unwrap_or_else(|| "gw".into());
     if share_group.is_empty() || share_group.contains(['/', '+', '#']) {
         return Err(format!(
@@ -50,7 +99,9 @@ pub fn mqtt_settings(raw: RawMqtt, env: Env<'_>) -> Result<MqttSettings, String>
     Ok(MqttSettings {
         host: broker.host,
         port: broker.port,
-        credentials: broker.credentials,
+        transport: broker.transport,
+        tls,
+        credentials,
         client_id: raw.client_id,
         share_group,
         keep_alive: raw.keep_alive.unwrap_or(Duration::from_secs(30)),
@@ -63,12 +114,37 @@ pub fn mqtt_settings(raw: RawMqtt, env: Env<'_>) -> Result<MqttSettings, String>
     })
 }
 
-pub fn redis_settings(raw: RawRedis, env: Env<'_>) -> Result<RedisSettings, String> {
+pub fn redis_settings(
+    raw: RawRedis,
+    context: &mut Context<'_, '_, '_>,
+) -> Result<RedisSettings, String> {
     let mut redis = RedisSettings::new(
-        env("ROUTEMQ_REDIS_URL")
+        (context.env)("ROUTEMQ_REDIS_URL")
             .or(raw.url)
             .unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
     );
+    let tls_url = redis.url.starts_with("rediss://") || redis.url.starts_with("rediss-cluster://");
+    redis.tls = tls_files(&REDIS, raw.tls, tls_url, context.config_dir)?;
+    let given = RawCredentials {
+        username: raw.username,
+        password_env: raw.password_env,
+        password_file: raw.password_file,
+    };
+    (redis.username, redis.password) =
+        credentials(&REDIS, given, context.secrets, context.config_dir)?;
+    let authority = redis
+        .url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let in_url = authority
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default()
+        .contains('@');
+    if in_url && redis.password.is_none() {
+        context.warnings.push(credentials_in_url("redis"));
+    }
     if let Some(timeout) = raw.command_timeout {
         if timeout.is_zero() || timeout > Duration::from_millis(500) {
             return Err("redis.command_timeout must be between 1ms and 500ms".into());

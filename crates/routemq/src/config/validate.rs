@@ -17,7 +17,9 @@ use super::guards::{check_routes_against_middleware, reply_topics, service_limit
 use super::middleware::{auth_settings, middleware_configs, Secret, Secrets};
 use super::raw::{RawConfig, RawGroup, RawInherited, RawRoute};
 pub use super::sections::MqttSettings;
-use super::sections::{limits, mqtt_settings, redis_settings, registry_settings, telemetry};
+use super::sections::{
+    limits, mqtt_settings, redis_settings, registry_settings, telemetry, Context,
+};
 
 /// A configuration problem, with the file and (when known) the line.
 #[derive(Debug, Error)]
@@ -40,6 +42,8 @@ pub struct WorkerConfig {
     pub gateway: GatewayConfig,
     /// The secrets the configuration names, and whether each was found.
     pub secrets: Vec<Secret>,
+    /// What is allowed but unwise (credentials inside URLs), for the log.
+    pub warnings: Vec<String>,
 }
 
 impl WorkerConfig {
@@ -126,18 +130,25 @@ fn parse_with(
     let raw: RawConfig =
         toml::from_str(text).map_err(|error| at(error.span(), error.message().to_string()))?;
 
-    let mqtt = mqtt_settings(raw.mqtt, env).map_err(|message| at(None, message))?;
+    let config_dir = Path::new(file).parent().unwrap_or(Path::new("."));
+    let mut warnings = Vec::new();
+    let mut context = Context {
+        env,
+        secrets,
+        config_dir,
+        warnings: &mut warnings,
+    };
+    let mqtt = mqtt_settings(raw.mqtt, &mut context).map_err(|message| at(None, message))?;
+    let redis = redis_settings(raw.redis, &mut context).map_err(|message| at(None, message))?;
     let service_limits = service_limits(
         raw.gateway.service_max_in_flight,
         &raw.services,
         mqtt.max_in_flight,
     );
     let reply_topics = reply_topics(raw.replies.allow).map_err(|message| at(None, message))?;
-    let redis = redis_settings(raw.redis, env).map_err(|message| at(None, message))?;
     let limits = limits(&raw.limits, &mqtt).map_err(|message| at(None, message))?;
     let (metrics_addr, request_log_length) =
         telemetry(raw.telemetry, env).map_err(|message| at(None, message))?;
-    let config_dir = Path::new(file).parent().unwrap_or(Path::new("."));
     let auth = auth_settings(raw.auth, config_dir, secrets).map_err(|message| at(None, message))?;
     let middleware = middleware_configs(raw.middleware, &auth, kinds)
         .map_err(|(span, message)| at(Some(span), message))?;
@@ -202,6 +213,7 @@ fn parse_with(
         metrics_addr,
         gateway,
         secrets: std::mem::take(&mut secrets.named),
+        warnings,
     })
 }
 

@@ -2,8 +2,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, SubscribeReasonCode};
-use rumqttc::v5::{Event, EventLoop};
+use rumqttc::v5::mqttbytes::Error as MqttError;
+use rumqttc::v5::{ConnectionError, Event, EventLoop, StateError};
 use rumqttc::Outgoing;
 use tokio::sync::mpsc;
 
@@ -23,6 +25,9 @@ pub enum LoopEvent {
         accepted: bool,
     },
     Unsubscribed,
+    /// Before any connection succeeded, the broker refused the worker in a
+    /// way retrying cannot fix (credentials, TLS): start-up fails with this.
+    Refused(String),
 }
 
 /// A request as delivered: on which connection, and when.
@@ -53,6 +58,7 @@ pub async fn drive(
 ) {
     let mut backoff = MIN_BACKOFF;
     let mut connected = false;
+    let mut ever_connected = false;
     loop {
         match event_loop.poll().await {
             Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -68,6 +74,7 @@ pub async fn drive(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = MIN_BACKOFF;
                 connected = true;
+                ever_connected = true;
                 session.connected();
                 let announced = ack.properties.as_ref().and_then(|p| p.max_packet_size);
                 let limit = announced.unwrap_or(u32::MAX).min(configured_max);
@@ -110,6 +117,12 @@ pub async fn drive(
             }
             Ok(_) => {}
             Err(error) => {
+                if !ever_connected {
+                    if let Some(reason) = refusal(&error) {
+                        events.send(LoopEvent::Refused(reason)).await.ok();
+                        return;
+                    }
+                }
                 if connected {
                     // Refuse this connection's acks, then take any queued
                     // since rumqttc drained its queue at the error: they must
@@ -132,4 +145,34 @@ pub async fn drive(
             }
         }
     }
+}
+
+/// Why the broker refused the worker, when retrying cannot help: a TLS
+/// handshake refused by either side, or a CONNACK refusing its credentials.
+/// Anything else (refused or dropped connections, timeouts) is retried.
+fn refusal(error: &ConnectionError) -> Option<String> {
+    let code = match error {
+        ConnectionError::ConnectionRefused(code) => Some(code),
+        ConnectionError::MqttState(StateError::ConnFail { reason }) => Some(reason),
+        _ => None,
+    };
+    if let Some(code) = code {
+        let fatal = matches!(
+            code,
+            ConnectReturnCode::BadUserNamePassword
+                | ConnectReturnCode::NotAuthorized
+                | ConnectReturnCode::Banned
+                | ConnectReturnCode::BadAuthenticationMethod
+                | ConnectReturnCode::ClientIdentifierNotValid
+                | ConnectReturnCode::UnsupportedProtocolVersion
+        );
+        return fatal.then(|| {
+            format!("connection refused: {code:?} (check mqtt.username and its password)")
+        });
+    }
+    // A read error inside the MQTT state keeps no source chain; unwrap it by hand.
+    if let ConnectionError::MqttState(StateError::Deserialization(MqttError::Io(io))) = error {
+        return routemq_gateway::tls::handshake_refusal(io);
+    }
+    routemq_gateway::tls::handshake_refusal(error)
 }

@@ -2,10 +2,11 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use routemq_client::BrokerTransport;
 use routemq_gateway::{Gateway, GatewayBuilder};
 use rumqttc::v5::mqttbytes::v5::Filter;
 use rumqttc::v5::{AsyncClient, MqttOptions};
-use rumqttc::NetworkOptions;
+use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -40,6 +41,9 @@ pub async fn run_worker(
     if let Some(secret) = config.missing_secrets().next() {
         anyhow::bail!("a worker needs {secret}");
     }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     // Taken before anything else can go wrong: SIGHUP's default action ends the process.
     let hangups = match source {
         Some(_) => Some(signal(SignalKind::hangup())?),
@@ -72,7 +76,7 @@ pub async fn run_worker(
 
     reload::mark_version(None, gateway.version());
     *readiness.config_version.lock() = gateway.version().to_string();
-    let mut running = connect(&mqtt, &worker_id, gateway, filters, Arc::clone(&readiness));
+    let mut running = connect(&mqtt, &worker_id, gateway, filters, Arc::clone(&readiness))?;
     running.drain_timeout = drain_timeout;
     running.reload = reloader.zip(hangups);
     tracing::info!(worker_id, filters = ?running.filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "worker started");
@@ -143,7 +147,7 @@ fn connect(
     gateway: Arc<Gateway>,
     filters: Vec<Filter>,
     readiness: Arc<Readiness>,
-) -> Running {
+) -> anyhow::Result<Running> {
     let client_id = mqtt
         .client_id
         .clone()
@@ -153,7 +157,7 @@ fn connect(
         qos0: usize::from(mqtt.max_in_flight_qos0),
     };
     let (client, event_loop) = AsyncClient::new(
-        mqtt_options(mqtt, client_id),
+        mqtt_options(mqtt, client_id)?,
         client_queue(capacity, filters.len()),
     );
     let session = Arc::new(Session::new(client.clone()));
@@ -167,7 +171,7 @@ fn connect(
         Arc::clone(&session),
     ));
     let dispatcher = Dispatcher::new(gateway, client.clone(), session, capacity, max_packet);
-    Running {
+    Ok(Running {
         client,
         events,
         event_task,
@@ -177,7 +181,7 @@ fn connect(
         connected: false,
         drain_timeout: Duration::ZERO,
         reload: None,
-    }
+    })
 }
 
 impl Running {
@@ -212,6 +216,9 @@ impl Running {
                     if !session_present {
                         subscribe(&self.client, self.filters.clone());
                     }
+                }
+                Some(LoopEvent::Refused(reason)) => {
+                    anyhow::bail!("cannot connect to the broker: {reason}")
                 }
                 Some(LoopEvent::Subscribed { accepted }) => {
                     readiness.set(&readiness.subscribed, accepted);
@@ -286,8 +293,21 @@ fn subscribe(client: &AsyncClient, filters: Vec<Filter>) {
     });
 }
 
-fn mqtt_options(mqtt: &MqttSettings, client_id: String) -> MqttOptions {
+fn mqtt_options(mqtt: &MqttSettings, client_id: String) -> anyhow::Result<MqttOptions> {
     let mut options = MqttOptions::new(client_id, mqtt.host.clone(), mqtt.port);
+    let tls = || {
+        let files = mqtt.tls.clone().unwrap_or_default();
+        let config = files
+            .client_config()
+            .map_err(|error| anyhow::anyhow!("mqtt TLS: {error}"))?;
+        anyhow::Ok(TlsConfiguration::Rustls(Arc::new(config)))
+    };
+    options.set_transport(match mqtt.transport {
+        BrokerTransport::Tcp => Transport::Tcp,
+        BrokerTransport::Tls => Transport::Tls(tls()?),
+        BrokerTransport::Ws => Transport::Ws,
+        BrokerTransport::Wss => Transport::Wss(tls()?),
+    });
     options
         .set_keep_alive(mqtt.keep_alive)
         .set_clean_start(true)
@@ -300,7 +320,7 @@ fn mqtt_options(mqtt: &MqttSettings, client_id: String) -> MqttOptions {
     let mut network = NetworkOptions::new();
     network.set_tcp_nodelay(true);
     options.set_network_options(network);
-    options
+    Ok(options)
 }
 
 /// Answers every request this connection delivers until the broker has
