@@ -423,18 +423,41 @@ async fn exercise_middleware_scripts(redis: &Client) {
         .expect("revoke twice"));
 }
 
-#[tokio::test]
-async fn scripts_work_on_a_single_redis() {
-    let server = Redis::start();
-    let redis = client(&server.url()).await;
-    exercise_scripts(&redis).await;
+/// Runs a walk-through on a thread with room for it: a debug build gives
+/// every temporary future of these long functions its own stack slot, more
+/// than a test thread's 2 MiB.
+fn on_a_large_stack(walk_through: impl std::future::Future<Output = ()> + Send + 'static) {
+    let thread = std::thread::Builder::new()
+        .stack_size(16 * 1024 * 1024)
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(walk_through)
+        })
+        .expect("thread");
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
+    }
 }
 
-#[tokio::test]
-async fn scripts_work_on_a_redis_cluster() {
-    let cluster = RedisCluster::start();
-    let redis = client(&cluster.url()).await;
-    exercise_scripts(&redis).await;
+#[test]
+fn scripts_work_on_a_single_redis() {
+    on_a_large_stack(async {
+        let server = Redis::start();
+        let redis = client(&server.url()).await;
+        exercise_scripts(&redis).await;
+    });
+}
+
+#[test]
+fn scripts_work_on_a_redis_cluster() {
+    on_a_large_stack(async {
+        let cluster = RedisCluster::start();
+        let redis = client(&cluster.url()).await;
+        exercise_scripts(&redis).await;
+    });
 }
 
 #[tokio::test]

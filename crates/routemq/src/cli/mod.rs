@@ -181,12 +181,16 @@ async fn run(command: Command, kinds: MiddlewareKinds, traces: bool) -> anyhow::
         Command::CheckConfig { file } => {
             let config = loader.defer_secrets().load(&file)?;
             println!(
-                "{}: ok, {} routes, {} middleware",
+                "{}: ok, {} routes, {} middleware, version {}",
                 file.display(),
                 config.gateway.routes.routes().len(),
                 config.gateway.middleware.len(),
+                config.gateway.version,
             );
             print_secrets(&config);
+            for warning in &config.warnings {
+                println!("warning: {warning}");
+            }
             Ok(())
         }
         Command::Routes { file } => {
