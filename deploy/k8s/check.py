@@ -9,9 +9,11 @@ custom resources (ServiceMonitor, ScaledObject), whose schemas are not
 available offline, are checked field by field here; and the invariants that
 matter hold: the grace period outlasts a drain plus the longest route
 timeout, probes hit the metrics port, exactly one autoscaler targets the
-workers, EMQX is configured as docs/loadtest.md says, the mounted config is
-the shipped one and passes `routemq check-config`. Needs PyYAML and
-kubernetes-validate (pip install kubernetes-validate).
+workers, EMQX is configured as docs/loadtest.md says and authenticates its
+clients, the mounted config is the shipped one apart from its [mqtt] and
+[redis] tables and passes `routemq check-config`, every secret it names is
+provided by a Secret, and every TLS file it names is on a mounted Secret.
+Needs PyYAML and kubernetes-validate (pip install kubernetes-validate).
 """
 
 import pathlib
@@ -83,8 +85,14 @@ def check_overlay(overlay, binary):
 
     config_map = one(objects, "ConfigMap", "routemq-gateway-config")
     mounted = config_map.get("data", {}).get("gateway.toml", "")
-    check(mounted == (ROOT / "deploy" / "gateway.toml").read_text(),
-          f"{overlay}: the mounted gateway.toml differs from deploy/gateway.toml")
+    shipped = tomllib.loads((ROOT / "deploy" / "gateway.toml").read_text())
+    config = tomllib.loads(mounted)
+    without_connections = lambda c: {k: v for k, v in c.items() if k not in ("mqtt", "redis")}
+    check(without_connections(config) == without_connections(shipped),
+          f"{overlay}: the mounted gateway.toml differs from deploy/gateway.toml beyond [mqtt] and [redis]")
+    check({k: v for k, v in config["mqtt"].items() if k not in ("url", "username", "password_env", "tls")}
+          == {k: v for k, v in shipped["mqtt"].items() if k != "url"},
+          f"{overlay}: [mqtt] differs from the shipped one beyond the address and credentials")
     acl = one(objects, "ConfigMap", "emqx-acl").get("data", {}).get("acl.conf", "")
     check(acl == (ROOT / "deploy" / "emqx" / "acl.conf").read_text(),
           f"{overlay}: the EMQX ACL differs from deploy/emqx/acl.conf")
@@ -93,7 +101,8 @@ def check_overlay(overlay, binary):
         path.write_text(mounted)
         checked = subprocess.run([binary, "check-config", str(path)], capture_output=True, text=True)
         check(checked.returncode == 0, f"{overlay}: check-config failed: {checked.stderr}")
-    config = tomllib.loads(mounted)
+    needed = re.findall(r"environment variable `([A-Z0-9_]+)`", checked.stdout)
+    check("ROUTEMQ_MQTT_PASSWORD" in needed, f"{overlay}: the workers authenticate to the broker")
 
     deployment = one(objects, "Deployment", "routemq-gateway")
     pod = deployment["spec"]["template"]["spec"]
@@ -113,9 +122,21 @@ def check_overlay(overlay, binary):
               f"{overlay}: {probe} is not {path} on the metrics port")
     check("limits" in container.get("resources", {}) and "requests" in container.get("resources", {}),
           f"{overlay}: no resource requests and limits")
-    secret_ref = env["ROUTEMQ_JWT_HS256_SECRET"]["valueFrom"]["secretKeyRef"]["name"]
-    if overlay == "dev":
-        one(objects, "Secret", secret_ref)
+    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+    for name in needed:
+        ref = env.get(name, {}).get("valueFrom", {}).get("secretKeyRef")
+        check(ref is not None, f"{overlay}: the config needs {name}, which no Secret provides")
+        if ref and overlay == "dev":
+            check(ref["key"] in secrets.get(ref["name"], {}).get("data", {}),
+                  f"{overlay}: Secret {ref['name']} has no key {ref['key']}")
+    secret_mounts = [m["mountPath"] for m in container.get("volumeMounts", [])
+                     if any(v["name"] == m["name"] and "secret" in v for v in pod.get("volumes", []))]
+    for section in ("mqtt", "redis"):
+        for key, file in config.get(section, {}).get("tls", {}).items():
+            check(any(file.startswith(mount.rstrip("/") + "/") for mount in secret_mounts),
+                  f"{overlay}: {section}.tls.{key} `{file}` is on no mounted Secret")
+    check(config["mqtt"]["url"].startswith("mqtts://") == overlay.startswith("prod"),
+          f"{overlay}: prod workers reach the broker over TLS (dev over plain TCP)")
 
     autoscalers = [o for o in objects if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")]
     check(len(autoscalers) == 1, f"{overlay}: {len(autoscalers)} autoscalers target the workers")
@@ -144,6 +165,18 @@ def check_overlay(overlay, binary):
     emqx = one(objects, "StatefulSet", "emqx")
     emqx_env = {e["name"]: e.get("value") for e in emqx["spec"]["template"]["spec"]["containers"][0]["env"]}
     mqtt = config.get("mqtt", {})
+    check(emqx_env.get("EMQX_AUTHENTICATION__1__BACKEND") == "built_in_database"
+          and emqx_env.get("EMQX_AUTHENTICATION__1__BOOTSTRAP_FILE", "").startswith("/opt/emqx/etc/auth/"),
+          f"{overlay}: EMQX authenticates clients from the mounted users file")
+    acl = one(objects, "ConfigMap", "emqx-acl").get("data", {}).get("acl.conf", "")
+    check(f'{{username, "{mqtt.get("username")}"}}' in acl,
+          f"{overlay}: the EMQX ACL's gateway rules name the workers' user {mqtt.get('username')}")
+    if mqtt["url"].startswith("mqtts://"):
+        port = int(mqtt["url"].rsplit(":", 1)[1])
+        check(emqx_env.get("EMQX_LISTENERS__SSL__DEFAULT__BIND", "").endswith(f":{port}"),
+              f"{overlay}: EMQX has no TLS listener on {port}")
+        emqx_service = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "emqx")
+        check(port in [p["port"] for p in emqx_service["spec"]["ports"]], f"{overlay}: the emqx Service does not expose {port}")
     check(emqx_env.get("EMQX_MQTT__SHARED_SUBSCRIPTION_STRATEGY") in ("round_robin", "least_inflight"),
           f"{overlay}: EMQX shared-subscription strategy")
     check(seconds(emqx_env.get("EMQX_MQTT__RETRY_INTERVAL", "30s")) > longest,

@@ -77,7 +77,16 @@ pub fn token(
     roles: &[String],
     ttl: Duration,
 ) -> anyhow::Result<()> {
-    let config = config::load(config_file)?;
+    // Only the JWT secret matters here, not the broker's or Redis's passwords.
+    let config = config::Loader::default()
+        .defer_secrets()
+        .load(config_file)?;
+    if let Some(secret) = config
+        .missing_secrets()
+        .find(|secret| secret.setting.starts_with("auth.jwt"))
+    {
+        anyhow::bail!("minting a token needs {secret}");
+    }
     let jwt = config
         .gateway
         .auth
