@@ -13,7 +13,7 @@ use routemq_gateway::redis::scripts::Registration;
 use routemq_gateway::redis::{connect, RedisSettings};
 use routemq_gateway::registry;
 use routemq_gateway::tls::TlsFiles;
-use routemq_tests::tls::{mosquitto_tls_listener, Authority, Pem, TlsRedis};
+use routemq_tests::tls::{mosquitto_tls_listeners, Authority, Pem, TlsRedis};
 use routemq_tests::upstream::fixed_status;
 use routemq_tests::{free_port, Mosquitto, Worker};
 use serde_json::Value;
@@ -28,6 +28,7 @@ struct Secured {
     dir: tempfile::TempDir,
     mosquitto: Mosquitto,
     tls_port: u16,
+    wss_port: u16,
     redis: TlsRedis,
     ca: PathBuf,
     authority: Authority,
@@ -49,9 +50,10 @@ impl Secured {
             .status()
             .expect("mosquitto_passwd runs");
         assert!(status.success());
-        let tls_port = free_port();
-        let mosquitto = Mosquitto::start_with(&mosquitto_tls_listener(
+        let (tls_port, wss_port) = (free_port(), free_port());
+        let mosquitto = Mosquitto::start_with(&mosquitto_tls_listeners(
             tls_port,
+            wss_port,
             &authority.ca,
             &server,
             &passwords,
@@ -67,6 +69,7 @@ impl Secured {
             dir,
             mosquitto,
             tls_port,
+            wss_port,
             redis,
             authority,
             client,
@@ -174,33 +177,36 @@ async fn a_worker_serves_through_mutual_tls_with_passwords_from_env_and_file() {
         .expect("register");
 
     let config = secured.config("good.toml", &files, &files);
-    let worker = secured.spawn(
-        &config,
-        &secured.mqtts(),
-        &secured.redis.url(),
-        MQTT_PASSWORD,
-    );
-    worker
-        .wait_for_log("subscribed", Duration::from_secs(20))
-        .await;
-    worker
-        .wait_for_log("registry refreshed", Duration::from_secs(10))
-        .await;
+    let wss = format!("wss://127.0.0.1:{}/mqtt", secured.wss_port);
     let client = routemq_client::RequestClient::connect(&secured.mosquitto.url())
         .await
         .expect("plain client");
-    let reply = ask(&client, "gateway/health", "").await;
-    let body: Value = serde_json::from_slice(&reply.payload).expect("json");
-    assert_eq!(body["redis"], "healthy", "{body}");
-    let reply = ask(&client, "api/tls/echo", "").await;
-    assert_eq!(reply.status, 200, "forwarded through the TLS-read registry");
-    assert!(
-        !worker
-            .log_lines()
-            .iter()
-            .any(|line| line.contains("credentials inside the URL")),
-        "no warning when no credential is in a URL"
-    );
+    for (transport, url) in [("mqtts", secured.mqtts()), ("wss", wss)] {
+        let mut worker = secured.spawn(&config, &url, &secured.redis.url(), MQTT_PASSWORD);
+        worker
+            .wait_for_log("subscribed", Duration::from_secs(20))
+            .await;
+        worker
+            .wait_for_log("registry refreshed", Duration::from_secs(10))
+            .await;
+        let reply = ask(&client, "gateway/health", "").await;
+        let body: Value = serde_json::from_slice(&reply.payload).expect("json");
+        assert_eq!(body["redis"], "healthy", "{transport}: {body}");
+        let reply = ask(&client, "api/tls/echo", "").await;
+        assert_eq!(
+            reply.status, 200,
+            "{transport}: forwarded through the TLS-read registry"
+        );
+        assert!(
+            !worker
+                .log_lines()
+                .iter()
+                .any(|line| line.contains("credentials inside the URL")),
+            "no warning when no credential is in a URL"
+        );
+        worker.process.signal("TERM");
+        assert!(worker.process.wait_exit(Duration::from_secs(20)).is_some());
+    }
 }
 
 /// Spawns a worker that must stop at once, and returns its log.

@@ -72,16 +72,26 @@ impl Authority {
     }
 }
 
-/// Mosquitto configuration lines for a second listener on `port` that
-/// takes only TLS clients with a certificate from `ca`, and the users of
-/// `password_file` (the plain listener stays open to anonymous test clients).
-pub fn mosquitto_tls_listener(port: u16, ca: &Path, server: &Pem, password_file: &Path) -> String {
-    format!(
-        "allow_anonymous true\npassword_file {}\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
-        password_file.display(),
+/// Mosquitto configuration lines for two more listeners that take only TLS
+/// clients with a certificate from `ca`, and the users of `password_file`:
+/// MQTT over TLS on `tls_port`, MQTT over secure WebSocket on `wss_port`
+/// (the plain listener stays open to anonymous test clients).
+pub fn mosquitto_tls_listeners(
+    tls_port: u16,
+    wss_port: u16,
+    ca: &Path,
+    server: &Pem,
+    password_file: &Path,
+) -> String {
+    let tls = format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
         ca.display(),
         server.cert.display(),
         server.key.display(),
+    );
+    format!(
+        "allow_anonymous true\npassword_file {}\nlistener {tls_port} 127.0.0.1\n{tls}listener {wss_port} 127.0.0.1\nprotocol websockets\n{tls}",
+        password_file.display(),
     )
 }
 
