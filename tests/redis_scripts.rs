@@ -304,6 +304,8 @@ async fn exercise_middleware_scripts(redis: &Client) {
         "replies teach the clock Redis time"
     );
 
+    exercise_gcra(redis).await;
+
     let limits = scripts::BreakerLimits {
         failure_threshold: 3,
         failure_window: Duration::from_secs(60),
@@ -481,4 +483,75 @@ async fn claim(redis: &Client, scope: &str, value: &str, lease: Duration) -> scr
     scripts::claim_request(redis, &key, &attempts, value, lease, window)
         .await
         .expect("claim")
+}
+
+/// GCRA: bursts, the emission interval, idempotent repeats, late calls, and
+/// O(1) state whatever the limit.
+async fn exercise_gcra(redis: &Client) {
+    let clock = RedisClock::default();
+    let second = Duration::from_secs(1);
+    let key = keys::gcra("fast", "user:ann");
+    let mut remaining = Vec::new();
+    for attempt in ["g1", "g2", "g3"] {
+        let verdict = scripts::gcra(redis, &clock, &key, 10, second, 3, attempt)
+            .await
+            .expect("gcra");
+        assert!(verdict.admitted, "{attempt}: within the burst");
+        remaining.push(verdict.remaining);
+    }
+    assert_eq!(remaining, vec![2, 1, 0]);
+    let again = scripts::gcra(redis, &clock, &key, 10, second, 3, "g3")
+        .await
+        .expect("gcra repeat");
+    assert!(again.admitted, "a repeated attempt is admitted again");
+    assert_eq!(again.remaining, 0, "and not recounted");
+    let refused = scripts::gcra(redis, &clock, &key, 10, second, 3, "g4")
+        .await
+        .expect("gcra");
+    assert!(!refused.admitted, "past the burst");
+    assert!(
+        (Duration::from_millis(1)..=Duration::from_millis(100)).contains(&refused.retry_after),
+        "one emission interval (100 ms) at most: {:?}",
+        refused.retry_after
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let verdict = scripts::gcra(redis, &clock, &key, 10, second, 3, "g5")
+            .await
+            .expect("gcra");
+        if verdict.admitted {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never admitted again");
+        tokio::time::sleep(verdict.retry_after).await;
+    }
+
+    // 100 000 a second: a thousand admissions keep one small hash.
+    let high = keys::gcra("high", "user:bob");
+    for index in 0..1000 {
+        let verdict = scripts::gcra(
+            redis,
+            &clock,
+            &high,
+            100_000,
+            second,
+            100_000,
+            &format!("h{index}"),
+        )
+        .await
+        .expect("gcra");
+        assert!(verdict.admitted);
+    }
+    let fields: i64 = redis.hlen(&high).await.expect("hlen");
+    assert_eq!(fields, 2, "O(1) state per client");
+
+    let stalled = RedisClock::default();
+    stalled.observe(1_000);
+    let ghost = keys::gcra("fast", "user:cat");
+    let late = scripts::gcra(redis, &stalled, &ghost, 10, second, 3, "c1")
+        .await
+        .expect("gcra");
+    assert!(late.stale && !late.admitted);
+    let exists: i64 = redis.exists(&ghost).await.expect("exists");
+    assert_eq!(exists, 0, "a stale call leaves no state");
 }

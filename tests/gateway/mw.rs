@@ -42,6 +42,13 @@ kind = "rate_limit"
 limit = 30
 window = "60s"
 
+[middleware.burst_limit]
+kind = "rate_limit"
+algorithm = "gcra"
+limit = 10
+window = "600s"
+burst = 5
+
 [middleware.closed_limit]
 kind = "rate_limit"
 limit = 1000
@@ -92,6 +99,11 @@ routes = [
 [[groups]]
 prefix = "api/limited"
 middleware = ["auth", "tight_limit"]
+routes = [{ topic = "ping", service = "user-service", method = "GET", path = "/ping" }]
+
+[[groups]]
+prefix = "api/burst"
+middleware = ["auth", "burst_limit"]
 routes = [{ topic = "ping", service = "user-service", method = "GET", path = "/ping" }]
 
 [[groups]]
@@ -197,9 +209,18 @@ pub fn error_type(reply: &Reply) -> String {
 
 /// `count` concurrent requests from one caller (`token`) to `api/limited/ping`.
 pub async fn limited_pings(client: &Arc<RequestClient>, token: &str, count: usize) -> Vec<Reply> {
-    let requests = (0..count).map(|_| async move {
-        ask_with(client, "api/limited/ping", "", &[("authorization", token)]).await
-    });
+    pings(client, "api/limited/ping", token, count).await
+}
+
+/// `count` requests to `topic` at once, as `token`'s caller.
+pub async fn pings(
+    client: &Arc<RequestClient>,
+    topic: &str,
+    token: &str,
+    count: usize,
+) -> Vec<Reply> {
+    let requests = (0..count)
+        .map(|_| async move { ask_with(client, topic, "", &[("authorization", token)]).await });
     futures::future::join_all(requests).await
 }
 

@@ -199,3 +199,28 @@ async fn recovery_passed(redis: &fred::prelude::Client) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A GCRA limiter (`burst_limit`: 10 per 600 s, bursts of 5) shared by four
+/// workers: 20 requests at once from one client get exactly the burst, and
+/// each refusal says when the next emission is due.
+#[tokio::test]
+async fn gcra_bursts_are_exact_across_workers() {
+    const BURST: usize = 5;
+    let stack = mw::start(4, false).await;
+    let client = Arc::new(stack.stack.client().await);
+    let token = bearer("gcra-user", &[]);
+    let replies = mw::pings(&client, "api/burst/ping", &token, 4 * BURST).await;
+    let admitted = replies.iter().filter(|r| r.status == 200).count();
+    let limited: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(admitted, BURST, "admitted exactly the burst");
+    assert_eq!(limited.len(), 3 * BURST, "every other request got 429");
+    for reply in &limited {
+        assert_eq!(error_type(reply), "rate_limited");
+        let retry_after: u64 = reply
+            .property("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("retry-after in seconds");
+        // One emission interval: 600 s / 10.
+        assert!((1..=60).contains(&retry_after), "retry-after {retry_after}");
+    }
+}

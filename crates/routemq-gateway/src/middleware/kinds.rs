@@ -12,7 +12,7 @@ use super::spec::{
     AuthSpec, BreakerSpec, CorsSpec, FallbackSpec, RateLimitSpec, ResponseTransformSpec,
     TransformSpec,
 };
-use super::{AuthMethod, FailMode};
+use super::{Algorithm, AuthMethod, FailMode};
 
 type Configured = Result<Arc<dyn MiddlewareConfig>, String>;
 
@@ -138,6 +138,8 @@ struct RawRateLimit {
     fallback_limit: Option<u32>,
     #[serde(default)]
     trust_client_id: bool,
+    algorithm: Option<String>,
+    burst: Option<u32>,
 }
 
 fn rate_limit(raw: RawRateLimit) -> Result<RateLimitSpec, String> {
@@ -145,7 +147,25 @@ fn rate_limit(raw: RawRateLimit) -> Result<RateLimitSpec, String> {
     if limit == 0 {
         return Err("limit must be above zero".into());
     }
+    let algorithm = match (raw.algorithm.as_deref(), raw.burst) {
+        (None | Some("sliding_log"), None) => Algorithm::SlidingLog,
+        (None | Some("sliding_log"), Some(_)) => {
+            return Err("burst applies to algorithm = \"gcra\" only".into())
+        }
+        (Some("gcra"), burst) => Algorithm::Gcra {
+            burst: match burst.unwrap_or(limit) {
+                0 => return Err("burst must be above zero".into()),
+                burst => burst,
+            },
+        },
+        (Some(other), _) => {
+            return Err(format!(
+                "unknown algorithm `{other}`: use \"sliding_log\" or \"gcra\""
+            ))
+        }
+    };
     Ok(RateLimitSpec {
+        algorithm,
         limit,
         window: positive(raw.window.unwrap_or(Duration::from_secs(60)), "window")?,
         on_redis_error: fail_mode(raw.on_redis_error, FailMode::Open)?,
@@ -282,5 +302,22 @@ mod tests {
         assert!(breaker_from("failure_threshold = 0").is_err());
         assert!(breaker_from("failure_rate = 1.5").is_err());
         assert!(breaker_from("probe_timeout = \"0s\"").is_err());
+    }
+
+    fn limit_from(text: &str) -> Result<RateLimitSpec, String> {
+        rate_limit(settings(toml::from_str(text).map_err(|e| e.to_string())?)?)
+    }
+
+    #[test]
+    fn gcra_bursts_default_to_the_limit_and_only_gcra_takes_a_burst() {
+        let log = limit_from("limit = 50").expect("sliding log");
+        assert_eq!(log.algorithm, Algorithm::SlidingLog);
+        let gcra = limit_from("limit = 50\nalgorithm = \"gcra\"").expect("gcra");
+        assert_eq!(gcra.algorithm, Algorithm::Gcra { burst: 50 });
+        let small = limit_from("limit = 50\nalgorithm = \"gcra\"\nburst = 5").expect("gcra");
+        assert_eq!(small.algorithm, Algorithm::Gcra { burst: 5 });
+        assert!(limit_from("burst = 5").is_err());
+        assert!(limit_from("algorithm = \"gcra\"\nburst = 0").is_err());
+        assert!(limit_from("algorithm = \"token_bucket\"").is_err());
     }
 }

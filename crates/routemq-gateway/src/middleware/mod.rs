@@ -50,7 +50,7 @@ pub use cors::Cors;
 pub use fallback::Fallback;
 pub use jwt::{JwtKeys, JwtSettings};
 pub use local_limit::{LocalLimit, LocalVerdict};
-pub use rate_limit::{FailMode, RateLimit};
+pub use rate_limit::{Algorithm, FailMode, RateLimit};
 pub use registry::{
     DuplicateKind, Kind, KindContext, MiddlewareConfig, MiddlewareConfigs, MiddlewareKind,
     MiddlewareKinds, Resources,

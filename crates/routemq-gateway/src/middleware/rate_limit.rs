@@ -1,7 +1,9 @@
-//! Cluster-wide rate limiting: a sliding-window log per client in Redis
-//! (`rate_limit.lua`), exact across any number of workers, with time taken
-//! from Redis. When Redis fails, each limiter's policy decides: fail open to a
-//! per-worker local limit, or fail closed.
+//! Cluster-wide rate limiting per client in Redis, with time taken from
+//! Redis, by one of two algorithms: a sliding-window log (`rate_limit.lua`:
+//! exactly at most `limit` in any window, O(limit) state per client) or GCRA
+//! (`gcra.lua`: `limit` per window on average with bursts of `burst`, O(1)
+//! state, for high limits). When Redis fails, each limiter's policy decides:
+//! fail open to a per-worker local limit, or fail closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,17 @@ pub enum FailMode {
     Open,
     /// Refuse with 503 until Redis is back.
     Closed,
+}
+
+/// How a limiter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// At most `limit` admissions in any window: the contract for quotas.
+    SlidingLog,
+    /// GCRA: one admission per `window / limit` on average, up to `burst`
+    /// at once from a rested client — so up to about `limit + burst` in the
+    /// first window.
+    Gcra { burst: u32 },
 }
 
 pub struct RateLimit {
@@ -67,18 +80,37 @@ impl RateLimit {
 
     async fn check(&self, client_key: String) -> Result<Admitted, GatewayError> {
         let attempt = self.attempts.next();
-        let key = keys::rate_limit(&self.name, &client_key);
-        let limit = self.spec.limit;
+        let (limit, window) = (self.spec.limit, self.spec.window);
         // Boxed: fred's command futures are large.
-        let verdict = Box::pin(scripts::rate_limit(
-            &self.redis,
-            &self.clock,
-            &key,
-            limit,
-            self.spec.window,
-            &attempt,
-        ))
-        .await;
+        let verdict = match self.spec.algorithm {
+            Algorithm::SlidingLog => {
+                let key = keys::rate_limit(&self.name, &client_key);
+                let clock = &self.clock;
+                Box::pin(scripts::rate_limit(
+                    &self.redis,
+                    clock,
+                    &key,
+                    limit,
+                    window,
+                    &attempt,
+                ))
+                .await
+            }
+            Algorithm::Gcra { burst } => {
+                let key = keys::gcra(&self.name, &client_key);
+                let clock = &self.clock;
+                Box::pin(scripts::gcra(
+                    &self.redis,
+                    clock,
+                    &key,
+                    limit,
+                    window,
+                    burst,
+                    &attempt,
+                ))
+                .await
+            }
+        };
         let verdict = match verdict {
             // Too late to count: answer as if Redis had not answered at all.
             Ok(verdict) if verdict.stale => {

@@ -10,7 +10,8 @@ use super::auth::Auth;
 use super::registry::{MiddlewareConfig, Resources};
 use super::transform::ResponseTransform;
 use super::{
-    AuthMethod, CircuitBreaker, Cors, FailMode, Fallback, Middleware, RateLimit, Transform,
+    Algorithm, AuthMethod, CircuitBreaker, Cors, FailMode, Fallback, Middleware, RateLimit,
+    Transform,
 };
 use crate::redis::scripts::BreakerLimits;
 use crate::ForwardRoute;
@@ -50,6 +51,7 @@ impl MiddlewareConfig for AuthSpec {
 
 #[derive(Debug, Clone)]
 pub struct RateLimitSpec {
+    pub algorithm: Algorithm,
     pub limit: u32,
     pub window: Duration,
     pub on_redis_error: FailMode,

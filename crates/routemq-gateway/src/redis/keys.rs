@@ -80,6 +80,13 @@ pub fn rate_limit(limiter: &str, client_key: &str) -> String {
     format!("{{rl2:{limiter}:{client_key}}}")
 }
 
+/// One client's GCRA state under one limiter (a hash: `tat`, `last`); a key
+/// of its own, so switching a limiter between algorithms never reads the
+/// other's record.
+pub fn gcra(limiter: &str, client_key: &str) -> String {
+    format!("{{gcra:{limiter}:{client_key}}}")
+}
+
 /// A cached reply to one request (`request_hash`) of a service, for fallback.
 pub fn fallback_cache(service: &str, request_hash: &str) -> String {
     format!("routemq:cache:{service}:{{{request_hash}}}")

@@ -5,6 +5,7 @@ mod breaker_scripts;
 pub mod clock;
 mod connect;
 pub mod keys;
+mod limit_scripts;
 pub mod records;
 mod replay_scripts;
 pub mod scripts;

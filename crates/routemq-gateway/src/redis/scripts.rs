@@ -8,10 +8,10 @@ use std::time::Duration;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 
-use super::clock::RedisClock;
 use super::keys;
 
 pub use super::breaker_scripts::*;
+pub use super::limit_scripts::*;
 pub use super::replay_scripts::*;
 
 static NEXT_INDEX: LazyLock<Script> =
@@ -31,8 +31,6 @@ static WORKER_MEMBERSHIP: LazyLock<Script> =
 static FLUSH_METRICS: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/flush_metrics.lua")));
 
-static RATE_LIMIT: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/rate_limit.lua")));
 static PUSH_LOGS: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/push_logs.lua")));
 static PUT_API_KEY: LazyLock<Script> =
@@ -222,52 +220,6 @@ pub async fn flush_metrics(
 }
 
 /// A rate-limit verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateVerdict {
-    pub admitted: bool,
-    pub remaining: u64,
-    /// When a refused client may try again.
-    pub retry_after: Duration,
-    /// The call ran after its deadline and counted nothing.
-    pub stale: bool,
-}
-
-/// Counts one attempt (`attempt_id`, unique per request) against `limit` per
-/// `window` in the log at `key` (from [`keys::rate_limit`]), unless the
-/// script runs after `clock`'s deadline for it (then `stale`).
-pub async fn rate_limit(
-    client: &Client,
-    clock: &RedisClock,
-    key: &str,
-    limit: u32,
-    window: Duration,
-    attempt_id: &str,
-) -> FredResult<RateVerdict> {
-    let deadline = clock.deadline().map_or(String::new(), |ms| ms.to_string());
-    let (admitted, remaining, retry_after_ms, now_ms): (i64, i64, i64, i64) =
-        crate::observe::redis_call(
-            "rate_limit",
-            RATE_LIMIT.evalsha_with_reload(
-                client,
-                vec![key.to_string()],
-                vec![
-                    i64::from(limit).to_string(),
-                    millis(window).to_string(),
-                    attempt_id.to_string(),
-                    deadline,
-                ],
-            ),
-        )
-        .await?;
-    clock.observe(now_ms.unsigned_abs());
-    Ok(RateVerdict {
-        admitted: admitted == 1,
-        remaining: u64::try_from(remaining).unwrap_or(0),
-        retry_after: Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(0)),
-        stale: admitted == 2,
-    })
-}
-
 /// Stores an API key record (`record`, JSON) under the key's hash.
 pub async fn put_api_key(client: &Client, key_hash: &str, record: &str) -> FredResult<u64> {
     crate::observe::redis_call(
