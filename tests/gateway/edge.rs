@@ -178,3 +178,80 @@ async fn redis_outage_follows_each_limiters_policy() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The fallback cache under a stream of GETs: a reply requested over and
+/// over is written once per `cache_refresh`, not once per request, and
+/// however many distinct requests arrive, Redis keeps at most
+/// `cache_max_entries` (20 in the test config) of the service's replies.
+#[tokio::test]
+async fn the_fallback_cache_is_written_once_per_refresh_and_capped() {
+    use fred::prelude::*;
+    use routemq_gateway::redis::keys;
+
+    const CAP: i64 = 20;
+    let stack = mw::start(1, false).await;
+    let redis = &stack.stack.redis_client;
+    let client = stack.stack.client().await;
+    let token = bearer("cache-user", &[]);
+    let auth = ("authorization", token.as_str());
+    let index = keys::fallback_index("user-service");
+
+    let first = ask_with(&client, "api/v1/users/get/1", "", &[auth]).await;
+    assert_eq!(first.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (entry, written_at) = loop {
+        let entries: Vec<(String, f64)> = redis
+            .zrange(&index, 0, -1, None, false, None, true)
+            .await
+            .expect("zrange");
+        if let Some(entry) = entries.into_iter().next() {
+            break entry;
+        }
+        assert!(Instant::now() < deadline, "the reply was never cached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for _ in 0..20 {
+        let again = ask_with(&client, "api/v1/users/get/1", "", &[auth]).await;
+        assert_eq!(again.status, 200);
+    }
+    // A later request as the barrier: its own write lands after any the
+    // twenty repeats could have caused.
+    let other = ask_with(&client, "api/v1/users/get/2", "", &[auth]).await;
+    assert_eq!(other.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.zcard::<i64, _>(&index).await.expect("zcard") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second reply was never cached"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let score: Option<f64> = redis.zscore(&index, &entry).await.expect("zscore");
+    assert_eq!(score, Some(written_at), "twenty repeats rewrote nothing");
+
+    for id in 100..160 {
+        let reply = ask_with(&client, &format!("api/v1/users/get/{id}"), "", &[auth]).await;
+        assert_eq!(reply.status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let indexed: i64 = redis.zcard(&index).await.expect("zcard");
+        let stored: Vec<String> = redis
+            .custom(fred::cmd!("KEYS"), vec!["{cache2:user-service}:*"])
+            .await
+            .expect("keys");
+        let entries = stored.iter().filter(|key| **key != index).count() as i64;
+        assert!(
+            indexed <= CAP && entries <= CAP,
+            "{indexed} indexed, {entries} stored"
+        );
+        if indexed == CAP && entries == CAP {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{indexed} indexed, {entries} stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -67,6 +67,7 @@ half_open_probes = 1
 
 [middleware.fallback]
 cache_ttl = "1m"
+cache_max_entries = 20
 
 [[groups]]
 prefix = "api/v1"

@@ -2,22 +2,28 @@
 //! the last good reply to the same request if the route is cacheable (a GET
 //! route under a fallback with `cache_ttl`), else
 //! the `<service>-fallback` service, else the original error.
+//!
+//! The cache costs little and stays bounded: a worker rewrites one
+//! request's reply at most once per `cache_refresh` ([`RecentWrites`]),
+//! replies over `cache_max_entry_bytes` are not cached, and Redis keeps at
+//! most `cache_max_entries` per service, evicting the oldest
+//! (`fallback_store.lua`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use fred::prelude::*;
-use fred::types::Expiration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use reqwest::Method;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use super::recent_writes::RecentWrites;
 use super::spec::FallbackSpec;
 use super::{Middleware, RequestContext};
-use crate::redis::keys;
 use crate::redis::records::CachedReply;
+use crate::redis::{keys, scripts};
 use crate::reply::Source;
 use crate::upstream::{Forwarder, PreparedCall, UpstreamResponse};
 use crate::{GatewayError, Reply};
@@ -27,6 +33,8 @@ pub struct Fallback {
     spec: FallbackSpec,
     redis: Client,
     forwarder: Arc<Forwarder>,
+    /// Entries this worker wrote lately (only with a cache).
+    recent: Option<Arc<RecentWrites>>,
 }
 
 impl Fallback {
@@ -36,34 +44,31 @@ impl Fallback {
         redis: Client,
         forwarder: Arc<Forwarder>,
     ) -> Fallback {
+        let recent = spec
+            .cache
+            .map(|cache| Arc::new(RecentWrites::new(cache.refresh, cache.max_entries)));
         Fallback {
             name,
             spec,
             redis,
             forwarder,
+            recent,
         }
     }
 
     async fn answer(&self, ctx: &RequestContext<'_>, call: &PreparedCall) -> Option<Reply> {
         let route = ctx.route?;
         let started = Instant::now();
-        if self.spec.cache_ttl.is_some() && route.method == Method::GET {
-            let key = keys::fallback_cache(&route.service, &request_hash(ctx, call));
-            match self.redis.get::<Option<String>, _>(&key).await {
-                Ok(Some(stored)) => {
-                    if let Some((status, data)) = parse_stored(&stored) {
-                        return Some(Reply::success_from(
-                            status,
-                            &data,
-                            ctx.request_id,
-                            &route.service,
-                            started.elapsed().as_secs_f64(),
-                            Some(Source::Cache),
-                        ));
-                    }
-                }
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "fallback cache unreadable"),
+        if self.spec.cache.is_some() && route.method == Method::GET {
+            if let Some((status, data)) = self.cached(&route.service, ctx, call).await {
+                return Some(Reply::success_from(
+                    status,
+                    &data,
+                    ctx.request_id,
+                    &route.service,
+                    started.elapsed().as_secs_f64(),
+                    Some(Source::Cache),
+                ));
             }
         }
         if !self.spec.fallback_service {
@@ -90,6 +95,33 @@ impl Fallback {
     }
 }
 
+impl Fallback {
+    /// The cached reply to this request: the capped cache's entry, else one
+    /// an older worker wrote under the version 1 key (during a rollout).
+    async fn cached(
+        &self,
+        service: &str,
+        ctx: &RequestContext<'_>,
+        call: &PreparedCall,
+    ) -> Option<(u16, Box<RawValue>)> {
+        let hash = crate::hex(&request_hash(ctx, call));
+        for key in [
+            keys::fallback_entry(service, &hash),
+            keys::fallback_cache(service, &hash),
+        ] {
+            match self.redis.get::<Option<String>, _>(&key).await {
+                Ok(Some(stored)) => return parse_stored(&stored),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "fallback cache unreadable");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+}
+
 impl Middleware for Fallback {
     fn name(&self) -> &str {
         &self.name
@@ -101,7 +133,8 @@ impl Middleware for Fallback {
         call: &PreparedCall,
         response: &UpstreamResponse,
     ) {
-        let (Some(ttl), Some(route)) = (self.spec.cache_ttl, ctx.route) else {
+        let (Some(cache), Some(recent), Some(route)) = (self.spec.cache, &self.recent, ctx.route)
+        else {
             return;
         };
         // Only reads are cacheable: replaying a cached write would claim it
@@ -109,20 +142,31 @@ impl Middleware for Fallback {
         if route.method != Method::GET || !(200..300).contains(&response.status) {
             return;
         }
-        let key = keys::fallback_cache(&route.service, &request_hash(ctx, call));
+        if response.body.get().len() > cache.max_entry_bytes {
+            return;
+        }
+        let hash = request_hash(ctx, call);
+        if !recent.due(hash, Instant::now()) {
+            return;
+        }
+        let key = keys::fallback_entry(&route.service, &crate::hex(&hash));
         let stored = CachedReply {
             status: response.status,
             body: response.body.get().into(),
         }
         .encode();
-        let redis = self.redis.clone();
+        let (redis, service) = (self.redis.clone(), route.service.clone());
         // Off the reply path: the reply does not wait for the cache write.
         tokio::spawn(async move {
-            let expiry = Expiration::PX(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-            if let Err(error) = redis
-                .set::<(), _, _>(&key, stored, Some(expiry), None, false)
-                .await
-            {
+            let written = scripts::fallback_store(
+                &redis,
+                &service,
+                &key,
+                &stored,
+                cache.ttl,
+                cache.max_entries,
+            );
+            if let Err(error) = Box::pin(written).await {
                 tracing::debug!(%error, "fallback cache write failed");
             }
         });
@@ -140,7 +184,7 @@ impl Middleware for Fallback {
 
 /// A stable hash of the request as sent upstream, and of who sent it, so one
 /// client's cached reply is never served to another.
-fn request_hash(ctx: &RequestContext<'_>, call: &PreparedCall) -> String {
+fn request_hash(ctx: &RequestContext<'_>, call: &PreparedCall) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(call.method.as_str());
     hasher.update([0]);
@@ -159,7 +203,7 @@ fn request_hash(ctx: &RequestContext<'_>, call: &PreparedCall) -> String {
     if let Some(identity) = &ctx.identity {
         hasher.update(identity.caller_key());
     }
-    crate::hex(&hasher.finalize())
+    hasher.finalize().into()
 }
 
 /// A cached reply's status and body, if the record is readable.

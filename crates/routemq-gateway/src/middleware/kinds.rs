@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::registry::{settings, Kind, KindContext, MiddlewareConfig, MiddlewareKind};
 use super::spec::{
-    AuthSpec, BreakerSpec, CorsSpec, FallbackSpec, RateLimitSpec, ResponseTransformSpec,
-    TransformSpec,
+    AuthSpec, BreakerSpec, CacheSettings, CorsSpec, FallbackSpec, RateLimitSpec,
+    ResponseTransformSpec, TransformSpec,
 };
 use super::{Algorithm, AuthMethod, FailMode};
 
@@ -247,15 +247,40 @@ fn breaker(raw: RawBreaker) -> Result<BreakerSpec, String> {
 struct RawFallback {
     #[serde(default, with = "humantime_serde")]
     cache_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    cache_refresh: Option<Duration>,
+    cache_max_entries: Option<usize>,
+    cache_max_entry_bytes: Option<usize>,
     fallback_service: Option<bool>,
 }
 
 fn fallback(raw: RawFallback) -> Result<FallbackSpec, String> {
+    let cache = match raw.cache_ttl {
+        None => {
+            let tuning = raw.cache_refresh.is_some()
+                || raw.cache_max_entries.is_some()
+                || raw.cache_max_entry_bytes.is_some();
+            if tuning {
+                return Err("cache_refresh and cache_max_* need cache_ttl".into());
+            }
+            None
+        }
+        Some(ttl) => {
+            let ttl = positive(ttl, "cache_ttl")?;
+            let refresh = positive(raw.cache_refresh.unwrap_or(ttl / 10), "cache_refresh")?;
+            if refresh >= ttl {
+                return Err("cache_refresh must be below cache_ttl".into());
+            }
+            Some(CacheSettings {
+                ttl,
+                refresh,
+                max_entries: raw.cache_max_entries.unwrap_or(10_000).max(1),
+                max_entry_bytes: raw.cache_max_entry_bytes.unwrap_or(64 * 1024),
+            })
+        }
+    };
     Ok(FallbackSpec {
-        cache_ttl: raw
-            .cache_ttl
-            .map(|ttl| positive(ttl, "cache_ttl"))
-            .transpose()?,
+        cache,
         fallback_service: raw.fallback_service.unwrap_or(true),
     })
 }
@@ -319,5 +344,26 @@ mod tests {
         assert!(limit_from("burst = 5").is_err());
         assert!(limit_from("algorithm = \"gcra\"\nburst = 0").is_err());
         assert!(limit_from("algorithm = \"token_bucket\"").is_err());
+    }
+
+    fn fallback_from(text: &str) -> Result<FallbackSpec, String> {
+        fallback(settings(toml::from_str(text).map_err(|e| e.to_string())?)?)
+    }
+
+    #[test]
+    fn the_fallback_cache_refreshes_at_a_tenth_of_its_ttl_and_is_capped_by_default() {
+        let cache = fallback_from("cache_ttl = \"5m\"").expect("cache").cache;
+        assert_eq!(
+            cache,
+            Some(CacheSettings {
+                ttl: Duration::from_secs(300),
+                refresh: Duration::from_secs(30),
+                max_entries: 10_000,
+                max_entry_bytes: 65_536,
+            })
+        );
+        assert_eq!(fallback_from("").expect("no cache").cache, None);
+        assert!(fallback_from("cache_max_entries = 5").is_err(), "a cap needs a cache");
+        assert!(fallback_from("cache_ttl = \"1m\"\ncache_refresh = \"1m\"").is_err());
     }
 }

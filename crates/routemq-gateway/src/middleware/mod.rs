@@ -28,6 +28,7 @@ mod jwt;
 mod kinds;
 mod local_limit;
 mod rate_limit;
+mod recent_writes;
 pub mod registry;
 mod spec;
 mod transform;

@@ -160,10 +160,23 @@ impl MiddlewareConfig for BreakerSpec {
 
 #[derive(Debug, Clone)]
 pub struct FallbackSpec {
-    /// Keep the last good reply this long; `None` makes the route not cacheable.
-    pub cache_ttl: Option<Duration>,
+    /// How last good replies are kept; `None` makes the route not cacheable.
+    pub cache: Option<CacheSettings>,
     /// Try `<service>-fallback` when there is no cached reply.
     pub fallback_service: bool,
+}
+
+/// The fallback cache of one fallback middleware. Redis holds at most
+/// `max_entries` replies of at most `max_entry_bytes` per service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// How long a reply is kept.
+    pub ttl: Duration,
+    /// A worker rewrites one request's reply at most this often.
+    pub refresh: Duration,
+    pub max_entries: usize,
+    /// Larger replies are not cached.
+    pub max_entry_bytes: usize,
 }
 
 impl MiddlewareConfig for FallbackSpec {

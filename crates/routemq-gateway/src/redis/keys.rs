@@ -91,3 +91,16 @@ pub fn gcra(limiter: &str, client_key: &str) -> String {
 pub fn fallback_cache(service: &str, request_hash: &str) -> String {
     format!("routemq:cache:{service}:{{{request_hash}}}")
 }
+
+/// A cached reply, version 2: in its service's slot, beside the index that
+/// caps the service's entries ([`fallback_index`]). Version 1
+/// ([`fallback_cache`]) had no cap; workers still read it on a miss while
+/// old workers may write it.
+pub fn fallback_entry(service: &str, request_hash: &str) -> String {
+    format!("{{cache2:{service}}}:{request_hash}")
+}
+
+/// A service's cached replies by write time (ms), oldest evicted first.
+pub fn fallback_index(service: &str) -> String {
+    format!("{{cache2:{service}}}:index")
+}

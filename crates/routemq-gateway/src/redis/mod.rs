@@ -2,6 +2,7 @@
 //! wrapper per Lua script in `scripts/`.
 
 mod breaker_scripts;
+mod cache_scripts;
 pub mod clock;
 mod connect;
 pub mod keys;

@@ -11,6 +11,7 @@ use fred::types::scripts::Script;
 use super::keys;
 
 pub use super::breaker_scripts::*;
+pub use super::cache_scripts::*;
 pub use super::limit_scripts::*;
 pub use super::replay_scripts::*;
 
