@@ -150,3 +150,30 @@ async fn an_id_reused_for_a_different_payload_is_refused() {
     );
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
+
+/// A reply above `gateway.replay_max_reply_bytes` is answered but not kept,
+/// and says so; its retries get `410 reply_not_kept` — never a second run.
+#[tokio::test]
+async fn a_reply_too_large_to_keep_is_answered_once_and_never_run_again() {
+    let mut stack = Stack::start(0).await;
+    let text = std::fs::read_to_string(&stack.config).expect("config");
+    let text = text.replacen("[gateway]\n", "[gateway]\nreplay_max_reply_bytes = 16\n", 1);
+    std::fs::write(&stack.config, text).expect("config");
+    stack.add_worker("worker-0");
+    stack.add_worker("worker-1");
+    let hits = counted_service(&stack).await;
+    let client = stack.client().await;
+
+    let first = client
+        .request("api/t/count", "{}", &with_id("big-1"))
+        .await
+        .expect("reply");
+    assert_eq!(first.status, 201);
+    assert_eq!(first.property("x-replay"), Some("not-kept"));
+    for _ in 0..3 {
+        let retry = settled(&client, "api/t/count", "big-1").await;
+        assert_eq!(retry.status, 410, "{}", retry.json());
+        assert_eq!(error_type(&retry), "reply_not_kept");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the upstream ran it once");
+}

@@ -68,6 +68,8 @@ pub enum ErrorKind {
     /// The answer is larger than the gateway may deliver (the upstream body
     /// over `max_response_bytes`, or the reply over the broker's packet size).
     ReplyTooLarge,
+    /// A retry of a request that ran, whose reply was too large to keep.
+    ReplyNotKept,
     Internal,
 }
 
@@ -88,6 +90,7 @@ impl ErrorKind {
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::UpstreamRejected(status) => status,
             ErrorKind::UpstreamError | ErrorKind::ReplyTooLarge => 502,
+            ErrorKind::ReplyNotKept => 410,
             ErrorKind::UpstreamUnavailable
             | ErrorKind::NoHealthyInstance
             | ErrorKind::StoreUnavailable
@@ -124,6 +127,7 @@ impl ErrorKind {
             ErrorKind::ServiceOverloaded => "service_overloaded",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::ReplyTooLarge => "reply_too_large",
+            ErrorKind::ReplyNotKept => "reply_not_kept",
             ErrorKind::Internal => "internal_error",
         }
     }
@@ -153,6 +157,7 @@ impl ErrorKind {
             ErrorKind::StoreUnavailable
             | ErrorKind::Overloaded
             | ErrorKind::ReplyTooLarge
+            | ErrorKind::ReplyNotKept
             | ErrorKind::Internal => Side::Internal,
         }
     }

@@ -38,6 +38,9 @@ pub struct GatewayConfig {
     pub round_robin_lease: u32,
     /// How long answered POST/PATCH replies are kept to replay retries; zero disables.
     pub replay_window: Duration,
+    /// Replies larger than this are answered but not kept for replay, so the
+    /// store holds at most POST rate × `replay_window` × this.
+    pub replay_max_reply_bytes: usize,
     pub registry: RegistrySettings,
     /// How often counters and the request log are flushed to Redis.
     pub metrics_flush_interval: Duration,

@@ -172,6 +172,7 @@ impl Gateway {
         let replays = Replays::new(
             shared.redis.clone(),
             Some(config.replay_window),
+            config.replay_max_reply_bytes,
             process.clone(),
         );
         let resources = Resources {

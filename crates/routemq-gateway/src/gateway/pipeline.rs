@@ -29,7 +29,7 @@ use tracing::Instrument;
 use super::prepare::prepare;
 use super::{address, Gateway, Plan, RouteTarget};
 use crate::middleware::{ChainRun, Flow, Outcome, RequestContext};
-use crate::replay::{Claim, Ticket};
+use crate::replay::{Claim, Kept, Ticket};
 use crate::request::{is_acceptable_request_id, parse_payload, take_payload_address};
 use crate::request_log::LogRecord;
 use crate::upstream::{PreparedCall, UpstreamResponse};
@@ -289,12 +289,19 @@ impl Gateway {
         // 6. Response filters; the answer is kept for retries, a fallback is not.
         let result =
             result.and_then(|response| self.upstream_reply(plan, ctx, &call, response, started));
+        let mut result = result;
         if let Some(ticket) = ticket {
             let stored = match &result {
                 Ok(reply) => reply.clone(),
                 Err(error) => Reply::error(error, ctx.request_id, Some(&route.service)),
             };
-            self.replays.finish(ticket, &stored);
+            if self.replays.finish(ticket, &stored) == Kept::TooLarge {
+                if let Ok(reply) = &mut result {
+                    reply
+                        .properties
+                        .push(("x-replay".into(), "not-kept".into()));
+                }
+            }
         }
         match result {
             Ok(reply) => Ok(reply),

@@ -363,7 +363,10 @@ mod tests {
             })
         );
         assert_eq!(fallback_from("").expect("no cache").cache, None);
-        assert!(fallback_from("cache_max_entries = 5").is_err(), "a cap needs a cache");
+        assert!(
+            fallback_from("cache_max_entries = 5").is_err(),
+            "a cap needs a cache"
+        );
         assert!(fallback_from("cache_ttl = \"1m\"\ncache_refresh = \"1m\"").is_err());
     }
 }

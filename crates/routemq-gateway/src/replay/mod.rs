@@ -27,15 +27,27 @@ use crate::process::ProcessId;
 use crate::redis::keys;
 use crate::redis::records::ReplayRecord;
 use crate::redis::scripts::{self, ClaimResult};
-use crate::Reply;
+use crate::{ErrorKind, GatewayError, Reply};
 use lease::{LeaseGuard, Leases, CLAIM_LEASE};
 
 pub(crate) struct Replays {
     redis: Client,
     /// How long answered requests are remembered; `None` disables replay.
     window: Option<Duration>,
+    /// Larger replies are answered but not kept: the store holds at most
+    /// POST rate × window × this (plus a small record per request).
+    max_reply_bytes: usize,
     process: ProcessId,
     leases: Arc<Leases>,
+}
+
+/// Whether a finished request's reply was kept for its retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kept {
+    Kept,
+    /// Too large to keep: retries get `410 reply_not_kept` (the request
+    /// ran; it never runs twice), and the reply says `x-replay: not-kept`.
+    TooLarge,
 }
 
 /// One request as the replay store sees it.
@@ -65,6 +77,7 @@ pub(crate) struct Ticket {
     key: String,
     claim: String,
     fingerprint: String,
+    request_id: String,
     /// Which execution of the request this is, from 1 (`X-Request-Attempt`).
     pub attempt: u64,
     /// Renews the claim until the outcome is stored.
@@ -72,7 +85,12 @@ pub(crate) struct Ticket {
 }
 
 impl Replays {
-    pub(crate) fn new(redis: Client, window: Option<Duration>, process: ProcessId) -> Self {
+    pub(crate) fn new(
+        redis: Client,
+        window: Option<Duration>,
+        max_reply_bytes: usize,
+        process: ProcessId,
+    ) -> Self {
         let leases = Arc::new(Leases::default());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(lease::renew_leases(Arc::downgrade(&leases), redis.clone()));
@@ -80,6 +98,7 @@ impl Replays {
         Replays {
             redis,
             window: window.filter(|window| !window.is_zero()),
+            max_reply_bytes,
             process,
             leases,
         }
@@ -102,6 +121,7 @@ impl Replays {
         }
         .encode();
         let scope = scope(attempt.caller, attempt.topic, attempt.request_id);
+        let request_id = attempt.request_id.to_string();
         let key = keys::request(&scope);
         let attempts = keys::request_attempts(&scope);
         let claimed =
@@ -113,6 +133,7 @@ impl Replays {
                     key,
                     claim,
                     fingerprint,
+                    request_id: request_id.clone(),
                     attempt,
                     lease,
                 });
@@ -146,11 +167,14 @@ impl Replays {
 
     /// Stores the reply for replay, or releases the claim after a 5xx so a
     /// retry runs again. Runs in the background: the reply does not wait.
-    pub(crate) fn finish(&self, ticket: Ticket, reply: &Reply) {
+    pub(crate) fn finish(&self, ticket: Ticket, reply: &Reply) -> Kept {
         let Some(window) = self.window else {
-            return;
+            return Kept::Kept;
         };
-        let outcome = if is_final(reply.status) {
+        let mut kept = Kept::Kept;
+        let outcome = if !is_final(reply.status) {
+            String::new()
+        } else if reply.payload.len() <= self.max_reply_bytes {
             ReplayRecord::Done {
                 fingerprint: ticket.fingerprint.as_str().into(),
                 status: reply.status,
@@ -158,7 +182,23 @@ impl Replays {
             }
             .encode()
         } else {
-            String::new()
+            kept = Kept::TooLarge;
+            let error = GatewayError::new(
+                ErrorKind::ReplyNotKept,
+                format!(
+                    "this request already ran (status {}); its {}-byte reply is above gateway.replay_max_reply_bytes ({}), so it was not kept for retries",
+                    reply.status,
+                    reply.payload.len(),
+                    self.max_reply_bytes
+                ),
+            );
+            let tombstone = Reply::error(&error, &ticket.request_id, None);
+            ReplayRecord::Done {
+                fingerprint: ticket.fingerprint.as_str().into(),
+                status: tombstone.status,
+                payload: String::from_utf8_lossy(&tombstone.payload),
+            }
+            .encode()
         };
         let redis = self.redis.clone();
         tokio::spawn(async move {
@@ -170,6 +210,7 @@ impl Replays {
             // Renewed until here; a claim left unfinished lapses within a lease.
             drop(ticket.lease);
         });
+        kept
     }
 }
 

@@ -88,6 +88,7 @@ pub struct RawGateway {
     pub round_robin_lease: Option<u32>,
     #[serde(default, with = "humantime_serde")]
     pub replay_window: Option<Duration>,
+    pub replay_max_reply_bytes: Option<usize>,
     pub service_max_in_flight: Option<usize>,
 }
 

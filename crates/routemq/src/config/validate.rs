@@ -201,6 +201,7 @@ fn parse_with(
             .gateway
             .replay_window
             .unwrap_or(Duration::from_secs(600)),
+        replay_max_reply_bytes: raw.gateway.replay_max_reply_bytes.unwrap_or(64 * 1024),
         registry,
         metrics_flush_interval: raw.metrics.flush_interval.unwrap_or(Duration::from_secs(1)),
         request_log_length,
