@@ -224,3 +224,109 @@ async fn gcra_bursts_are_exact_across_workers() {
         assert!((1..=60).contains(&retry_after), "retry-after {retry_after}");
     }
 }
+
+const SLOW_BREAKER: &str = r#"
+[middleware.slow_breaker]
+kind = "circuit_breaker"
+failure_threshold = 3
+recovery_time = "60s"
+
+[[groups]]
+prefix = "api/b"
+middleware = ["slow_breaker"]
+routes = [{ topic = "get/{id}", service = "b-service", method = "GET", path = "/x" }]
+"#;
+
+/// Asks until a reply is `503 circuit_open`; returns how long that took.
+async fn time_to_refusal(client: &routemq_client::RequestClient, since: Instant) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut id = 0;
+    loop {
+        id += 1;
+        let reply = ask(client, &format!("api/b/get/{id}"), "").await;
+        if reply.status == 503 && error_type(&reply) == "circuit_open" {
+            return since.elapsed();
+        }
+        assert_eq!(reply.status, 200, "{}", reply.json());
+        assert!(
+            Instant::now() < deadline,
+            "the worker never learned of the opening"
+        );
+    }
+}
+
+/// A closed breaker admits with no Redis call, so a worker must be told of
+/// an opening elsewhere: at once through the announcement, and within one
+/// refresh (2 s) when the announcement is missed.
+#[tokio::test]
+async fn a_worker_learns_of_a_breaker_opening_elsewhere() {
+    use fred::prelude::*;
+    use routemq_gateway::redis::{keys, scripts};
+
+    let stack = crate::stack::Stack::start_with(1, 1, SLOW_BREAKER, false, &[]).await;
+    let upstream = routemq_tests::upstream::fixed_status(200).await;
+    stack.register("b-service", "b-1", upstream).await;
+    stack.settle().await;
+    let client = stack.client().await;
+    assert_eq!(ask(&client, "api/b/get/0", "").await.status, 200);
+
+    // Another worker's three failures open it (the test plays that worker).
+    let limits = scripts::BreakerLimits {
+        failure_threshold: 3,
+        failure_window: Duration::from_secs(60),
+        failure_rate: None,
+        min_requests: 1,
+        recovery: Duration::from_secs(60),
+        half_open_probes: 1,
+        probe_lease: Duration::from_secs(30),
+    };
+    let redis = &stack.redis_client;
+    for attempt in ["elsewhere-1", "elsewhere-2", "elsewhere-3"] {
+        scripts::breaker_record(
+            redis,
+            "b-service",
+            &limits,
+            attempt,
+            scripts::CallOutcome::Failure,
+        )
+        .await
+        .expect("record");
+    }
+    let announced = time_to_refusal(&client, Instant::now()).await;
+
+    // Closed again behind the worker's back, then opened with no announcement.
+    let breaker = keys::breaker("b-service");
+    let _: () = redis
+        .hset(&breaker, ("state", "closed"))
+        .await
+        .expect("hset");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ask(&client, "api/b/get/closed", "").await.status != 200 {
+        assert!(Instant::now() < deadline, "the refresh never saw it closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (seconds, micros): (String, String) = redis
+        .custom(fred::cmd!("TIME"), Vec::<String>::new())
+        .await
+        .expect("time");
+    let now_ms =
+        seconds.parse::<u64>().expect("s") * 1000 + micros.parse::<u64>().expect("us") / 1000;
+    let opened = Instant::now();
+    let _: () = redis
+        .hset(
+            &breaker,
+            [
+                ("state", "open".to_string()),
+                ("opened_at", now_ms.to_string()),
+            ],
+        )
+        .await
+        .expect("hset");
+    let missed = time_to_refusal(&client, opened).await;
+    println!("breaker opening learned: announced {announced:?}, missed announcement {missed:?}");
+    // The stated bound: one refresh interval, plus a Redis command timeout
+    // and a request's round trip — with room for a busy machine.
+    let bound =
+        routemq_gateway::middleware::breaker_board::REFRESH_INTERVAL + Duration::from_secs(2);
+    assert!(missed <= bound, "within {bound:?}: {missed:?}");
+}

@@ -3,7 +3,8 @@
 -- (sorted set: member = attempt id, score = admitted at, ms).
 -- ARGV[1] recovery time in ms; ARGV[2] probes allowed at once while half open;
 -- ARGV[3] probe lease in ms (a probe whose worker died frees its slot after it);
--- ARGV[4] attempt id.
+-- ARGV[4] attempt id; ARGV[5] the service's name, to announce transitions
+-- on the `routemq:breakers` channel (workers keep the state locally).
 -- Returns {state, verdict, retry_after_ms}: verdict 1 = admitted, 2 = admitted
 -- as a half-open probe, 0 = refused.
 -- open → half_open happens here, once, when the recovery time has passed.
@@ -22,6 +23,9 @@ if state == 'open' then
   redis.call('HSET', KEYS[1], 'state', 'half_open', 'half_open_at', now)
   redis.call('DEL', KEYS[2])
   state = 'half_open'
+  if ARGV[5] then
+    redis.call('PUBLISH', 'routemq:breakers', ARGV[5] .. ' half_open 0')
+  end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]))
 if redis.call('ZSCORE', KEYS[2], ARGV[4]) then

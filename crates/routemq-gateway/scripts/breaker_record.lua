@@ -7,7 +7,10 @@
 -- ARGV[2] attempt id; ARGV[3] failures that open the breaker (0: no count
 -- threshold); ARGV[4] failure window in ms; ARGV[5] failure rate that opens
 -- it (0: no rate threshold); ARGV[6] calls the rate needs in the window;
--- ARGV[7] success bucket length in ms.
+-- ARGV[7] success bucket length in ms; ARGV[8] the service's name and
+-- ARGV[9] the recovery time in ms, to announce transitions on the
+-- `routemq:breakers` channel as `NAME STATE REOPEN_IN_MS` (workers keep the
+-- state locally and refuse while open without asking Redis).
 -- Returns the state afterwards.
 -- closed:    a failure is logged; the count or the rate reached within the
 --            window → open.
@@ -18,6 +21,11 @@
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local outcome = ARGV[1]
+local function announce(state, reopen_in)
+  if ARGV[8] then
+    redis.call('PUBLISH', 'routemq:breakers', ARGV[8] .. ' ' .. state .. ' ' .. reopen_in)
+  end
+end
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
 if outcome == 'release' then
   redis.call('ZREM', KEYS[2], ARGV[2])
@@ -30,9 +38,11 @@ if state == 'half_open' then
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
   if outcome == 'success' then
     redis.call('HSET', KEYS[1], 'state', 'closed', 'closed_at', now)
+    announce('closed', 0)
     return 'closed'
   end
   redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', now)
+  announce('open', ARGV[9] or 0)
   return 'open'
 end
 if state == 'closed' and outcome == 'failure' then
@@ -59,6 +69,7 @@ if state == 'closed' and outcome == 'failure' then
   if open then
     redis.call('DEL', KEYS[3], KEYS[4])
     redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', now)
+    announce('open', ARGV[9] or 0)
     return 'open'
   end
 end

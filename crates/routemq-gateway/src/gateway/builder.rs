@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use super::{Gateway, Limits, ReplyTopics, RouteTarget};
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
+use crate::middleware::breaker_board::BreakerBoard;
 use crate::middleware::{ApiKeys, AuthSettings, MiddlewareConfigs};
 use crate::process::ProcessId;
 use crate::registry::{run_health_probes, ProbeSettings, RegistryCache};
@@ -60,6 +61,7 @@ pub(crate) struct Shared {
     pub cache: Arc<RegistryCache>,
     pub metrics: Arc<MetricsRecorder>,
     pub membership: Arc<Membership>,
+    pub breakers: Arc<BreakerBoard>,
     pub api_keys: Option<Arc<ApiKeys>>,
     /// Where answered requests are logged for the Redis lists; `None` disables it.
     pub request_log: Option<Arc<RequestLog>>,
@@ -165,6 +167,7 @@ struct BackgroundParts<'a> {
     api_keys: Option<&'a Arc<ApiKeys>>,
     request_log: Option<&'a Arc<RequestLog>>,
     membership: &'a Arc<Membership>,
+    breakers: &'a Arc<BreakerBoard>,
 }
 
 impl BackgroundTasks {
@@ -181,6 +184,7 @@ impl BackgroundTasks {
             api_keys,
             request_log,
             membership,
+            breakers,
         } = parts;
         let background = BackgroundTasks {
             stop: CancellationToken::new(),
@@ -200,6 +204,7 @@ impl BackgroundTasks {
             tasks.spawn(async move { api_keys.run_refresh(redis, interval, stop).await });
         }
         tasks.spawn(Arc::clone(membership).run(redis.clone(), stop.clone()));
+        tasks.spawn(Arc::clone(breakers).run(redis.clone(), stop.clone()));
         let registry = config.registry;
         tasks.spawn(Arc::clone(cache).run_refresh(
             redis.clone(),
@@ -289,6 +294,7 @@ impl GatewayBuilder {
             .map(|length| Arc::new(RequestLog::new(length, &worker_id)));
         let membership = Membership::new(ProcessId::new(&worker_id));
         let metrics = Arc::new(MetricsRecorder::default());
+        let breakers = Arc::new(BreakerBoard::default());
 
         let background = BackgroundTasks::start(BackgroundParts {
             config: &config,
@@ -300,6 +306,7 @@ impl GatewayBuilder {
             api_keys: api_keys.as_ref(),
             request_log: request_log.as_ref(),
             membership: &membership,
+            breakers: &breakers,
         });
         let shared = Shared {
             redis,
@@ -307,6 +314,7 @@ impl GatewayBuilder {
             cache,
             metrics,
             membership,
+            breakers,
             api_keys,
             request_log,
             traces,

@@ -182,6 +182,7 @@ impl Gateway {
             forwarder: Arc::clone(&forwarder),
             process,
             membership: Arc::clone(&shared.membership),
+            breakers: Arc::clone(&shared.breakers),
         };
         let routes = plans(config.routes, &config.middleware, &resources)?;
         Ok(Gateway {

@@ -3,18 +3,23 @@
 //! so workers can never disagree on the state or admit more half-open probes
 //! between them than configured.
 //!
-//! Healthy traffic costs one cheap admission read; only failures and probe
-//! outcomes are written, after the reply has gone out. In failure-rate mode
-//! successes are counted per worker and flushed once a second in one batch.
+//! Healthy traffic costs no Redis round trip: each worker keeps every
+//! breaker's state on its [`BreakerBoard`], told of transitions at once, and
+//! a closed breaker admits locally. An open one refuses locally until its
+//! recovery time; then Redis admits the half-open probes. Only failures and
+//! probe outcomes are written, after the reply has gone out. In failure-rate
+//! mode successes are counted per worker and flushed once a second in one
+//! batch.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fred::prelude::Client;
 use futures::FutureExt;
 
+use super::breaker_board::{BreakerBoard, Local};
 use super::spec::BreakerSpec;
 use super::{Admission, Admitted, FailMode, Middleware, Outcome, Permit, RequestContext};
 use crate::process::{AttemptIds, ProcessId};
@@ -55,6 +60,7 @@ pub struct CircuitBreaker {
     attempts: AttemptIds,
     /// Successful calls per service not yet flushed (failure-rate mode only).
     successes: Option<Arc<Successes>>,
+    board: Arc<BreakerBoard>,
 }
 
 /// How often a worker adds its successful calls to the shared counts.
@@ -115,6 +121,7 @@ impl CircuitBreaker {
         spec: BreakerSpec,
         redis: Client,
         process: &ProcessId,
+        board: Arc<BreakerBoard>,
     ) -> CircuitBreaker {
         let runtime = tokio::runtime::Handle::try_current().ok();
         let limits = spec.limits();
@@ -140,12 +147,23 @@ impl CircuitBreaker {
             limits,
             redis,
             successes,
+            board,
         }
     }
 
     async fn check(&self, service: String) -> Result<Admitted, GatewayError> {
         let attempt = self.attempts.next();
         let limits = self.limits;
+        match self.board.get(&service) {
+            Some(Local::Closed) => return Ok(self.admitted(service, attempt, false)),
+            Some(Local::Open { until }) => {
+                let now = Instant::now();
+                if now < until {
+                    return Err(refusal(&service, "open", until - now));
+                }
+            }
+            Some(Local::HalfOpen) | None => {}
+        }
         let verdict = Box::pin(scripts::breaker_admit(
             &self.redis,
             &service,
@@ -166,28 +184,43 @@ impl CircuitBreaker {
                 };
             }
         };
-        record_state(&service, BreakerState::parse(&verdict.state));
+        self.board.learn(
+            &service,
+            &verdict.state,
+            verdict.retry_after,
+            limits.recovery,
+        );
         if !verdict.admitted {
-            let retry_after = verdict.retry_after.as_millis().div_ceil(1000).max(1);
-            return Err(GatewayError::new(
-                ErrorKind::CircuitOpen,
-                format!("circuit breaker for `{service}` is {}", verdict.state),
-            )
-            .with_property("retry-after", retry_after.to_string()));
+            return Err(refusal(&service, &verdict.state, verdict.retry_after));
         }
+        Ok(self.admitted(service, attempt, verdict.probe))
+    }
+
+    fn admitted(&self, service: String, attempt: String, probe: bool) -> Admitted {
         let permit = BreakerPermit {
             redis: self.redis.clone(),
             service,
-            limits,
+            limits: self.limits,
             attempt,
-            probe: verdict.probe,
+            probe,
             successes: self.successes.clone(),
+            board: Arc::clone(&self.board),
         };
-        Ok(Admitted {
+        Admitted {
             properties: Vec::new(),
             permit: Some(Box::new(permit)),
-        })
+        }
     }
+}
+
+/// `503 circuit_open`, to retry after `retry_after`.
+fn refusal(service: &str, state: &str, retry_after: Duration) -> GatewayError {
+    let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+    GatewayError::new(
+        ErrorKind::CircuitOpen,
+        format!("circuit breaker for `{service}` is {state}"),
+    )
+    .with_property("retry-after", seconds.to_string())
 }
 
 impl Middleware for CircuitBreaker {
@@ -209,6 +242,7 @@ struct BreakerPermit {
     attempt: String,
     probe: bool,
     successes: Option<Arc<Successes>>,
+    board: Arc<BreakerBoard>,
 }
 
 impl Permit for BreakerPermit {
@@ -237,24 +271,12 @@ impl Permit for BreakerPermit {
             .await
             {
                 Ok(state) => {
-                    record_state(&self.service, BreakerState::parse(&state));
+                    let recovery = self.limits.recovery;
+                    self.board.learn(&self.service, &state, recovery, recovery);
                     tracing::debug!(service = %self.service, ?outcome, %state, "breaker outcome recorded");
                 }
                 Err(error) => tracing::warn!(service = %self.service, ?outcome, %error, "breaker outcome not recorded"),
             }
         });
     }
-}
-
-/// The breaker's state as a Prometheus gauge: 0 closed, 1 half open, 2 open.
-fn record_state(service: &str, state: BreakerState) {
-    if !crate::observe::metrics_enabled() {
-        return;
-    }
-    let value = match state {
-        BreakerState::Closed => 0.0,
-        BreakerState::HalfOpen => 1.0,
-        BreakerState::Open => 2.0,
-    };
-    metrics::gauge!("routemq_circuit_breaker_state", "service" => service.to_string()).set(value);
 }

@@ -21,6 +21,7 @@
 mod api_keys;
 mod auth;
 mod breaker;
+pub mod breaker_board;
 mod chain;
 mod cors;
 mod fallback;

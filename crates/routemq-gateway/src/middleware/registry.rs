@@ -30,6 +30,8 @@ pub struct Resources {
     pub process: ProcessId,
     /// The live workers, for per-worker shares of cluster limits.
     pub membership: Arc<Membership>,
+    /// Every breaker's state as this worker knows it (kept across reloads).
+    pub breakers: Arc<super::breaker_board::BreakerBoard>,
 }
 
 /// Validated middleware by the name routes refer to them by.

@@ -141,6 +141,7 @@ impl MiddlewareConfig for BreakerSpec {
             self.clone(),
             resources.redis.clone(),
             &resources.process,
+            Arc::clone(&resources.breakers),
         ))
     }
 

@@ -13,6 +13,8 @@ static BREAKER_ADMIT: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/breaker_admit.lua")));
 static BREAKER_RECORD: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/breaker_record.lua")));
+static BREAKER_VIEW: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/breaker_view.lua")));
 static BREAKER_SUCCESSES: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/breaker_successes.lua")));
 
@@ -61,6 +63,7 @@ pub async fn breaker_admit(
                 limits.half_open_probes.to_string(),
                 millis(limits.probe_lease).to_string(),
                 attempt_id.to_string(),
+                service.to_string(),
             ],
         ),
     )
@@ -113,10 +116,37 @@ pub async fn breaker_record(
                 limits.failure_rate.unwrap_or(0.0).to_string(),
                 limits.min_requests.to_string(),
                 millis(limits.success_bucket()).to_string(),
+                service.to_string(),
+                millis(limits.recovery).to_string(),
             ],
         ),
     )
     .await
+}
+
+/// The channel breaker transitions are announced on, as `NAME STATE REOPEN_IN_MS`.
+pub const BREAKER_CHANNEL: &str = "routemq:breakers";
+
+/// `service`'s breaker state and, when open, how long it stays open (for a
+/// breaker that recovers after `recovery`).
+pub async fn breaker_view(
+    client: &Client,
+    service: &str,
+    recovery: Duration,
+) -> FredResult<(String, Duration)> {
+    let (state, reopen_in_ms): (String, i64) = crate::observe::redis_call(
+        "breaker_view",
+        BREAKER_VIEW.evalsha_with_reload(
+            client,
+            vec![keys::breaker(service)],
+            vec![millis(recovery).to_string()],
+        ),
+    )
+    .await?;
+    Ok((
+        state,
+        Duration::from_millis(u64::try_from(reopen_in_ms).unwrap_or(0)),
+    ))
 }
 
 impl BreakerLimits {
