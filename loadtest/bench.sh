@@ -10,8 +10,10 @@
 #   (t100), (t1) (b1) with OpenTelemetry tracing exported over OTLP/gRPC to a counting
 #        sink, sampling 100 % and 1 % of traces ((b1) itself runs with tracing off);
 # each ROUNDS times, interleaved so drift on a noisy machine hits all alike, then
-# prints medians, each as a ratio of (a), and the CPU each request costs the
-# process under test. With BASELINE_BIN=<another routemq binary> each round
+# prints medians, each as a ratio of (a), the CPU each request costs the
+# process under test, and the Redis commands each request costs, counted by
+# Redis itself (INFO commandstats, commands inside scripts included; the
+# background tasks' share too) with the script calls (EVALSHA) among them. With BASELINE_BIN=<another routemq binary> each round
 # also runs (b1), (c1) and (p1) — POSTs through the full chain, each claimed
 # for safe retries — on that build, and prints this build's ratio to it.
 # BASE_CONFIG=<file> (default deploy/gateway.toml) is the configuration every
@@ -26,6 +28,12 @@ ROUNDS=${3:-3}
 # shellcheck source=loadtest/lib.sh
 source loadtest/lib.sh
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# redis_calls: "ALL EVALSHA" commands Redis has run so far (INFO itself excluded).
+redis_calls() {
+  redis-cli -p "$REDIS_PORT" info commandstats | python3 -c 'import re, sys
+calls = {m[1]: int(m[2]) for m in re.finditer(r"cmdstat_([a-z|]+):calls=(\d+)", sys.stdin.read())}
+print(sum(v for k, v in calls.items() if k != "info"), calls.get("evalsha", 0) + calls.get("eval", 0))'
+}
 hz=$(getconf CLK_TCK)
 
 cargo build --release -q -p routemq -p routemq-loadtest
@@ -46,6 +54,7 @@ measure() {
   local before=0 after=0 shared_before shared_after
   for pid in "$@"; do before=$((before + $(ticks "$pid"))); done
   shared_before="$(ticks "$MOSQUITTO") $(ticks "$REDIS") $(ticks "$DEMO")"
+  local redis_before; redis_before=$(redis_calls)
   local start; start=$(date +%s.%N)
   local loadgen_cpu
   loadgen_cpu=$(python3 -c 'import resource, subprocess, sys
@@ -56,15 +65,17 @@ print(usage.ru_utime + usage.ru_stime)' \
   local elapsed; elapsed=$(echo "$(date +%s.%N) - $start" | bc)
   for pid in "$@"; do after=$((after + $(ticks "$pid"))); done
   shared_after="$(ticks "$MOSQUITTO") $(ticks "$REDIS") $(ticks "$DEMO")"
-  python3 - "$WORK/$name.json" "$name" "$((after - before))" "$hz" "$elapsed" "$shared_before" "$shared_after" "$loadgen_cpu" >> "$WORK/results" <<'PY'
+  local redis_after; redis_after=$(redis_calls)
+  python3 - "$WORK/$name.json" "$name" "$((after - before))" "$hz" "$elapsed" "$shared_before" "$shared_after" "$loadgen_cpu" "$redis_before" "$redis_after" >> "$WORK/results" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 hz, elapsed = int(sys.argv[4]), float(sys.argv[5])
 cpu_us = int(sys.argv[3]) / hz * 1e6 / max(r["replied"], 1)
 share = lambda ticks: ticks / hz / elapsed * 100
 shared = [share(b - a) for a, b in zip(map(int, sys.argv[6].split()), map(int, sys.argv[7].split()))]
+redis = [(b - a) / max(r["replied"], 1) for a, b in zip(map(int, sys.argv[9].split()), map(int, sys.argv[10].split()))]
 print(sys.argv[2], r["throughput_rps"], r["latency_ms"]["p50"], r["latency_ms"]["p99"], r["lost"], r["errors"], cpu_us,
-      share(int(sys.argv[3])), *shared, float(sys.argv[8]) / elapsed * 100)
+      share(int(sys.argv[3])), *shared, float(sys.argv[8]) / elapsed * 100, *redis)
 if r["errors"]:
     print(f"{sys.argv[2]}: error statuses {r['statuses']}", file=sys.stderr)
 PY
@@ -150,14 +161,16 @@ base = med["a-responder+http"][0]
 chain_base = med["a2-responder+redis+http"][0]
 print(f"medians of {sys.argv[4]} interleaved rounds, {sys.argv[2]} outstanding, {sys.argv[3]} each")
 print(f"{'run':<22} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} {'errors':>6} {'cpu us/req':>10} {'vs (a)':>7}"
-      f"   CPU % of a core: {'tested':>6} {'broker':>6} {'redis':>6} {'upstr':>6} {'loadgen':>7}")
-for name, (rps, p50, p99, lost, errors, cpu, tested, broker, redis, upstreams, loadgen) in med.items():
+      f" {'redis/req':>9} {'evalsha/req':>11}   CPU % of a core: {'tested':>6} {'broker':>6} {'redis':>6} {'upstr':>6} {'loadgen':>7}")
+for name, (rps, p50, p99, lost, errors, cpu, tested, broker, redis, upstreams, loadgen, commands, scripts) in med.items():
     print(f"{name:<22} {rps:>8.0f} {p50:>7.2f} {p99:>7.2f} {lost:>5.0f} {errors:>6.0f} {cpu:>10.1f} {rps / base:>7.2f}"
-          f"                    {tested:>6.0f} {broker:>6.0f} {redis:>6.0f} {upstreams:>6.0f} {loadgen:>7.0f}")
+          f" {commands:>9.2f} {scripts:>11.2f}                    {tested:>6.0f} {broker:>6.0f} {redis:>6.0f} {upstreams:>6.0f} {loadgen:>7.0f}")
 print(f"ratios: b1/a = {med['b1-gateway-1-worker'][0] / base:.2f}, b2/a = {med['b2-gateway-2-workers'][0] / base:.2f}, "
       f"c1/a = {med['c1-full-api-v1-chain'][0] / base:.2f}, c1/a2 = {med['c1-full-api-v1-chain'][0] / chain_base:.2f}")
 b1 = med['b1-gateway-1-worker'][0]
 print(f"tracing: t100/b1 = {med['t100-tracing-all'][0] / b1:.2f}, t1/b1 = {med['t1-tracing-1pct'][0] / b1:.2f}")
+print(f"targets: c1/a2 >= 0.85: {med['c1-full-api-v1-chain'][0] / chain_base:.2f}; b1/a >= 0.95: {b1 / base:.2f}; "
+      f"t100/b1 >= 0.75: {med['t100-tracing-all'][0] / b1:.2f}")
 for run in ["ab-b1", "ab-c1", "ab-p1"]:
     if run + "-baseline" in med:
         this, other = med[run], med[run + "-baseline"]
