@@ -131,14 +131,11 @@ impl BreakerBoard {
             Ok(subscriber) => subscriber,
             Err(error) => {
                 tracing::warn!(%error, "breaker announcements not followed; refreshing only");
-                return self.refresh_until(&redis, &stop).await;
+                return self.refresh_until(&redis, &stop, None).await;
             }
         };
         let _connection = subscriber.init().await;
         let _resubscribe = subscriber.manage_subscriptions();
-        if let Err(error) = subscriber.subscribe(BREAKER_CHANNEL).await {
-            tracing::warn!(%error, "breaker channel not subscribed yet; retried on reconnect");
-        }
         let mut messages = subscriber.message_rx();
         let board = std::sync::Arc::clone(&self);
         let listening = tokio::spawn(async move {
@@ -148,14 +145,32 @@ impl BreakerBoard {
                 }
             }
         });
-        self.refresh_until(&redis, &stop).await;
+        self.refresh_until(&redis, &stop, Some(&subscriber)).await;
         listening.abort();
         subscriber.quit().await.ok();
     }
 
-    async fn refresh_until(&self, redis: &Client, stop: &CancellationToken) {
+    /// Refreshes every interval; until the subscription is made (Redis may
+    /// be down at start), tries it again each time. Once made, the
+    /// subscriber renews it after reconnects itself.
+    async fn refresh_until(
+        &self,
+        redis: &Client,
+        stop: &CancellationToken,
+        subscriber: Option<&SubscriberClient>,
+    ) {
+        let mut subscribed = subscriber.is_none();
         let mut every = crate::Every::new(REFRESH_INTERVAL, stop.clone());
-        while every.tick().await {
+        loop {
+            if let (false, Some(subscriber)) = (subscribed, subscriber) {
+                match subscriber.subscribe(BREAKER_CHANNEL).await {
+                    Ok(()) => subscribed = true,
+                    Err(error) => tracing::debug!(%error, "breaker channel not subscribed yet"),
+                }
+            }
+            if !every.tick().await {
+                return;
+            }
             self.refresh(redis).await;
         }
     }

@@ -3,8 +3,10 @@
 //! route under a fallback with `cache_ttl`), else
 //! the `<service>-fallback` service, else the original error.
 //!
-//! The cache costs little and stays bounded: a worker rewrites one
-//! request's reply at most once per `cache_refresh` ([`RecentWrites`]),
+//! The cache costs little and stays bounded: a reply is cached once the
+//! same request comes `cache_admit_after` times (default 2) to a worker
+//! within about `cache_refresh`, then rewritten at most once per
+//! `cache_refresh` ([`RecentWrites`]),
 //! replies over `cache_max_entry_bytes` are not cached, and Redis keeps at
 //! most `cache_max_entries` per service, evicting the oldest
 //! (`fallback_store.lua`).
@@ -44,9 +46,15 @@ impl Fallback {
         redis: Client,
         forwarder: Arc<Forwarder>,
     ) -> Fallback {
-        let recent = spec
-            .cache
-            .map(|cache| Arc::new(RecentWrites::new(cache.refresh, cache.max_entries)));
+        let recent = spec.cache.map(|cache| {
+            // Counts one-off requests too, so room for more keys than Redis keeps.
+            let remembered = cache.max_entries.saturating_mul(4).clamp(1024, 100_000);
+            Arc::new(RecentWrites::new(
+                cache.refresh,
+                remembered,
+                cache.admit_after,
+            ))
+        });
         Fallback {
             name,
             spec,

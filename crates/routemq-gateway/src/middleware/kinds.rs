@@ -251,6 +251,7 @@ struct RawFallback {
     cache_refresh: Option<Duration>,
     cache_max_entries: Option<usize>,
     cache_max_entry_bytes: Option<usize>,
+    cache_admit_after: Option<u32>,
     fallback_service: Option<bool>,
 }
 
@@ -259,9 +260,12 @@ fn fallback(raw: RawFallback) -> Result<FallbackSpec, String> {
         None => {
             let tuning = raw.cache_refresh.is_some()
                 || raw.cache_max_entries.is_some()
-                || raw.cache_max_entry_bytes.is_some();
+                || raw.cache_max_entry_bytes.is_some()
+                || raw.cache_admit_after.is_some();
             if tuning {
-                return Err("cache_refresh and cache_max_* need cache_ttl".into());
+                return Err(
+                    "cache_refresh, cache_admit_after and cache_max_* need cache_ttl".into(),
+                );
             }
             None
         }
@@ -276,6 +280,7 @@ fn fallback(raw: RawFallback) -> Result<FallbackSpec, String> {
                 refresh,
                 max_entries: raw.cache_max_entries.unwrap_or(10_000).max(1),
                 max_entry_bytes: raw.cache_max_entry_bytes.unwrap_or(64 * 1024),
+                admit_after: raw.cache_admit_after.unwrap_or(2).max(1),
             })
         }
     };
@@ -360,6 +365,7 @@ mod tests {
                 refresh: Duration::from_secs(30),
                 max_entries: 10_000,
                 max_entry_bytes: 65_536,
+                admit_after: 2,
             })
         );
         assert_eq!(fallback_from("").expect("no cache").cache, None);

@@ -175,6 +175,9 @@ pub struct CacheSettings {
     pub ttl: Duration,
     /// A worker rewrites one request's reply at most this often.
     pub refresh: Duration,
+    /// Requests for the same reply, on one worker within about `refresh`,
+    /// before it is cached (1: the first good reply).
+    pub admit_after: u32,
     pub max_entries: usize,
     /// Larger replies are not cached.
     pub max_entry_bytes: usize,
