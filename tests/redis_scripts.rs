@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use fred::prelude::*;
 use routemq_gateway::redis::clock::RedisClock;
-use routemq_gateway::redis::scripts::{self, Registration};
+use routemq_gateway::redis::scripts;
 use routemq_gateway::redis::{connect, keys, RedisSettings};
-use routemq_gateway::registry::{self, InstanceStatus};
 use routemq_tests::{Redis, RedisCluster};
+
+#[path = "redis_scripts/registry.rs"]
+mod registry;
 
 async fn client(url: &str) -> Client {
     let client = connect(&RedisSettings::new(url)).await.expect("client");
@@ -16,113 +18,9 @@ async fn client(url: &str) -> Client {
     client
 }
 
-fn registration<'a>(service: &'a str, id: &'a str, ttl: Option<Duration>) -> Registration<'a> {
-    Registration {
-        service,
-        instance_id: id,
-        url: "http://127.0.0.1:1",
-        health_check_url: "http://127.0.0.1:1/health",
-        ttl,
-    }
-}
-
 async fn exercise_scripts(redis: &Client) {
-    // Register twice (idempotent), list, and see the instance.
-    for _ in 0..2 {
-        registry::register(redis, &registration("svc-a", "a-1", None))
-            .await
-            .expect("register");
-    }
-    registry::register(
-        redis,
-        &registration("svc-b", "b-1", Some(Duration::from_millis(300))),
-    )
-    .await
-    .expect("register with ttl");
-    let listing = registry::list_services(redis).await.expect("list");
-    assert_eq!(listing["svc-a"].len(), 1);
-    assert_eq!(listing["svc-a"][0].status, InstanceStatus::Healthy);
-
-    // Round-robin leases never overlap and never skip.
-    let first = scripts::next_index(redis, "svc-a", 1, Duration::from_secs(60))
-        .await
-        .expect("rr");
-    let leased = scripts::next_index(redis, "svc-a", 8, Duration::from_secs(60))
-        .await
-        .expect("rr");
-    assert_eq!(leased, first + 8);
-
-    // Health verdicts apply to live instances only and never re-create one.
-    assert!(scripts::set_health(redis, "svc-a", "a-1", false)
-        .await
-        .expect("health"));
-    let listing = registry::list_services(redis).await.expect("list");
-    assert_eq!(listing["svc-a"][0].status, InstanceStatus::Unhealthy);
-    assert!(
-        !scripts::set_health(redis, "svc-a", "never-registered", true)
-            .await
-            .expect("health")
-    );
-    let exists: i64 = redis
-        .exists(keys::instance("svc-a", "never-registered"))
-        .await
-        .expect("exists");
-    assert_eq!(exists, 0);
-
-    // Heartbeats keep a ttl instance alive; once expired it is gone and pruned.
-    registry::heartbeat(redis, "svc-b", "b-1")
-        .await
-        .expect("heartbeat while alive");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while redis
-        .exists::<i64, _>(keys::instance("svc-b", "b-1"))
-        .await
-        .expect("exists")
-        == 1
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the ttl never ran out"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(registry::heartbeat(redis, "svc-b", "b-1").await.is_err());
-    let listing = registry::list_services(redis).await.expect("list");
-    assert!(listing["svc-b"].is_empty());
-    let members: Vec<String> = redis
-        .smembers(keys::instances("svc-b"))
-        .await
-        .expect("members");
-    assert!(
-        members.is_empty(),
-        "expired id pruned from the instance set"
-    );
-    // Pruning is checked in the script: an id whose hash exists again (it
-    // re-registered after a listing saw it missing) stays.
-    registry::register(redis, &registration("svc-b", "b-1", None))
-        .await
-        .expect("re-register");
-    assert!(!scripts::prune_instance(redis, "svc-b", "b-1")
-        .await
-        .expect("prune"));
-    let listing = registry::list_services(redis).await.expect("list");
-    assert_eq!(
-        listing["svc-b"].len(),
-        1,
-        "the re-registered instance is listed"
-    );
-    registry::deregister(redis, "svc-b", "b-1")
-        .await
-        .expect("deregister");
-
-    // Deregistering twice is harmless and drops the empty service.
-    for _ in 0..2 {
-        registry::deregister(redis, "svc-a", "a-1")
-            .await
-            .expect("deregister");
-    }
-    let services: Vec<String> = redis.smembers(keys::SERVICES).await.expect("services");
-    assert!(!services.contains(&"svc-a".to_string()));
+    registry::exercise(redis).await;
+    registry::exercise_versions(redis).await;
 
     // A request id is claimed once; only the claim's holder renews or
     // finishes it, and finishing twice (or after losing the claim) changes

@@ -170,13 +170,21 @@ async fn each_instance_is_probed_once_per_interval_across_all_workers() {
     let probes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let addr = upstream::probe_counter(Arc::clone(&probes)).await;
     stack.register("probed-service", "probed-1", addr).await;
+    // Probes are shared over the probers each worker last read (renewed
+    // every 5 s): count once every worker has seen all three.
+    for worker in &stack.workers {
+        worker
+            .wait_for_log("live workers changed workers=3", Duration::from_secs(20))
+            .await;
+    }
     stack.settle().await;
     let window = Duration::from_secs(3);
     let before = probes.load(std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(window).await;
     let counted = probes.load(std::sync::atomic::Ordering::SeqCst) - before;
     // The test config probes every 200 ms: one prober per interval gives about
-    // 15 probes in 3 s; three uncoordinated workers would give about 45.
+    // 15 probes in 3 s; three uncoordinated workers would give about 45. No
+    // probe lock is taken: the instance has one owner among the probers.
     let intervals = (window.as_millis() / 200) as usize;
     assert!(counted >= intervals / 3, "probes happen: {counted}");
     assert!(

@@ -178,7 +178,7 @@ async fn a_killed_workers_claims_free_within_a_lease_and_retries_run() {
 }
 
 /// Whether the switchable instance `flaky` answered a request.
-async fn reaches(client: &RequestClient, flaky: &upstream::Switch, id: usize) -> bool {
+pub(crate) async fn reaches(client: &RequestClient, flaky: &upstream::Switch, id: usize) -> bool {
     let before = flaky.hits.load(Ordering::SeqCst);
     let reply = crate::stack::ask(client, &format!("api/v1/users/get/{id}"), "").await;
     assert_eq!(reply.status, 200, "{:?}", reply.json());
@@ -187,7 +187,7 @@ async fn reaches(client: &RequestClient, flaky: &upstream::Switch, id: usize) ->
 
 /// Polls until `flaky` gets traffic again (`wanted`), or until 20 requests in
 /// a row avoided it (`!wanted`), within `within`.
-async fn until_traffic(
+pub(crate) async fn until_traffic(
     client: &RequestClient,
     flaky: &upstream::Switch,
     wanted: bool,

@@ -16,6 +16,7 @@ mod measure;
 mod mw;
 mod observability;
 mod redelivery;
+mod registry;
 mod reload;
 mod retries;
 mod shared_state;

@@ -206,3 +206,92 @@ async fn measure_redis_commands_per_request() {
         );
     }
 }
+
+/// What idle workers make Redis run, per worker per second, with a large
+/// registry: two workers on the shipped `deploy/gateway.toml` (its
+/// intervals, breakers, API keys and metrics), `IDLE_INSTANCES` instances
+/// (default 1 000) over 10 services, all healthy, none heartbeating
+/// (services' own heartbeats are not the workers' cost), counted for
+/// `IDLE_SECONDS` (default 20) once both workers have read the registry.
+/// Also how many probes the instances received, to show each is still
+/// probed once per interval cluster-wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored"]
+async fn measure_idle_redis_commands() {
+    use routemq_gateway::redis::scripts::Registration;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let instances = env_number("IDLE_INSTANCES", 1000);
+    let seconds = env_number("IDLE_SECONDS", 20);
+    let (mosquitto, redis_server) = (Mosquitto::start(), routemq_tests::Redis::start());
+    let redis = routemq_gateway::redis::connect(&routemq_gateway::redis::RedisSettings::new(
+        redis_server.url(),
+    ))
+    .await
+    .expect("redis");
+    fred::prelude::ClientLike::wait_for_connect(&redis)
+        .await
+        .expect("redis up");
+    let probes = Arc::new(AtomicUsize::new(0));
+    let addr = routemq_tests::upstream::upstreams()
+        .spawn(routemq_tests::upstream::probe_counter(Arc::clone(&probes)))
+        .await
+        .expect("probe counter");
+    let (url, health) = (format!("http://{addr}"), format!("http://{addr}/health"));
+    for n in 0..instances {
+        let (service, id) = (format!("idle-{}", n % 10), format!("i-{n}"));
+        let registration = Registration {
+            service: &service,
+            instance_id: &id,
+            url: &url,
+            health_check_url: &health,
+            ttl: None,
+        };
+        routemq_gateway::registry::register(&redis, &registration)
+            .await
+            .expect("register");
+    }
+    let config =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/gateway.toml");
+    let workers: Vec<routemq_tests::Worker> = (0..2)
+        .map(|n| {
+            routemq_tests::Worker::start_with_env(
+                &crate::stack::under_test(),
+                &config,
+                &format!("idle-{n}"),
+                &mosquitto.url(),
+                &redis_server.url(),
+                &[(
+                    "ROUTEMQ_JWT_HS256_SECRET",
+                    "idle-measurement-secret-0123456789",
+                )],
+            )
+        })
+        .collect();
+    // Measured once each worker knows the other, so probes are shared.
+    for worker in &workers {
+        worker
+            .wait_for_log("live workers changed workers=2", Duration::from_secs(30))
+            .await;
+    }
+    tokio::time::sleep(routemq_gateway::membership::RENEW_EVERY).await;
+    reset_stats(&redis).await;
+    let probed_before = probes.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(seconds as u64)).await;
+    let stats = commandstats(&redis).await;
+    let probed = probes.load(Ordering::Relaxed) - probed_before;
+    let counted: Vec<(&String, &u64)> = stats
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "info" | "config|resetstat" | "config"))
+        .collect();
+    let total: u64 = counted.iter().map(|(_, calls)| **calls).sum();
+    let per_worker = total as f64 / 2.0 / seconds as f64;
+    let detail: Vec<String> = counted
+        .iter()
+        .map(|(name, calls)| format!("{name} {:.1}", **calls as f64 / 2.0 / seconds as f64))
+        .collect();
+    println!(
+        "MEASURE idle, {instances} instances, 2 workers, {seconds} s: {per_worker:.1} Redis commands per worker per second ({}); {probed} probes ({:.1} per instance per 5 s)",
+        detail.join(", "),
+        probed as f64 / instances as f64 / (seconds as f64 / 5.0),
+    );
+}

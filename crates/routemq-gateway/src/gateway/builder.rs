@@ -159,7 +159,6 @@ pub struct BackgroundTasks {
 /// What the background tasks work on, shared with the pipeline.
 struct BackgroundParts<'a> {
     config: &'a GatewayConfig,
-    worker_id: &'a str,
     redis: &'a Client,
     http: &'a reqwest::Client,
     cache: &'a Arc<RegistryCache>,
@@ -176,7 +175,6 @@ impl BackgroundTasks {
     fn start(parts: BackgroundParts<'_>) -> BackgroundTasks {
         let BackgroundParts {
             config,
-            worker_id,
             redis,
             http,
             cache,
@@ -215,10 +213,10 @@ impl BackgroundTasks {
             redis.clone(),
             Arc::clone(cache),
             http.clone(),
+            Arc::clone(membership),
             ProbeSettings {
                 interval: registry.health_check_interval,
                 timeout: registry.health_check_timeout,
-                worker_id: worker_id.to_string(),
             },
             stop.clone(),
         ));
@@ -236,7 +234,7 @@ impl BackgroundTasks {
 }
 
 impl GatewayBuilder {
-    /// `worker_id` names this worker in logs, metrics and probe locks; each
+    /// `worker_id` names this worker in logs, metrics and membership; each
     /// start adds a fresh nonce, so no id repeats across restarts.
     pub fn new(config: GatewayConfig, worker_id: impl Into<String>, redis: Client) -> Self {
         GatewayBuilder {
@@ -298,7 +296,6 @@ impl GatewayBuilder {
 
         let background = BackgroundTasks::start(BackgroundParts {
             config: &config,
-            worker_id: &worker_id,
             redis: &redis,
             http: &http,
             cache: &cache,

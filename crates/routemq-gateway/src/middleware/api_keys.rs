@@ -56,15 +56,19 @@ impl ApiKeys {
 
     /// Reloads the set if its version changed; returns whether it did.
     pub async fn refresh(&self, redis: &Client) -> FredResult<bool> {
-        let version: Option<i64> = redis.get(keys::API_KEYS_VERSION).await?;
-        let current = self.loaded.read().version;
-        if current.is_some() && current == version {
+        // No counter yet (no key was ever written) reads as version 0, so an
+        // empty store is not re-read at every refresh.
+        let version: i64 = redis
+            .get::<Option<i64>, _>(keys::API_KEYS_VERSION)
+            .await?
+            .unwrap_or(0);
+        if self.loaded.read().version == Some(version) {
             return Ok(false);
         }
         let by_hash = ApiKeyStore::new(redis).records().await?;
         let mut loaded = self.loaded.write();
         *loaded = Loaded {
-            version: Some(version.unwrap_or(0)),
+            version: Some(version),
             by_hash: Arc::new(by_hash),
         };
         Ok(true)

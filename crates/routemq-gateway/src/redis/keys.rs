@@ -6,6 +6,14 @@ pub const SERVICES: &str = "{routemq}:services";
 pub const METRICS: &str = "{routemq}:metrics";
 /// Live worker processes: a sorted set of process ids scored by expiry (ms).
 pub const WORKERS: &str = "{routemq}:workers";
+/// The live workers that share the health probes, scored like [`WORKERS`].
+pub const PROBERS: &str = "{routemq}:probers";
+/// A token replaced after every registry change (any service): what idle
+/// workers poll. Set after the change, outside its script, since it lives in
+/// another slot; the per-service versions ([`service_version`]) are set in
+/// the change's own script and swept now and then, for a writer that died
+/// between the two.
+pub const REGISTRY_VERSION: &str = "{routemq}:registry:version";
 /// API key records by the key's SHA-256, and a counter bumped on every change.
 pub const API_KEYS: &str = "{routemq}:api_keys";
 pub const API_KEYS_VERSION: &str = "{routemq}:api_keys:version";
@@ -27,12 +35,20 @@ pub fn instance(service: &str, instance_id: &str) -> String {
     format!("{{svc:{service}}}:instance:{instance_id}")
 }
 
-pub fn round_robin(service: &str) -> String {
-    format!("{{svc:{service}}}:rr")
+/// A service's instances by expiry time in ms (`+inf`: no expiry), so
+/// expired instances are found without reading every instance.
+pub fn instance_expiries(service: &str) -> String {
+    format!("{{svc:{service}}}:expiries")
 }
 
-pub fn probe_lock(service: &str, instance_id: &str) -> String {
-    format!("{{svc:{service}}}:probe:{instance_id}")
+/// A token replaced by every script that changes the service's instances
+/// or their health (never by a heartbeat).
+pub fn service_version(service: &str) -> String {
+    format!("{{svc:{service}}}:version")
+}
+
+pub fn round_robin(service: &str) -> String {
+    format!("{{svc:{service}}}:rr")
 }
 
 /// A request's claim or stored reply, for replaying retries: one caller's

@@ -8,6 +8,7 @@ mod connect;
 pub mod keys;
 mod limit_scripts;
 pub mod records;
+mod registry_scripts;
 mod replay_scripts;
 pub mod scripts;
 

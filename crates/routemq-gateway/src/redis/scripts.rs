@@ -13,22 +13,11 @@ use super::keys;
 pub use super::breaker_scripts::*;
 pub use super::cache_scripts::*;
 pub use super::limit_scripts::*;
+pub use super::registry_scripts::*;
 pub use super::replay_scripts::*;
 
 static NEXT_INDEX: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/next_index.lua")));
-static REGISTER_INSTANCE: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/register_instance.lua")));
-static HEARTBEAT: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/heartbeat.lua")));
-static DEREGISTER_INSTANCE: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/deregister_instance.lua")));
-static PRUNE_INSTANCE: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/prune_instance.lua")));
-static SET_HEALTH: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/set_health.lua")));
-static WORKER_MEMBERSHIP: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/worker_membership.lua")));
 static FLUSH_METRICS: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/flush_metrics.lua")));
 
@@ -57,136 +46,6 @@ pub async fn next_index(
             client,
             vec![keys::round_robin(service)],
             vec![i64::from(lease.max(1)), millis(idle_expiry)],
-        ),
-    )
-    .await
-}
-
-/// An instance as registered; `ttl` of `None` keeps it until deregistered.
-pub struct Registration<'a> {
-    pub service: &'a str,
-    pub instance_id: &'a str,
-    pub url: &'a str,
-    pub health_check_url: &'a str,
-    pub ttl: Option<Duration>,
-}
-
-/// Registers an instance; returns Redis's time of registration in ms.
-pub async fn register_instance(
-    client: &Client,
-    registration: &Registration<'_>,
-) -> FredResult<i64> {
-    let ttl_ms = registration.ttl.map(millis).unwrap_or(0);
-    crate::observe::redis_call(
-        "register_instance",
-        REGISTER_INSTANCE.evalsha_with_reload(
-            client,
-            vec![
-                keys::instance(registration.service, registration.instance_id),
-                keys::instances(registration.service),
-            ],
-            vec![
-                registration.instance_id.to_string(),
-                registration.service.to_string(),
-                registration.url.to_string(),
-                registration.health_check_url.to_string(),
-                ttl_ms.to_string(),
-            ],
-        ),
-    )
-    .await
-}
-
-/// Refreshes an instance's heartbeat; false when it is not registered.
-pub async fn heartbeat(client: &Client, service: &str, instance_id: &str) -> FredResult<bool> {
-    let refreshed: i64 = crate::observe::redis_call(
-        "heartbeat",
-        HEARTBEAT.evalsha_with_reload(
-            client,
-            vec![keys::instance(service, instance_id)],
-            Vec::<String>::new(),
-        ),
-    )
-    .await?;
-    Ok(refreshed == 1)
-}
-
-/// Removes an instance; returns how many instances the service still has.
-pub async fn deregister_instance(
-    client: &Client,
-    service: &str,
-    instance_id: &str,
-) -> FredResult<u64> {
-    crate::observe::redis_call(
-        "deregister_instance",
-        DEREGISTER_INSTANCE.evalsha_with_reload(
-            client,
-            vec![
-                keys::instance(service, instance_id),
-                keys::instances(service),
-            ],
-            vec![instance_id.to_string()],
-        ),
-    )
-    .await
-}
-
-/// Drops `instance_id` from its service's set if its hash has expired; false
-/// when the instance is live (it re-registered since it was seen missing).
-pub async fn prune_instance(client: &Client, service: &str, instance_id: &str) -> FredResult<bool> {
-    let pruned: i64 = crate::observe::redis_call(
-        "prune_instance",
-        PRUNE_INSTANCE.evalsha_with_reload(
-            client,
-            vec![
-                keys::instance(service, instance_id),
-                keys::instances(service),
-            ],
-            vec![instance_id.to_string()],
-        ),
-    )
-    .await?;
-    Ok(pruned == 1)
-}
-
-/// Records a probe verdict; false when the instance no longer exists.
-pub async fn set_health(
-    client: &Client,
-    service: &str,
-    instance_id: &str,
-    healthy: bool,
-) -> FredResult<bool> {
-    let status = if healthy { "healthy" } else { "unhealthy" };
-    let recorded: i64 = crate::observe::redis_call(
-        "set_health",
-        SET_HEALTH.evalsha_with_reload(
-            client,
-            vec![keys::instance(service, instance_id)],
-            vec![status.to_string()],
-        ),
-    )
-    .await?;
-    Ok(recorded == 1)
-}
-
-/// Joins (or renews) `process` in the live-worker set for `ttl`, or leaves
-/// it; returns how many workers are live.
-pub async fn worker_membership(
-    client: &Client,
-    process: &str,
-    ttl: Duration,
-    join: bool,
-) -> FredResult<u64> {
-    crate::observe::redis_call(
-        "worker_membership",
-        WORKER_MEMBERSHIP.evalsha_with_reload(
-            client,
-            vec![keys::WORKERS.to_string()],
-            vec![
-                process.to_string(),
-                millis(ttl).to_string(),
-                if join { "1" } else { "0" }.to_string(),
-            ],
         ),
     )
     .await

@@ -2,80 +2,102 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::prelude::*;
-use fred::types::{Expiration, SetOptions};
 use tokio_util::sync::CancellationToken;
 
-use super::{Instance, RegistryCache};
-use crate::redis::{keys, scripts};
+use super::{Instance, RegistryCache, Snapshot};
+use crate::membership::{Membership, Probers};
+use crate::process::ProcessId;
+use crate::redis::scripts::{self, HealthRecorded};
 
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
     pub interval: Duration,
     pub timeout: Duration,
-    /// Written into the probe lock so an operator can see who probed.
-    pub worker_id: String,
 }
 
-/// Probes every registered instance once per interval cluster-wide: before
-/// probing, a worker takes the instance's probe lock (SET NX with the interval
-/// as expiry), so N workers make one probe per instance, not N. While Redis
-/// cannot be reached every worker probes every instance itself and keeps the
-/// verdict locally ([`RegistryCache::mark_local`]): a hung instance stops
-/// getting traffic even then.
+/// Expired instances one reap removes at most; the rest go at the next one.
+const REAP_BATCH: u32 = 500;
+
+/// Probes every registered instance once per interval cluster-wide, and
+/// removes expired instances, at a Redis cost that does not grow with the
+/// number of instances: each instance and each service has one owner among
+/// the live probers ([`Probers::owns`]), so no lock is taken per instance;
+/// a verdict is written only when it differs from what Redis says, and
+/// expired instances are found from the service's expiry index (one script
+/// per service per interval). While Redis cannot be reached every worker
+/// probes every instance itself and keeps the verdict locally
+/// ([`RegistryCache::mark_local`]): a hung instance stops getting traffic
+/// even then.
+///
+/// A prober that dies without leaving the set leaves its instances unprobed
+/// until its entry lapses (the membership's entry ttl plus one renewal).
 pub async fn run_health_probes(
     redis: Client,
     cache: Arc<RegistryCache>,
     http: reqwest::Client,
+    membership: Arc<Membership>,
     settings: ProbeSettings,
     cancel: CancellationToken,
 ) {
     let mut every = crate::Every::new(settings.interval, cancel);
     while every.tick().await {
-        let snapshot = cache.snapshot();
-        let probes = snapshot
+        let view = cache.redis_view();
+        let redis_up = cache.redis_reachable();
+        let probers = membership.probers();
+        let me = membership.process();
+        if redis_up {
+            reap_owned(&redis, &view, &probers, me).await;
+        }
+        let probes = view
             .services
             .values()
             .flat_map(|entry| entry.instances.iter())
-            .map(|instance| probe_if_due(&redis, &cache, &http, &settings, instance));
+            .filter(|instance| !redis_up || probers.owns(me, &probe_key(instance)))
+            .map(|instance| probe_and_record(&redis, &cache, &http, &settings, instance, redis_up));
         futures::future::join_all(probes).await;
     }
 }
 
-async fn probe_if_due(
+/// What assigns an instance's probes to a worker.
+fn probe_key(instance: &Instance) -> String {
+    format!("{}\0{}", instance.service_name, instance.instance_id)
+}
+
+/// Removes the expired instances of the services this worker owns.
+async fn reap_owned(redis: &Client, view: &Snapshot, probers: &Probers, me: &ProcessId) {
+    for service in view
+        .services
+        .keys()
+        .filter(|service| probers.owns(me, service))
+    {
+        match scripts::reap_instances(redis, service, REAP_BATCH).await {
+            Ok(0) => {}
+            Ok(changes) => {
+                tracing::info!(service, changes, "expired instances removed");
+                announce(redis).await;
+            }
+            Err(error) => tracing::debug!(%error, service, "could not reap expired instances"),
+        }
+    }
+}
+
+/// Tells the workers the registry changed. When this fails they still see
+/// the change at their next sweep of service versions.
+async fn announce(redis: &Client) {
+    if let Err(error) = scripts::bump_registry_version(redis).await {
+        tracing::warn!(%error, "could not announce a registry change; workers see it within a sweep");
+    }
+}
+
+async fn probe_and_record(
     redis: &Client,
     cache: &RegistryCache,
     http: &reqwest::Client,
     settings: &ProbeSettings,
     instance: &Instance,
+    redis_up: bool,
 ) {
-    let lock = keys::probe_lock(&instance.service_name, &instance.instance_id);
-    let lock_ms = i64::try_from(settings.interval.as_millis())
-        .unwrap_or(i64::MAX)
-        .max(1);
-    let won: Result<Option<String>, _> = redis
-        .set(
-            lock,
-            settings.worker_id.as_str(),
-            Some(Expiration::PX(lock_ms)),
-            Some(SetOptions::NX),
-            false,
-        )
-        .await;
-    let redis_up = match won {
-        Ok(Some(_)) => true,
-        // Another worker probes this instance in this interval.
-        Ok(None) => return,
-        Err(_) => false,
-    };
     let healthy = probe(http, &instance.health_check_url, settings.timeout).await;
-    if healthy != instance.is_healthy() {
-        tracing::info!(
-            service = %instance.service_name,
-            instance = %instance.instance_id,
-            healthy,
-            "instance health changed"
-        );
-    }
     // Kept locally for two intervals when Redis cannot record it: long
     // enough for the next probe, short enough that Redis's view returns once
     // it is back and other workers probe again.
@@ -84,7 +106,12 @@ async fn probe_if_due(
         cache.mark_local(&instance.service_name, &instance.instance_id, healthy, hold);
         return;
     }
-    if let Err(error) = scripts::set_health(
+    if healthy == instance.is_healthy() {
+        // Redis already says so: writing it again would tell every worker
+        // to re-read a service that did not change.
+        return;
+    }
+    match scripts::set_health(
         redis,
         &instance.service_name,
         &instance.instance_id,
@@ -92,8 +119,20 @@ async fn probe_if_due(
     )
     .await
     {
-        tracing::warn!(%error, instance = %instance.instance_id, "could not record a health probe");
-        cache.mark_local(&instance.service_name, &instance.instance_id, healthy, hold);
+        Ok(HealthRecorded::Changed) => {
+            tracing::info!(
+                service = %instance.service_name,
+                instance = %instance.instance_id,
+                healthy,
+                "instance health changed"
+            );
+            announce(redis).await;
+        }
+        Ok(HealthRecorded::Unchanged | HealthRecorded::Gone) => {}
+        Err(error) => {
+            tracing::warn!(%error, instance = %instance.instance_id, "could not record a health probe");
+            cache.mark_local(&instance.service_name, &instance.instance_id, healthy, hold);
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::redis::scripts::{self, Registration};
 pub async fn register(client: &Client, registration: &Registration<'_>) -> anyhow::Result<()> {
     scripts::register_instance(client, registration).await?;
     let _: i64 = client.sadd(keys::SERVICES, registration.service).await?;
+    scripts::bump_registry_version(client).await?;
     Ok(())
 }
 
@@ -38,6 +39,7 @@ pub async fn deregister(client: &Client, service: &str, instance_id: &str) -> an
             let _: i64 = client.sadd(keys::SERVICES, service).await?;
         }
     }
+    scripts::bump_registry_version(client).await?;
     Ok(())
 }
 
@@ -53,7 +55,11 @@ pub async fn list_services(client: &Client) -> anyhow::Result<BTreeMap<String, V
     Ok(listings.into_iter().collect())
 }
 
-async fn list_instances(client: &Client, service: &str) -> anyhow::Result<Vec<Instance>> {
+/// One service's live instances, sorted by id; expired ids are pruned.
+pub(crate) async fn list_instances(
+    client: &Client,
+    service: &str,
+) -> anyhow::Result<Vec<Instance>> {
     let ids: Vec<String> = client.smembers(keys::instances(service)).await?;
     let hashes = try_join_all(ids.iter().map(|id| async move {
         let fields: HashMap<String, String> = client.hgetall(keys::instance(service, id)).await?;
@@ -61,13 +67,15 @@ async fn list_instances(client: &Client, service: &str) -> anyhow::Result<Vec<In
     }))
     .await?;
     let mut instances = Vec::with_capacity(ids.len());
+    let mut pruned = false;
     for (id, instance) in ids.iter().zip(hashes) {
         match instance {
             Some(instance) => instances.push(instance),
-            None => {
-                scripts::prune_instance(client, service, id).await?;
-            }
+            None => pruned |= scripts::prune_instance(client, service, id).await?,
         }
+    }
+    if pruned {
+        scripts::bump_registry_version(client).await?;
     }
     instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     Ok(instances)
