@@ -152,15 +152,16 @@ fn instance_keys(service: &str, instance_id: &str) -> Vec<String> {
 /// What recording a probe verdict did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthRecorded {
-    /// The status changed: the service's version moved.
+    /// The status changed.
     Changed,
-    /// The instance already had this status: nothing was written.
+    /// The instance already had this status: the caller's view was stale.
+    /// The service's version moves either way, so workers re-read it.
     Unchanged,
     /// The instance no longer exists (it is never re-created).
     Gone,
 }
 
-/// Records a probe verdict, writing only a change.
+/// Records a verdict that differs from what the caller last read.
 pub async fn set_health(
     client: &Client,
     service: &str,

@@ -128,7 +128,10 @@ async fn probe_and_record(
             );
             announce(redis).await;
         }
-        Ok(HealthRecorded::Unchanged | HealthRecorded::Gone) => {}
+        // Redis already said so, but this worker read otherwise: others may
+        // have too, and the script moved the service's version.
+        Ok(HealthRecorded::Unchanged) => announce(redis).await,
+        Ok(HealthRecorded::Gone) => {}
         Err(error) => {
             tracing::warn!(%error, instance = %instance.instance_id, "could not record a health probe");
             cache.mark_local(&instance.service_name, &instance.instance_id, healthy, hold);
