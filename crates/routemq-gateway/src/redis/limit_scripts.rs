@@ -36,20 +36,83 @@ pub async fn rate_limit(
     window: Duration,
     attempt_id: &str,
 ) -> FredResult<RateVerdict> {
+    let attempt = Attempt {
+        key,
+        limit,
+        window,
+        attempt_id,
+    };
+    count(
+        "rate_limit",
+        &RATE_LIMIT,
+        client,
+        clock,
+        attempt,
+        Vec::new(),
+    )
+    .await
+}
+
+/// Counts one attempt against a GCRA limit of `limit` per `window` with
+/// bursts of `burst`, in the state at `key` (from [`super::keys::gcra`]);
+/// like [`rate_limit`], a call after `clock`'s deadline counts nothing.
+pub async fn gcra(
+    client: &Client,
+    clock: &RedisClock,
+    key: &str,
+    limit: u32,
+    window: Duration,
+    burst: u32,
+    attempt_id: &str,
+) -> FredResult<RateVerdict> {
+    let attempt = Attempt {
+        key,
+        limit,
+        window,
+        attempt_id,
+    };
+    count(
+        "gcra",
+        &GCRA,
+        client,
+        clock,
+        attempt,
+        vec![burst.to_string()],
+    )
+    .await
+}
+
+/// One attempt, as both limiters' scripts take it.
+struct Attempt<'a> {
+    key: &'a str,
+    limit: u32,
+    window: Duration,
+    attempt_id: &'a str,
+}
+
+/// Runs a limiter script: `limit`, `window`, the attempt id and the clock's
+/// deadline first, then the kind's own arguments (`extra`); both answer
+/// `{admitted, remaining, retry_after_ms, now_ms}`.
+async fn count(
+    name: &'static str,
+    script: &Script,
+    client: &Client,
+    clock: &RedisClock,
+    attempt: Attempt<'_>,
+    extra: Vec<String>,
+) -> FredResult<RateVerdict> {
     let deadline = clock.deadline().map_or(String::new(), |ms| ms.to_string());
+    let mut args = vec![
+        i64::from(attempt.limit).to_string(),
+        millis(attempt.window).to_string(),
+        attempt.attempt_id.to_string(),
+        deadline,
+    ];
+    args.extend(extra);
     let (admitted, remaining, retry_after_ms, now_ms): (i64, i64, i64, i64) =
         crate::observe::redis_call(
-            "rate_limit",
-            RATE_LIMIT.evalsha_with_reload(
-                client,
-                vec![key.to_string()],
-                vec![
-                    i64::from(limit).to_string(),
-                    millis(window).to_string(),
-                    attempt_id.to_string(),
-                    deadline,
-                ],
-            ),
+            name,
+            script.evalsha_with_reload(client, vec![attempt.key.to_string()], args),
         )
         .await?;
     clock.observe(now_ms.unsigned_abs());
@@ -66,37 +129,4 @@ impl RateVerdict {
             stale: admitted == 2,
         }
     }
-}
-
-/// Counts one attempt against a GCRA limit of `limit` per `window` with
-/// bursts of `burst`, in the state at `key` (from [`super::keys::gcra`]);
-/// like [`rate_limit`], a call after `clock`'s deadline counts nothing.
-pub async fn gcra(
-    client: &Client,
-    clock: &RedisClock,
-    key: &str,
-    limit: u32,
-    window: Duration,
-    burst: u32,
-    attempt_id: &str,
-) -> FredResult<RateVerdict> {
-    let deadline = clock.deadline().map_or(String::new(), |ms| ms.to_string());
-    let (admitted, remaining, retry_after_ms, now_ms): (i64, i64, i64, i64) =
-        crate::observe::redis_call(
-            "gcra",
-            GCRA.evalsha_with_reload(
-                client,
-                vec![key.to_string()],
-                vec![
-                    i64::from(limit).to_string(),
-                    millis(window).to_string(),
-                    attempt_id.to_string(),
-                    deadline,
-                    burst.to_string(),
-                ],
-            ),
-        )
-        .await?;
-    clock.observe(now_ms.unsigned_abs());
-    Ok(RateVerdict::new(admitted, remaining, retry_after_ms))
 }
