@@ -51,10 +51,30 @@ pub(crate) fn children_sampled() -> bool {
     SAMPLED.try_with(|sampled| *sampled).unwrap_or(false)
 }
 
-/// Whether `span` will be exported.
-pub(crate) fn is_sampled(span: &tracing::Span) -> bool {
+/// What the sampler decided for a span, read once from its context.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sampling {
+    /// Whether the span will be exported.
+    pub sampled: bool,
+    /// Its trace id, when valid (unsampled spans have one too).
+    pub trace_id: Option<String>,
+}
+
+/// The sampler's decision for `span` (reading a span's context makes the
+/// tracing layer start it, which is when the sampler runs).
+pub(crate) fn sampling(span: &tracing::Span) -> Sampling {
     use opentelemetry::trace::TraceContextExt;
-    !span.is_disabled() && span.context().span().span_context().is_sampled()
+    if span.is_disabled() {
+        return Sampling::default();
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    Sampling {
+        sampled: span_context.is_sampled(),
+        trace_id: span_context
+            .is_valid()
+            .then(|| span_context.trace_id().to_string()),
+    }
 }
 
 /// Reads W3C trace context (`traceparent`, `tracestate`, `baggage`) from the
@@ -94,19 +114,6 @@ pub(crate) fn inject_trace_context(span: &tracing::Span, headers: &mut HeaderMap
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut HeaderInjector(headers));
     });
-}
-
-/// The trace id of `span`, when it is recorded and valid.
-pub(crate) fn trace_id(span: &tracing::Span) -> Option<String> {
-    use opentelemetry::trace::TraceContextExt;
-    if span.is_disabled() {
-        return None;
-    }
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
 }
 
 /// Runs one Redis script call inside a `db` span, recording its latency and

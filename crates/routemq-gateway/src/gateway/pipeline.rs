@@ -98,7 +98,7 @@ impl Gateway {
             .and_then(|topic| std::str::from_utf8(topic).ok());
         let found = topic.and_then(|topic| self.routes.find(topic));
         let template = found.as_ref().map(|found| &found.route.target.label);
-        let span = self.request_span(&inbound, &headers, &request_id, template);
+        let (span, sampling) = self.request_span(&inbound, &headers, &request_id, template);
         let request = Request {
             inbound: &inbound,
             topic,
@@ -107,10 +107,8 @@ impl Gateway {
             retry_safe_id: client_request_id.is_some(),
             started,
         };
-        let sampled = observe::is_sampled(&span);
-        let trace_id = observe::trace_id(&span);
-        let served = self.serve(request, found, trace_id.as_deref());
-        observe::with_sampling(sampled, served.instrument(span)).await
+        let served = self.serve(request, found, sampling.trace_id.as_deref());
+        observe::with_sampling(sampling.sampled, served.instrument(span)).await
     }
 
     async fn serve(

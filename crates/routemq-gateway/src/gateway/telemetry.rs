@@ -9,23 +9,24 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::pipeline::Answer;
 use super::Gateway;
-use crate::observe::{self, PropertyExtractor};
+use crate::observe::{self, PropertyExtractor, Sampling};
 use crate::{Headers, Inbound};
 
 impl Gateway {
     /// The request's server-side span, parented to the publisher's trace
-    /// context; disabled (free) when spans are not exported. Named after the route
-    /// template (low cardinality), found before the span because a span's
-    /// name cannot change once its context exists.
+    /// context, and the sampler's decision for it; disabled (free) when
+    /// spans are not exported. Named after the route template (low
+    /// cardinality), found before the span because a span's name cannot
+    /// change once its context exists.
     pub(super) fn request_span(
         &self,
         inbound: &Inbound,
         headers: &Headers,
         request_id: &str,
         template: Option<&SharedString>,
-    ) -> Span {
+    ) -> (Span, Sampling) {
         if !self.shared.traces {
-            return Span::none();
+            return (Span::none(), Sampling::default());
         }
         let name = match &template {
             Some(template) => format!("process {template}"),
@@ -33,6 +34,9 @@ impl Gateway {
         };
         // DEBUG, like its children: log lines name the request themselves, so
         // the log layer (INFO by default) never pays for formatting span fields.
+        // Constant attributes cost nothing to build; the request's own
+        // (strings copied into the span) are recorded only once the sampler
+        // has kept it, so an unsampled request builds none.
         let span = tracing::debug_span!(
             "request",
             otel.name = name,
@@ -41,10 +45,10 @@ impl Gateway {
             messaging.system = "mqtt",
             messaging.operation.type = "process",
             messaging.operation.name = "process",
-            messaging.destination.name = %String::from_utf8_lossy(&inbound.topic),
-            messaging.destination.template = template.map(|t| t.as_ref()),
+            messaging.destination.name = tracing::field::Empty,
+            messaging.destination.template = tracing::field::Empty,
             messaging.message.body.size = inbound.payload.len(),
-            request_id,
+            request_id = tracing::field::Empty,
             trace_id = tracing::field::Empty,
             routemq.service = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
@@ -54,10 +58,22 @@ impl Gateway {
             propagator.extract(&PropertyExtractor(headers))
         });
         span.set_parent(parent).ok();
-        if let Some(trace_id) = observe::trace_id(&span) {
-            span.record("trace_id", trace_id);
+        let sampling = observe::sampling(&span);
+        if !sampling.sampled {
+            return (span, sampling);
         }
-        span
+        span.record(
+            "messaging.destination.name",
+            String::from_utf8_lossy(&inbound.topic).as_ref(),
+        );
+        if let Some(template) = template {
+            span.record("messaging.destination.template", template.as_ref());
+        }
+        span.record("request_id", request_id);
+        if let Some(trace_id) = &sampling.trace_id {
+            span.record("trace_id", trace_id.as_str());
+        }
+        (span, sampling)
     }
 
     /// Metrics and span attributes of a finished request.

@@ -3,7 +3,8 @@
 //! Logs and spans are filtered separately, so `RUST_LOG=warn` quiets the logs
 //! without dropping a single span: the fmt layer has its own `EnvFilter`, the
 //! OpenTelemetry layer its own (`ROUTEMQ_TRACE_FILTER`, default
-//! `routemq=debug,routemq_gateway=debug`). Traces are exported only when an
+//! `routemq=debug,routemq_gateway=debug`, for spans; only INFO and louder
+//! events become span events). Traces are exported only when an
 //! OTLP endpoint is configured through the standard variables
 //! (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
 //! `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`
@@ -18,6 +19,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
+use tracing::Level;
+use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -90,9 +93,25 @@ pub fn init(traces: bool) -> Telemetry {
                 .and_then(|filter| EnvFilter::try_new(filter).ok())
                 .unwrap_or_else(|| EnvFilter::new(DEFAULT_TRACE_FILTER));
             let tracer = provider.tracer("routemq");
+            // Per-span extras the defaults add and a request's trace does not
+            // need, each paid on every span (or every poll of an
+            // instrumented future): source location and thread attributes
+            // (strings), the tracing target, busy/idle timings (two clock
+            // reads per poll) and attaching the OpenTelemetry context on
+            // every enter — the gateway passes contexts explicitly.
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(tracer)
-                .with_filter(span_filter)
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_tracked_inactivity(false)
+                .with_context_activation(false)
+                .with_filter(span_filter.and(filter_fn(|metadata| {
+                    // Spans at the filter's level; only INFO and louder events
+                    // become span events (a debug line per request would
+                    // otherwise be formatted into every trace).
+                    metadata.is_span() || *metadata.level() <= Level::INFO
+                })))
                 .boxed();
             (Some(layer), Some(provider), None)
         }
