@@ -5,10 +5,12 @@
 //! is never checked against an RSA public key taken as an HMAC secret
 //! (algorithm confusion), and a key id that is not in the JWKS is refused.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use parking_lot::Mutex;
 use serde::Deserialize;
 
 use super::{AuthMethod, Identity};
@@ -47,6 +49,9 @@ pub struct JwtSettings {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    /// Checked by `jsonwebtoken`; read again to know how long a verified
+    /// token may be remembered.
+    exp: u64,
     #[serde(default)]
     iss: Option<String>,
     #[serde(default)]
@@ -66,15 +71,64 @@ pub struct TokenRejected(pub String);
 
 pub struct JwtVerifier {
     settings: JwtSettings,
+    /// Tokens that passed every check, by the token itself, with the unix
+    /// second after which they no longer would (`exp` plus the leeway): a
+    /// client that sends the same token on every request pays for one
+    /// signature check, not one per request. Only valid tokens get in, and
+    /// a new configuration builds a new verifier, so a rotated key or a
+    /// changed issuer or audience never meets a remembered verdict.
+    verified: Mutex<HashMap<Box<str>, Verified>>,
 }
+
+struct Verified {
+    identity: Identity,
+    valid_until: u64,
+}
+
+/// Verified tokens remembered at most; beyond it the expired are dropped,
+/// then all. Bounded memory: this many tokens of at most
+/// `limits.max_header_bytes` each.
+const MAX_REMEMBERED: usize = 4096;
 
 impl JwtVerifier {
     pub fn new(settings: JwtSettings) -> JwtVerifier {
-        JwtVerifier { settings }
+        JwtVerifier {
+            settings,
+            verified: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// Verifies signature, `exp`, `nbf`, `iss` and `aud`, and returns who the token speaks for.
+    /// Verifies signature, `exp`, `nbf`, `iss` and `aud`, and returns who the
+    /// token speaks for; a token verified before is answered from memory
+    /// until its `exp` (plus the leeway) passes.
     pub fn verify(&self, token: &str) -> Result<Identity, TokenRejected> {
+        let now = crate::unix_time().as_secs();
+        if let Some(known) = self.verified.lock().get(token) {
+            if now <= known.valid_until {
+                return Ok(known.identity.clone());
+            }
+        }
+        let (identity, exp) = self.check(token)?;
+        let mut verified = self.verified.lock();
+        if verified.len() >= MAX_REMEMBERED {
+            verified.retain(|_, known| now <= known.valid_until);
+            if verified.len() >= MAX_REMEMBERED {
+                verified.clear();
+            }
+        }
+        let valid_until = exp.saturating_add(self.settings.leeway.as_secs());
+        verified.insert(
+            token.into(),
+            Verified {
+                identity: identity.clone(),
+                valid_until,
+            },
+        );
+        Ok(identity)
+    }
+
+    /// Every check on `token`; who it speaks for, and its `exp`.
+    fn check(&self, token: &str) -> Result<(Identity, u64), TokenRejected> {
         let header =
             decode_header(token).map_err(|e| TokenRejected(format!("malformed token: {e}")))?;
         let key = self.key_for(header.alg, header.kid.as_deref())?;
@@ -100,13 +154,14 @@ impl JwtVerifier {
         }
         let mut roles = claims.roles;
         roles.extend(claims.role);
-        Ok(Identity {
+        let identity = Identity {
             subject: claims.sub,
             issuer: claims.iss,
             method: AuthMethod::Jwt,
             scopes,
             roles,
-        })
+        };
+        Ok((identity, claims.exp))
     }
 
     /// The one key that may verify a token with this header.

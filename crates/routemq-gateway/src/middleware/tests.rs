@@ -133,6 +133,33 @@ fn expired_premature_foreign_and_forged_tokens_are_refused() {
 }
 
 #[test]
+fn a_remembered_token_stops_working_when_it_expires_and_remembers_no_other() {
+    let verifier = hs256_verifier();
+    let mut short = claims();
+    short["exp"] = json!(now() + 1);
+    let token = hs256(&short, SECRET);
+    assert_eq!(verifier.verify(&token).expect("valid").subject, "alice");
+    assert_eq!(
+        verifier.verify(&token).expect("remembered").subject,
+        "alice"
+    );
+    // The same payload under a forged signature is a different token.
+    let at = token.len() - 10;
+    let flipped = if &token[at..=at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{flipped}{}", &token[..at], &token[at + 1..]);
+    rejection(&verifier, &forged);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while verifier.verify(&token).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted after exp"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(rejection(&verifier, &token).contains("expired"));
+}
+
+#[test]
 fn alg_none_is_refused() {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
