@@ -424,15 +424,19 @@ async fn exercise_gcra(redis: &Client) {
         tokio::time::sleep(verdict.retry_after).await;
     }
 
-    // 100 000 a second: a thousand admissions keep one small hash.
+    // A high limit: a thousand admissions keep one small hash (a sliding
+    // log would hold a thousand entries). Per hour, so the state outlives
+    // the check (at 100 000 a second it expires a millisecond after the last
+    // admission — by design — and a slow machine would find it gone).
     let high = keys::gcra("high", "user:bob");
+    let hour = Duration::from_secs(3600);
     for index in 0..1000 {
         let verdict = scripts::gcra(
             redis,
             &clock,
             &high,
             100_000,
-            second,
+            hour,
             100_000,
             &format!("h{index}"),
         )
