@@ -23,9 +23,9 @@ async fn user_service_instances(client: &routemq_client::RequestClient) -> usize
 }
 
 /// Two workers, three instances. Heartbeats make no worker re-read anything
-/// (counted by Redis: not one HGETALL); an instance turning sick is probed
-/// and written by one worker and avoided by both; an instance whose ttl
-/// runs out is removed by one worker and leaves both workers' caches.
+/// (counted by Redis: not one HGETALL); an instance whose ttl runs out is
+/// removed by one worker and leaves both workers' caches; an instance
+/// turning sick is probed and written by one worker and avoided by both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_follow_registry_changes_without_re_reading_it() {
     let stack = Stack::start(2).await;
@@ -83,15 +83,6 @@ async fn workers_follow_registry_changes_without_re_reading_it() {
         "heartbeats made a worker re-read instances: {stats}"
     );
 
-    flaky.sick.store(true, Ordering::SeqCst);
-    until_traffic(&client, &flaky, false, Duration::from_secs(10)).await;
-    let written: usize = stack
-        .workers
-        .iter()
-        .map(|worker| worker.count_log("instance health changed"))
-        .sum();
-    assert_eq!(written, 1, "one worker probes and writes each instance");
-
     let deadline = Instant::now() + Duration::from_secs(10);
     while user_service_instances(&client).await != 2 {
         assert!(
@@ -121,4 +112,15 @@ async fn workers_follow_registry_changes_without_re_reading_it() {
         reaped, 1,
         "one worker removes a service's expired instances"
     );
+
+    // After the expiry, so nothing else makes a worker re-read (and prune)
+    // the service first: the reaper is the only remover above.
+    flaky.sick.store(true, Ordering::SeqCst);
+    until_traffic(&client, &flaky, false, Duration::from_secs(10)).await;
+    let written: usize = stack
+        .workers
+        .iter()
+        .map(|worker| worker.count_log("instance health changed"))
+        .sum();
+    assert_eq!(written, 1, "one worker probes and writes each instance");
 }
