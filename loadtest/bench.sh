@@ -9,7 +9,8 @@
 #        rate limit, transform, circuit breaker, fallback (one client, limit never reached);
 #   (t100), (t1) (b1) with OpenTelemetry tracing exported over OTLP/gRPC to a counting
 #        sink, sampling 100 % and 1 % of traces ((b1) itself runs with tracing off);
-# each ROUNDS times, interleaved so drift on a noisy machine hits all alike, then
+# each ROUNDS times, interleaved so drift on a noisy machine hits all alike, each
+# after an uncounted warm-up of WARMUP (default 1s) with other request ids, then
 # prints medians, each as a ratio of (a), the CPU each request costs the
 # process under test, and the Redis commands each request costs, counted by
 # Redis itself (INFO commandstats, commands inside scripts included; the
@@ -25,6 +26,7 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 CONCURRENCY=${2:-64}
 ROUNDS=${3:-3}
+WARMUP=${WARMUP:-1s}
 # shellcheck source=loadtest/lib.sh
 source loadtest/lib.sh
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -52,6 +54,9 @@ USER_URLS=$(awk '$1=="user-service"{print "--http " $3 "/users/1"}' "$WORK/demo.
 measure() {
   local name=$1; shift
   local before=0 after=0 shared_before shared_after
+  # Warm up first (connections, pools, caches), with other ids, uncounted:
+  # the runs compare steady states, not how fast each process starts.
+  $BIN/routemq-loadtest run --broker "$ROUTEMQ_MQTT_URL" --concurrency "$CONCURRENCY" --duration "$WARMUP" --warmup 0s --seed 99 --quiet "${LOADGEN_ARGS[@]}" >/dev/null
   for pid in "$@"; do before=$((before + $(ticks "$pid"))); done
   shared_before="$(ticks "$MOSQUITTO") $(ticks "$REDIS") $(ticks "$DEMO")"
   local redis_before; redis_before=$(redis_calls)

@@ -9,6 +9,8 @@ use routemq_gateway::redis::scripts;
 use routemq_gateway::redis::{connect, keys, RedisSettings};
 use routemq_tests::{Redis, RedisCluster};
 
+#[path = "redis_scripts/limits.rs"]
+mod limits;
 #[path = "redis_scripts/registry.rs"]
 mod registry;
 
@@ -203,6 +205,7 @@ async fn exercise_middleware_scripts(redis: &Client) {
     );
 
     exercise_gcra(redis).await;
+    limits::exercise_batches(redis).await;
 
     let limits = scripts::BreakerLimits {
         failure_threshold: 3,

@@ -1,9 +1,13 @@
 //! The reference's request, response and error logs, kept in Redis as capped
 //! lists (`{routemq}:logs:*`, newest first). Entries are buffered per worker
 //! and pushed in one script call per interval, never on the request path; a
-//! batch that fails is dropped (logs are best effort) and counted.
+//! batch that fails is dropped (logs are best effort). The lists keep only
+//! the newest `cap` entries, so the buffer keeps only those too: a ring
+//! whose oldest entry's strings are reused for the next request, so a busy
+//! worker neither grows a buffer nor allocates per logged request.
 
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use fred::prelude::Client;
@@ -12,9 +16,6 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::scripts;
-
-/// Entries kept while Redis is slow; beyond this, new entries are dropped.
-const MAX_BUFFERED: usize = 30_000;
 
 /// One answered request, kept raw until the flush task encodes it, so the
 /// request path only copies a few strings.
@@ -68,10 +69,41 @@ impl Entry {
     }
 }
 
-#[derive(Default)]
-struct Buffer {
-    entries: Vec<Entry>,
-    dropped: u64,
+impl Entry {
+    /// Overwrites this (evicted) entry with `record`, keeping its allocations.
+    fn fill(&mut self, timestamp: f64, record: &LogRecord<'_>) {
+        fn set(target: &mut String, value: &str) {
+            target.clear();
+            target.push_str(value);
+        }
+        self.timestamp = timestamp;
+        set(&mut self.request_id, record.request_id);
+        match (&mut self.trace_id, record.trace_id) {
+            (Some(target), Some(value)) => set(target, value),
+            (target, value) => *target = value.map(str::to_string),
+        }
+        set(&mut self.topic, record.topic);
+        self.route = record.route.cloned();
+        match (&mut self.service, record.service) {
+            (Some(target), Some(value)) => set(target, value),
+            (target, value) => *target = value.map(str::to_string),
+        }
+        self.status = record.status;
+        self.duration = record.duration;
+    }
+
+    fn new(timestamp: f64, record: &LogRecord<'_>) -> Entry {
+        Entry {
+            timestamp,
+            request_id: record.request_id.to_string(),
+            trace_id: record.trace_id.map(str::to_string),
+            topic: record.topic.to_string(),
+            route: record.route.cloned(),
+            service: record.service.map(str::to_string),
+            status: record.status,
+            duration: record.duration,
+        }
+    }
 }
 
 /// One answered request, as logged.
@@ -86,7 +118,8 @@ pub struct LogRecord<'a> {
 }
 
 pub struct RequestLog {
-    buffer: Mutex<Buffer>,
+    /// The newest entries since the last flush, oldest first, at most `cap`.
+    buffer: Mutex<VecDeque<Entry>>,
     /// Entries each list keeps (the reference: 1000).
     cap: usize,
     worker_id: String,
@@ -95,7 +128,7 @@ pub struct RequestLog {
 impl RequestLog {
     pub fn new(cap: usize, worker_id: &str) -> RequestLog {
         RequestLog {
-            buffer: Mutex::new(Buffer::default()),
+            buffer: Mutex::new(VecDeque::new()),
             cap: cap.max(1),
             worker_id: worker_id.to_string(),
         }
@@ -104,39 +137,21 @@ impl RequestLog {
     pub fn record(&self, record: &LogRecord<'_>) {
         let timestamp = crate::unix_time().as_secs_f64();
         let mut buffer = self.buffer.lock();
-        if buffer.entries.len() >= MAX_BUFFERED {
-            buffer.dropped += 1;
+        if buffer.len() < self.cap {
+            buffer.push_back(Entry::new(timestamp, record));
             return;
         }
-        buffer.entries.push(Entry {
-            timestamp,
-            request_id: record.request_id.to_string(),
-            trace_id: record.trace_id.map(str::to_string),
-            topic: record.topic.to_string(),
-            route: record.route.cloned(),
-            service: record.service.map(str::to_string),
-            status: record.status,
-            duration: record.duration,
-        });
-    }
-
-    fn take(&self) -> Buffer {
-        std::mem::take(&mut *self.buffer.lock())
+        if let Some(mut oldest) = buffer.pop_front() {
+            oldest.fill(timestamp, record);
+            buffer.push_back(oldest);
+        }
     }
 
     async fn flush(&self, redis: &Client) {
-        let batch = self.take();
-        if batch.dropped > 0 {
-            tracing::warn!(
-                dropped = batch.dropped,
-                "request log entries dropped: buffer full"
-            );
-        }
-        if batch.entries.is_empty() {
+        let newest = std::mem::take(&mut *self.buffer.lock());
+        if newest.is_empty() {
             return;
         }
-        // Each list keeps only `cap` entries, so no more are ever sent.
-        let newest = &batch.entries[batch.entries.len().saturating_sub(self.cap)..];
         let requests: Vec<String> = newest.iter().map(|e| e.request(&self.worker_id)).collect();
         let responses: Vec<String> = newest.iter().map(Entry::response).collect();
         let errors: Vec<String> = newest.iter().filter_map(Entry::error).collect();

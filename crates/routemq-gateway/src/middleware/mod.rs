@@ -27,6 +27,7 @@ mod cors;
 mod fallback;
 mod jwt;
 mod kinds;
+mod limit_batch;
 mod local_limit;
 mod rate_limit;
 mod recent_writes;

@@ -11,14 +11,15 @@ use std::time::Duration;
 use fred::prelude::Client;
 use futures::FutureExt;
 
+use super::limit_batch::LimitBatcher;
 use super::local_limit::{LocalLimit, LocalVerdict};
 use super::spec::RateLimitSpec;
 use super::{Admission, Admitted, Middleware, RequestContext};
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
 use crate::process::AttemptIds;
-use crate::redis::clock::RedisClock;
-use crate::redis::{keys, scripts};
+use crate::redis::keys;
+use crate::redis::scripts::{Limit, LimitScript};
 use crate::{ErrorKind, GatewayError};
 
 /// What a limiter does when Redis cannot answer in time.
@@ -44,14 +45,13 @@ pub enum Algorithm {
 pub struct RateLimit {
     name: String,
     spec: RateLimitSpec,
-    redis: Client,
     metrics: Arc<MetricsRecorder>,
     attempts: AttemptIds,
     /// The fail-open limit: this worker's share of the cluster limit.
     local: LocalLimit,
     membership: Arc<Membership>,
-    /// Redis time as last seen, so a call that runs too late counts nothing.
-    clock: RedisClock,
+    /// This worker's attempts, sent to Redis a batch at a time.
+    batcher: LimitBatcher,
 }
 
 impl RateLimit {
@@ -66,51 +66,34 @@ impl RateLimit {
             // From the first scrape, so `rate()` and alerts see the series.
             metrics::counter!("routemq_rate_limited_total", "limiter" => name.clone()).increment(0);
         }
+        let script = match spec.algorithm {
+            Algorithm::SlidingLog => LimitScript::SlidingLog,
+            Algorithm::Gcra { burst } => LimitScript::Gcra { burst },
+        };
+        let limit = Limit {
+            script,
+            limit: spec.limit,
+            window: spec.window,
+        };
         RateLimit {
             attempts: AttemptIds::new(membership.process(), &name),
             local: LocalLimit::new(spec.limit, spec.window, spec.fallback_limit),
             membership,
-            clock: RedisClock::default(),
+            batcher: LimitBatcher::new(redis, limit),
             name,
             spec,
-            redis,
             metrics,
         }
     }
 
     async fn check(&self, client_key: String) -> Result<Admitted, GatewayError> {
         let attempt = self.attempts.next();
-        let (limit, window) = (self.spec.limit, self.spec.window);
-        // Boxed: fred's command futures are large.
-        let verdict = match self.spec.algorithm {
-            Algorithm::SlidingLog => {
-                let key = keys::rate_limit(&self.name, &client_key);
-                let clock = &self.clock;
-                Box::pin(scripts::rate_limit(
-                    &self.redis,
-                    clock,
-                    &key,
-                    limit,
-                    window,
-                    &attempt,
-                ))
-                .await
-            }
-            Algorithm::Gcra { burst } => {
-                let key = keys::gcra(&self.name, &client_key);
-                let clock = &self.clock;
-                Box::pin(scripts::gcra(
-                    &self.redis,
-                    clock,
-                    &key,
-                    limit,
-                    window,
-                    burst,
-                    &attempt,
-                ))
-                .await
-            }
+        let limit = self.spec.limit;
+        let (script, key) = match self.spec.algorithm {
+            Algorithm::SlidingLog => ("rate_limit", keys::rate_limit(&self.name, &client_key)),
+            Algorithm::Gcra { .. } => ("gcra", keys::gcra(&self.name, &client_key)),
         };
+        let verdict = crate::observe::redis_call(script, self.batcher.count(key, attempt)).await;
         let verdict = match verdict {
             // Too late to count: answer as if Redis had not answered at all.
             Ok(verdict) if verdict.stale => {
