@@ -49,7 +49,6 @@ impl Gateway {
             messaging.destination.template = tracing::field::Empty,
             messaging.message.body.size = inbound.payload.len(),
             request_id = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
             routemq.service = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
@@ -70,16 +69,14 @@ impl Gateway {
             span.record("messaging.destination.template", template.as_ref());
         }
         span.record("request_id", request_id);
-        if let Some(trace_id) = &sampling.trace_id {
-            span.record("trace_id", trace_id.as_str());
-        }
         (span, sampling)
     }
 
     /// Metrics and span attributes of a finished request.
     pub(super) fn observe_answer(&self, answer: &Answer, elapsed: Duration) {
         let status = answer.reply.status;
-        if self.shared.traces {
+        // An unsampled span is never exported: its attributes would be work for nothing.
+        if self.shared.traces && observe::children_sampled() {
             let span = Span::current();
             span.record("http.response.status_code", status);
             if status >= 500 {
