@@ -7,7 +7,6 @@
 //! worker neither grows a buffer nor allocates per logged request.
 
 use parking_lot::Mutex;
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use fred::prelude::Client;
@@ -117,9 +116,17 @@ pub struct LogRecord<'a> {
     pub duration: Duration,
 }
 
+/// Entries in a ring: once `cap` are kept, each new one overwrites the oldest.
+#[derive(Default)]
+struct Ring {
+    entries: Vec<Entry>,
+    /// Where the oldest entry is once the ring is full.
+    oldest: usize,
+}
+
 pub struct RequestLog {
-    /// The newest entries since the last flush, oldest first, at most `cap`.
-    buffer: Mutex<VecDeque<Entry>>,
+    /// The newest entries since the last flush, at most `cap`.
+    buffer: Mutex<Ring>,
     /// Entries each list keeps (the reference: 1000).
     cap: usize,
     worker_id: String,
@@ -128,7 +135,7 @@ pub struct RequestLog {
 impl RequestLog {
     pub fn new(cap: usize, worker_id: &str) -> RequestLog {
         RequestLog {
-            buffer: Mutex::new(VecDeque::new()),
+            buffer: Mutex::new(Ring::default()),
             cap: cap.max(1),
             worker_id: worker_id.to_string(),
         }
@@ -137,18 +144,29 @@ impl RequestLog {
     pub fn record(&self, record: &LogRecord<'_>) {
         let timestamp = crate::unix_time().as_secs_f64();
         let mut buffer = self.buffer.lock();
-        if buffer.len() < self.cap {
-            buffer.push_back(Entry::new(timestamp, record));
+        if buffer.entries.len() < self.cap {
+            buffer.entries.push(Entry::new(timestamp, record));
             return;
         }
-        if let Some(mut oldest) = buffer.pop_front() {
-            oldest.fill(timestamp, record);
-            buffer.push_back(oldest);
+        let oldest = buffer.oldest;
+        if let Some(entry) = buffer.entries.get_mut(oldest) {
+            entry.fill(timestamp, record);
         }
+        buffer.oldest = (oldest + 1) % self.cap;
+    }
+
+    /// The entries since the last flush, oldest first, emptying the ring.
+    fn take_newest(&self) -> Vec<Entry> {
+        let Ring {
+            mut entries,
+            oldest,
+        } = std::mem::take(&mut *self.buffer.lock());
+        entries.rotate_left(oldest);
+        entries
     }
 
     async fn flush(&self, redis: &Client) {
-        let newest = std::mem::take(&mut *self.buffer.lock());
+        let newest = self.take_newest();
         if newest.is_empty() {
             return;
         }
@@ -168,5 +186,48 @@ impl RequestLog {
             self.flush(&redis).await;
         }
         self.flush(&redis).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_keeps_the_newest_entries_oldest_first() {
+        let log = RequestLog::new(3, "w");
+        let ids: Vec<String> = (0..7).map(|index| format!("r{index}")).collect();
+        for (index, id) in ids.iter().enumerate() {
+            log.record(&LogRecord {
+                request_id: id,
+                trace_id: (index % 2 == 0).then_some("t"),
+                topic: "api/x",
+                route: None,
+                service: (index % 3 == 0).then_some("svc"),
+                status: 200,
+                duration: Duration::ZERO,
+            });
+        }
+        let kept: Vec<(String, Option<String>, Option<String>)> = log
+            .take_newest()
+            .into_iter()
+            .map(|entry| (entry.request_id, entry.trace_id, entry.service))
+            .collect();
+        let expected = |id: &str, trace: bool, service: bool| {
+            (
+                id.to_string(),
+                trace.then(|| "t".to_string()),
+                service.then(|| "svc".to_string()),
+            )
+        };
+        assert_eq!(
+            kept,
+            [
+                expected("r4", true, false),
+                expected("r5", false, false),
+                expected("r6", true, true)
+            ]
+        );
+        assert!(log.take_newest().is_empty(), "taken");
     }
 }

@@ -17,21 +17,31 @@
 //! can reach a later connection. [`Session::admit`] tells first deliveries
 //! from copies.
 
+use fixedbitset::FixedBitSet;
 use parking_lot::Mutex;
 use parking_lot::MutexGuard;
-use std::collections::HashSet;
 
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
 
-#[derive(Default)]
 struct State {
     /// The current connection's number (1 for the first); 0 before any.
     connection: u64,
     up: bool,
-    /// Packet ids delivered on the current connection (running or answered).
-    delivered: HashSet<u16>,
+    /// Packet ids delivered on the current connection (running or answered):
+    /// one bit per possible id, 8 KiB, no hashing on the request path.
+    delivered: FixedBitSet,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            connection: 0,
+            up: false,
+            delivered: FixedBitSet::with_capacity(usize::from(u16::MAX) + 1),
+        }
+    }
 }
 
 /// One worker's MQTT session, as acks and redeliveries see it.
@@ -100,7 +110,7 @@ impl Session {
         if connection != state.connection {
             return Admission::Run;
         }
-        let first = state.delivered.insert(publish.pkid);
+        let first = !state.delivered.put(usize::from(publish.pkid));
         // Without DUP the broker sends a new message under an id it got our
         // ack for; with DUP it is a copy of one we have (or, on a resumed
         // session, one delivered before the reconnect: then it runs).
