@@ -121,8 +121,10 @@ pub struct Outbound {
     pub payload: Bytes,
     pub user_properties: Vec<(String, String)>,
     pub status: u16,
-    /// Kept to build a smaller reply in its place (see [`Outbound::too_large`]).
-    address: ReplyAddress,
+    /// With the topic and correlation data above, the address again, to
+    /// build a smaller reply in its place (see [`Outbound::too_large`]): the
+    /// correlation id the body echoes when the address came from the payload.
+    payload_address: Option<Option<Bytes>>,
     request_id: String,
 }
 
@@ -136,19 +138,31 @@ impl Outbound {
             format!("the reply of {size} bytes exceeds the broker's packet size of {limit}"),
         );
         let reply = Reply::error(&error, &self.request_id, None);
-        Outbound::new(self.address.clone(), reply, &self.request_id)
+        let address = match &self.payload_address {
+            Some(correlation_data) => ReplyAddress {
+                topic: self.topic.clone(),
+                correlation_data: correlation_data.clone(),
+                from_payload: true,
+            },
+            None => ReplyAddress {
+                topic: self.topic.clone(),
+                correlation_data: self.correlation_data.clone(),
+                from_payload: false,
+            },
+        };
+        Outbound::new(address, reply, &self.request_id)
     }
 
     pub(crate) fn new(address: ReplyAddress, reply: Reply, request_id: &str) -> Outbound {
-        let kept = address.clone();
-        let (payload, correlation_data) = if address.from_payload {
+        let (payload, correlation_data, payload_address) = if address.from_payload {
             // MQTT 3.1.1 clients read the correlation id from the body.
             (
                 with_correlation_id(reply.payload, address.correlation_data.as_deref()),
                 None,
+                Some(address.correlation_data),
             )
         } else {
-            (reply.payload, address.correlation_data)
+            (reply.payload, address.correlation_data, None)
         };
         let mut user_properties = vec![
             ("status".into(), reply.status.to_string()),
@@ -164,7 +178,7 @@ impl Outbound {
             payload,
             user_properties,
             status: reply.status,
-            address: kept,
+            payload_address,
             request_id: request_id.to_string(),
         }
     }

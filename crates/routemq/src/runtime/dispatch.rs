@@ -140,12 +140,12 @@ impl Dispatcher {
         let Some(reply) = self.gateway.shed(&inbound) else {
             return;
         };
-        let properties = message::reply_properties(&reply);
+        let (topic, payload, properties) = message::into_publish(reply);
         let queued = self.client.try_publish_with_properties(
-            reply.topic,
+            topic,
             QoS::AtMostOnce,
             false,
-            reply.payload,
+            payload,
             properties,
         );
         if queued.is_err() {
@@ -197,7 +197,11 @@ impl Task {
     /// other reply in flight.
     async fn publish(&self, reply: Outbound, qos: QoS) {
         let limit = self.max_packet.load(Ordering::Relaxed) as usize;
-        let size = message::packet_size(&reply, qos);
+        let size = if message::packet_size_bound(&reply) <= limit {
+            0
+        } else {
+            message::packet_size(&reply, qos)
+        };
         let reply = if size > limit {
             tracing::warn!(
                 size,
@@ -209,10 +213,10 @@ impl Task {
         } else {
             reply
         };
-        let properties = message::reply_properties(&reply);
+        let (topic, payload, properties) = message::into_publish(reply);
         let published = self
             .client
-            .publish_with_properties(reply.topic, qos, false, reply.payload, properties)
+            .publish_with_properties(topic, qos, false, payload, properties)
             .await;
         if let Err(error) = published {
             metrics::counter!("routemq_replies_failed_total", "reason" => "publish_error")

@@ -24,10 +24,24 @@ pub fn inbound(publish: &Publish, received_at: Instant) -> Inbound {
     }
 }
 
-pub fn reply_properties(outbound: &Outbound) -> PublishProperties {
+/// The PUBLISH parts of `outbound`, moved out of it: topic, payload, properties.
+pub fn into_publish(outbound: Outbound) -> (String, bytes::Bytes, PublishProperties) {
+    let properties = PublishProperties {
+        payload_format_indicator: Some(1),
+        content_type: Some(CONTENT_TYPE.into()),
+        correlation_data: outbound.correlation_data,
+        user_properties: outbound.user_properties,
+        ..PublishProperties::default()
+    };
+    (outbound.topic, outbound.payload, properties)
+}
+
+const CONTENT_TYPE: &str = "application/json";
+
+fn reply_properties(outbound: &Outbound) -> PublishProperties {
     PublishProperties {
         payload_format_indicator: Some(1),
-        content_type: Some("application/json".into()),
+        content_type: Some(CONTENT_TYPE.into()),
         correlation_data: outbound.correlation_data.clone(),
         user_properties: outbound.user_properties.clone(),
         ..PublishProperties::default()
@@ -53,4 +67,68 @@ pub fn packet_size(reply: &Outbound, qos: QoS) -> usize {
     );
     publish.pkid = 1;
     publish.size()
+}
+
+/// An upper bound on [`packet_size`] from lengths alone, so a reply well
+/// under the broker's limit is not encoded twice to find out.
+pub fn packet_size_bound(reply: &Outbound) -> usize {
+    size_bound(
+        reply.topic.len(),
+        reply.payload.len(),
+        reply.correlation_data.as_ref().map_or(0, |data| data.len()),
+        &reply.user_properties,
+    )
+}
+
+fn size_bound(
+    topic: usize,
+    payload: usize,
+    correlation: usize,
+    user_properties: &[(String, String)],
+) -> usize {
+    // Fixed header (type + up to 4 length bytes), topic length, packet id,
+    // properties length (up to 4), payload format (2), content type (3 +
+    // its text), correlation data framing (3); 5 bytes framing each user property.
+    const FRAMING: usize = 5 + 2 + 2 + 4 + 2 + 3 + CONTENT_TYPE.len() + 3;
+    let user_properties: usize = user_properties
+        .iter()
+        .map(|(name, value)| 5 + name.len() + value.len())
+        .sum();
+    FRAMING + topic + payload + correlation + user_properties
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_size_bound_is_never_below_the_encoded_size() {
+        for (topic, payload, correlation, properties) in [
+            (1, 0, 0, 0),
+            (20, 100, 16, 2),
+            (200, 70_000, 0, 5),
+            (65_000, 3_000_000, 40_000, 40),
+        ] {
+            let user_properties: Vec<(String, String)> = (0..properties)
+                .map(|index| (format!("name-{index}"), "v".repeat(index * 7)))
+                .collect();
+            let mut publish = Publish::new(
+                "t".repeat(topic),
+                QoS::ExactlyOnce,
+                vec![b'x'; payload],
+                Some(PublishProperties {
+                    payload_format_indicator: Some(1),
+                    content_type: Some(CONTENT_TYPE.into()),
+                    correlation_data: (correlation > 0).then(|| vec![7u8; correlation].into()),
+                    user_properties: user_properties.clone(),
+                    ..PublishProperties::default()
+                }),
+            );
+            publish.pkid = 1;
+            let exact = publish.size();
+            let bound = size_bound(topic, payload, correlation, &user_properties);
+            assert!(bound >= exact, "{bound} < {exact}");
+            assert!(bound <= exact + 16, "a close bound: {bound} vs {exact}");
+        }
+    }
 }
