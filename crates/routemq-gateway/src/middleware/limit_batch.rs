@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use crate::redis::clock::RedisClock;
 use crate::redis::scripts::{self, Attempt, Limit, RateVerdict};
 
-/// Attempts per script call; more wait for the next call.
-pub const MAX_BATCH: usize = 64;
+/// Attempts per script call; a larger batch goes as several calls at once.
+const MAX_BATCH: usize = 64;
 
 pub struct LimitBatcher {
     inner: Arc<Inner>,
