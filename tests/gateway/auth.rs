@@ -159,6 +159,47 @@ async fn wait_for_status(
 
 use fred::prelude::HashesInterface;
 
+/// With `issuer` and `audience` configured, a token signed by a trusted key
+/// but without `iss` or `aud` is refused like one naming another issuer or
+/// audience (jsonwebtoken checks them only when present), for a shared
+/// secret and for a public key alike.
+#[tokio::test]
+async fn tokens_missing_a_configured_issuer_or_audience_are_unauthorized() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let stack = mw::start(1, false).await;
+    let client = stack.stack.client().await;
+    let topic = "api/v1/users/get/42";
+    let es256 = |claims: &serde_json::Value| {
+        let key = EncodingKey::from_ec_pem(mw::EC_PRIVATE).expect("ec key");
+        encode(&Header::new(Algorithm::ES256), claims, &key).expect("token encodes")
+    };
+    let hs256 = |claims: &serde_json::Value| sign(claims, SECRET.as_bytes());
+    let signers: [(&str, &dyn Fn(&serde_json::Value) -> String); 2] =
+        [("HS256", &hs256), ("ES256", &es256)];
+    for (algorithm, signer) in signers {
+        let complete = format!("Bearer {}", signer(&claims("alice", &["user"])));
+        let reply = ask_with(&client, topic, "", &[("authorization", &complete)]).await;
+        assert_eq!(reply.status, 200, "{algorithm} complete: {}", reply.json());
+        for missing in ["iss", "aud"] {
+            let mut partial = claims("alice", &["user"]);
+            partial.as_object_mut().expect("object").remove(missing);
+            let token = format!("Bearer {}", signer(&partial));
+            let reply = ask_with(&client, topic, "", &[("authorization", &token)]).await;
+            assert_eq!(
+                (reply.status, error_type(&reply).as_str()),
+                (401, "unauthorized"),
+                "{algorithm} without {missing}: {}",
+                reply.json()
+            );
+            assert_eq!(
+                reply.property("www-authenticate"),
+                Some("Bearer error=\"invalid_token\""),
+                "{algorithm} without {missing}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn credentials_on_one_redis() {
     credentials_are_verified_and_identity_is_asserted_upstream(false).await;

@@ -15,6 +15,7 @@ mod lifecycle;
 mod measure;
 mod mw;
 mod observability;
+mod poison;
 mod redelivery;
 mod registry;
 mod reload;

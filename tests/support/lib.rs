@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 
 pub mod mqtt_proxy;
 pub mod otlp;
+pub mod probes;
 pub mod tls;
 pub mod upstream;
+
+pub use probes::{eventually, Probes};
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {

@@ -45,6 +45,9 @@ struct Faults {
     delay_ms: AtomicU64,
     /// Send a DUP copy of every QoS 1/2 PUBLISH this long after it (ms; 0: off).
     duplicate_after_ms: AtomicU64,
+    /// Drop the broker's PUBACKs on connections up to this number (0: off),
+    /// as a broker that never frees a slot would.
+    swallow_pubacks_through: AtomicU64,
     cut: Mutex<CancellationToken>,
     connections: AtomicU64,
     journal: Mutex<Vec<Seen>>,
@@ -110,6 +113,15 @@ impl MqttProxy {
     pub fn duplicate_publishes(&self, after: Option<Duration>) {
         let ms = after.map_or(0, |after| (after.as_millis() as u64).max(1));
         self.faults.duplicate_after_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Drops every PUBACK the broker sends on the connections made so far
+    /// (and, if none is up, on the next one); later connections get theirs.
+    pub fn swallow_pubacks_on_current_connection(&self) {
+        let current = self.connections().max(1);
+        self.faults
+            .swallow_pubacks_through
+            .store(current, Ordering::SeqCst);
     }
 
     pub fn connections(&self) -> u64 {
@@ -251,6 +263,11 @@ async fn proxy(client: TcpStream, broker_port: u16, faults: Arc<Faults>) {
                 let due =
                     Instant::now() + Duration::from_millis(faults.delay_ms.load(Ordering::SeqCst));
                 note(&faults, connection, Direction::ToClient, &packet, false);
+                if packet.kind() == PUBACK
+                    && connection <= faults.swallow_pubacks_through.load(Ordering::SeqCst)
+                {
+                    continue;
+                }
                 let copy_after = faults.duplicate_after_ms.load(Ordering::SeqCst);
                 if packet.kind() == PUBLISH && packet.qos() > 0 && copy_after > 0 {
                     let mut copy = Packet {

@@ -3,6 +3,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use routemq_router::is_mqtt_string;
+
 use crate::{GatewayError, ReplyAddress};
 
 /// What the gateway answers: an HTTP-style status and the JSON payload,
@@ -171,7 +173,21 @@ impl Outbound {
         if reply.replayed {
             user_properties.push(("x-replayed".into(), "true".into()));
         }
-        user_properties.extend(reply.properties);
+        let before = user_properties.len() + reply.properties.len();
+        // A header an upstream echoed (`location` reflecting a client's
+        // query, say) can hold what MQTT forbids; one such property would
+        // make the broker drop the connection with every reply on it.
+        user_properties.extend(
+            reply
+                .properties
+                .into_iter()
+                .filter(|(name, value)| is_mqtt_string(name) && is_mqtt_string(value)),
+        );
+        let dropped = before - user_properties.len();
+        if dropped > 0 {
+            metrics::counter!("routemq_reply_properties_dropped_total").increment(dropped as u64);
+            tracing::debug!(request_id, dropped, "reply properties MQTT cannot carry were dropped");
+        }
         Outbound {
             topic: address.topic,
             correlation_data,

@@ -69,7 +69,9 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-/// Whether `topic` can be published to: non-empty, no wildcards, no NUL.
+/// Whether `topic` can be published to: non-empty, no wildcards, and a
+/// string every broker accepts ([`crate::is_mqtt_string`]). Level and byte
+/// caps below the protocol's are the caller's to apply.
 pub fn is_valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty() && !topic.contains(['+', '#', '\0'])
+    !topic.is_empty() && !topic.contains(['+', '#']) && crate::is_mqtt_string(topic)
 }

@@ -12,6 +12,7 @@ mod group;
 mod level;
 mod pattern;
 mod table;
+mod text;
 
 pub use error::RouteError;
 pub use filter::{filter_matches, is_valid_topic_name, SubscriptionFilter};
@@ -19,6 +20,7 @@ pub use group::{Group, RouteSpec};
 pub use level::{encode_level, MAX_LEVEL_BYTES};
 pub use pattern::{Segment, TopicPattern};
 pub use table::{Match, Params, Qos, Route, RouteTable};
+pub use text::{is_allowed_char, is_mqtt_string, topic_levels, MAX_STRING_BYTES};
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use routemq_router::{filter_matches, is_valid_topic_name};
+use routemq_router::{filter_matches, is_valid_topic_name, topic_levels};
 
 use super::reply_topics::Verdict;
 use super::Gateway;
@@ -18,6 +18,7 @@ use crate::{ErrorKind, GatewayError, Headers, Inbound, Outbound, Reply, ReplyAdd
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
     TooLong,
+    TooDeep,
     Invalid,
     Reserved,
     Served,
@@ -29,6 +30,7 @@ impl Refusal {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Refusal::TooLong => "too_long",
+            Refusal::TooDeep => "too_deep",
             Refusal::Invalid => "invalid",
             Refusal::Reserved => "reserved",
             Refusal::Served => "served",
@@ -40,7 +42,10 @@ impl Refusal {
     fn describe(self) -> &'static str {
         match self {
             Refusal::TooLong => "longer than limits.max_topic_bytes",
-            Refusal::Invalid => "empty or contains a wildcard",
+            Refusal::TooDeep => "more levels than limits.max_topic_levels",
+            Refusal::Invalid => {
+                "empty, or a wildcard, control character or non-character that MQTT forbids"
+            }
             Refusal::Reserved => "reserved `$` topic",
             Refusal::Served => "falls under a filter the gateway serves",
             Refusal::NotAllowed => "outside the reply-topic allowlist",
@@ -50,7 +55,7 @@ impl Refusal {
 }
 
 /// How many kinds of [`Refusal`] there are: each is warned about on its own.
-pub(crate) const REFUSALS: usize = 6;
+pub(crate) const REFUSALS: usize = 7;
 
 /// A warning at most once per second, with the number held back since.
 #[derive(Default)]
@@ -86,6 +91,9 @@ impl Gateway {
         }
         if !is_valid_topic_name(topic) {
             return Err(Refusal::Invalid);
+        }
+        if topic_levels(topic) > self.limits.max_topic_levels {
+            return Err(Refusal::TooDeep);
         }
         if topic.starts_with('$') {
             return Err(Refusal::Reserved);

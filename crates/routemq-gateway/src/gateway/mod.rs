@@ -77,6 +77,10 @@ pub struct Limits {
     /// Request and reply topics; a longer request topic gets 400, a longer
     /// reply topic is refused.
     pub max_topic_bytes: usize,
+    /// Levels of a reply topic: a deeper one is refused before anything
+    /// runs (Mosquitto disconnects a publisher beyond 200, EMQX's default
+    /// `max_topic_levels` is 128).
+    pub max_topic_levels: usize,
 }
 
 impl Default for Limits {
@@ -88,6 +92,7 @@ impl Default for Limits {
             max_param_bytes: 256,
             max_response_bytes: 4 * 1024 * 1024,
             max_topic_bytes: 512,
+            max_topic_levels: 128,
         }
     }
 }

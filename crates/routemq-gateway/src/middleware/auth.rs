@@ -76,7 +76,8 @@ impl Authenticator {
                 .map(str::trim)
                 .ok_or_else(|| unauthorized("authorization must be `Bearer <token>`"))?;
             return verifier.verify(token).map_err(|e| {
-                unauthorized(e.to_string())
+                // One challenge (RFC 6750 §3), naming why the token failed.
+                GatewayError::new(ErrorKind::Unauthorized, e.to_string())
                     .with_property("www-authenticate", "Bearer error=\"invalid_token\"")
             });
         }

@@ -136,7 +136,17 @@ impl JwtVerifier {
         validation.algorithms = vec![header.alg];
         validation.leeway = self.settings.leeway.as_secs();
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // jsonwebtoken checks `iss` and `aud` only when a token has them:
+        // a configured one must also be present, or a token signed by a
+        // trusted key for another audience (or none) would pass.
+        let mut required = vec!["exp", "sub"];
+        if !self.settings.issuers.is_empty() {
+            required.push("iss");
+        }
+        if !self.settings.audiences.is_empty() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         if !self.settings.issuers.is_empty() {
             validation.set_issuer(&self.settings.issuers);
         }

@@ -50,6 +50,8 @@ pub struct RawMqtt {
     pub share_group: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub keep_alive: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub stall_timeout: Option<Duration>,
     pub max_packet_size: Option<u32>,
     pub max_in_flight: Option<u16>,
     pub max_in_flight_qos0: Option<u16>,
@@ -114,6 +116,7 @@ pub struct RawLimits {
     pub max_param_bytes: Option<usize>,
     pub max_response_bytes: Option<usize>,
     pub max_topic_bytes: Option<usize>,
+    pub max_topic_levels: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

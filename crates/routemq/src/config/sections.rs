@@ -31,6 +31,9 @@ pub struct MqttSettings {
     pub client_id: Option<String>,
     pub share_group: String,
     pub keep_alive: Duration,
+    /// How long a reply or ack handed to the client may wait to go out
+    /// before the connection counts as stuck and is replaced.
+    pub stall_timeout: Duration,
     pub max_packet_size: u32,
     pub max_in_flight: u16,
     /// QoS 0 requests handled at once; more are shed.
@@ -105,6 +108,7 @@ pub fn mqtt_settings(
         client_id: raw.client_id,
         share_group,
         keep_alive: raw.keep_alive.unwrap_or(Duration::from_secs(30)),
+        stall_timeout: raw.stall_timeout.unwrap_or(Duration::from_secs(10)),
         max_packet_size: raw.max_packet_size.unwrap_or(1024 * 1024),
         max_in_flight,
         max_in_flight_qos0: raw
@@ -169,6 +173,9 @@ pub fn limits(given: &RawLimits, mqtt: &MqttSettings) -> Result<Limits, String> 
             .max_response_bytes
             .unwrap_or(defaults.max_response_bytes),
         max_topic_bytes: given.max_topic_bytes.unwrap_or(defaults.max_topic_bytes),
+        max_topic_levels: given
+            .max_topic_levels
+            .unwrap_or(defaults.max_topic_levels),
     };
     if limits.max_payload_bytes as u64 >= u64::from(mqtt.max_packet_size) {
         return Err(format!(

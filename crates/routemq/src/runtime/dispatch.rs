@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use super::event_loop::{Delivery, LoopEvent};
 use super::message;
+use super::outflow::Outflow;
 use super::session::{Acked, Admission, Session};
 
 /// Slots per worker: QoS 1/2 and QoS 0 requests handled at once.
@@ -41,6 +42,8 @@ pub struct Dispatcher {
     /// The largest packet the broker takes (CONNACK's Maximum Packet Size,
     /// capped by the configured one); kept current by the event loop.
     max_packet: Arc<AtomicU32>,
+    /// Replies handed to the client, for the stall watch.
+    outflow: Arc<Outflow>,
     /// Requests being handled, for Prometheus.
     in_flight_gauge: metrics::Gauge,
     pub requests: TaskTracker,
@@ -53,6 +56,7 @@ impl Dispatcher {
         session: Arc<Session>,
         capacity: Capacity,
         max_packet: Arc<AtomicU32>,
+        outflow: Arc<Outflow>,
     ) -> Dispatcher {
         metrics::gauge!("routemq_requests_capacity").set(capacity.acked as f64);
         Dispatcher {
@@ -62,6 +66,7 @@ impl Dispatcher {
             acked_slots: Arc::new(Semaphore::new(capacity.acked)),
             qos0_slots: Arc::new(Semaphore::new(capacity.qos0)),
             max_packet,
+            outflow,
             in_flight_gauge: metrics::gauge!("routemq_requests_in_flight"),
             requests: TaskTracker::new(),
         }
@@ -103,6 +108,7 @@ impl Dispatcher {
             session: Arc::clone(&self.session),
             connection,
             max_packet: Arc::clone(&self.max_packet),
+            outflow: Arc::clone(&self.outflow),
             gauge: self.in_flight_gauge.clone(),
         };
         if publish.qos == QoS::AtMostOnce {
@@ -155,6 +161,18 @@ impl Dispatcher {
     }
 }
 
+/// The QoS a reply goes out at: the request's, but at most 1. A QoS 2
+/// request's exactly-once exchange is between its client and the broker; a
+/// QoS 2 reply would add nothing but a slot the broker can refuse with a
+/// PUBREC failure, which rumqttc 0.25.1 never frees (after the receive
+/// maximum of those, the connection sends nothing more).
+fn reply_qos(request: QoS) -> QoS {
+    match request {
+        QoS::AtMostOnce => QoS::AtMostOnce,
+        QoS::AtLeastOnce | QoS::ExactlyOnce => QoS::AtLeastOnce,
+    }
+}
+
 /// What one request's task needs.
 struct Task {
     gateway: Arc<Gateway>,
@@ -163,6 +181,7 @@ struct Task {
     /// The connection the request arrived on: only it may carry the ack.
     connection: u64,
     max_packet: Arc<AtomicU32>,
+    outflow: Arc<Outflow>,
     gauge: metrics::Gauge,
 }
 
@@ -176,7 +195,7 @@ impl Task {
     async fn handle(&self, publish: &Publish, received_at: Instant) {
         let inbound = message::inbound(publish, received_at);
         if let Some(reply) = Box::pin(self.gateway.handle(inbound)).await {
-            self.publish(reply, publish.qos).await;
+            self.publish(reply, reply_qos(publish.qos)).await;
         }
         // Acked only now, after the reply is queued ahead of it on the same connection.
         if publish.qos == QoS::AtMostOnce {
@@ -214,11 +233,13 @@ impl Task {
             reply
         };
         let (topic, payload, properties) = message::into_publish(reply);
+        self.outflow.handing();
         let published = self
             .client
             .publish_with_properties(topic, qos, false, payload, properties)
             .await;
         if let Err(error) = published {
+            self.outflow.not_handed();
             metrics::counter!("routemq_replies_failed_total", "reason" => "publish_error")
                 .increment(1);
             tracing::error!(%error, "could not publish a reply");

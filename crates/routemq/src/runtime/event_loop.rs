@@ -3,12 +3,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, Publish, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::Error as MqttError;
 use rumqttc::v5::{ConnectionError, Event, EventLoop, StateError};
 use rumqttc::Outgoing;
 use tokio::sync::mpsc;
 
+use super::backoff::Backoff;
+use super::outflow::Outflow;
 use super::session::Session;
 
 /// What the event loop tells the worker.
@@ -38,29 +40,33 @@ pub struct Delivery {
     pub connection: u64,
 }
 
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
 /// Drives the rumqttc event loop in its own task. It never awaits a client
 /// call (that can deadlock the loop); it only forwards events. `poll`
-/// reconnects on the next call, so failures back off exponentially here.
+/// reconnects on the next call, so failures back off here ([`Backoff`]).
 /// Returns once the client has sent DISCONNECT or the worker stopped listening.
 /// `events` is bounded: when the worker falls behind, the loop stops reading
 /// from the broker (TCP backpressure) instead of buffering without limit.
 /// `max_packet` gets the broker's Maximum Packet Size from each CONNACK,
-/// capped by `configured_max`.
+/// capped by `configured_max`. A stall reported on `outflow` drops the
+/// connection as if it had failed.
 pub async fn drive(
     mut event_loop: EventLoop,
     events: mpsc::Sender<LoopEvent>,
     max_packet: Arc<AtomicU32>,
     configured_max: u32,
     session: Arc<Session>,
+    outflow: Arc<Outflow>,
 ) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::default();
     let mut connected = false;
     let mut ever_connected = false;
+    let mut refusals = RefusalLog::default();
     loop {
-        match event_loop.poll().await {
+        let polled = tokio::select! {
+            polled = event_loop.poll() => polled,
+            () = outflow.stalled.notified(), if connected => Err(ConnectionError::RequestsDone),
+        };
+        match polled {
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let delivery = Delivery {
                     publish: Box::new(publish),
@@ -71,8 +77,13 @@ pub async fn drive(
                     return;
                 }
             }
+            Ok(Event::Outgoing(Outgoing::Publish(_) | Outgoing::PubAck(_) | Outgoing::PubRec(_))) => {
+                outflow.sent();
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => refusals.note(ack.pkid, ack.reason),
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff = MIN_BACKOFF;
+                backoff.reset();
+                outflow.connected();
                 connected = true;
                 ever_connected = true;
                 session.connected();
@@ -127,9 +138,13 @@ pub async fn drive(
                     // Refuse this connection's acks, then take any queued
                     // since rumqttc drained its queue at the error: they must
                     // not go out on the next connection (acks are dropped,
-                    // PUBRECs kept only for a resumed session).
+                    // PUBRECs kept only for a resumed session). The session
+                    // is never resumed (clean start), so nothing drained is
+                    // sent again.
                     session.lost();
                     event_loop.clean();
+                    event_loop.pending.clear();
+                    outflow.forget();
                 }
                 if events.is_closed() {
                     return;
@@ -139,12 +154,55 @@ pub async fn drive(
                 {
                     return;
                 }
-                tracing::warn!(%error, retry_in = ?backoff, "broker connection lost");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                let retry_in = backoff.next(Instant::now(), fastrand::f64());
+                tracing::warn!(%error, ?retry_in, "broker connection lost");
+                tokio::time::sleep(retry_in).await;
             }
         }
     }
+}
+
+/// PUBACKs with a failure reason: the broker refused a reply (an ACL, a
+/// quota, a size limit). Counted by reason; logged at most once a second,
+/// with how many were held back, so a flood of refusals cannot flood the log.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl RefusalLog {
+    fn note(&mut self, pkid: u16, reason: PubAckReason) {
+        let Some(label) = refusal_label(reason) else {
+            return;
+        };
+        metrics::counter!("routemq_replies_failed_total", "reason" => label).increment(1);
+        if self.last.is_some_and(|last| last.elapsed() < Duration::from_secs(1)) {
+            self.held_back += 1;
+            return;
+        }
+        self.last = Some(Instant::now());
+        tracing::warn!(
+            pkid,
+            reason = label,
+            held_back = std::mem::take(&mut self.held_back),
+            "the broker refused a reply"
+        );
+    }
+}
+
+/// The `reason` label of a refused PUBACK; `None` when it is a success.
+pub(super) fn refusal_label(reason: PubAckReason) -> Option<&'static str> {
+    Some(match reason {
+        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => return None,
+        PubAckReason::NotAuthorized => "not_authorized",
+        PubAckReason::TopicNameInvalid => "topic_name_invalid",
+        PubAckReason::QuotaExceeded => "quota_exceeded",
+        PubAckReason::PayloadFormatInvalid => "payload_format_invalid",
+        PubAckReason::PacketIdentifierInUse => "packet_id_in_use",
+        PubAckReason::ImplementationSpecificError => "implementation_specific",
+        PubAckReason::UnspecifiedError => "unspecified",
+    })
 }
 
 /// Why the broker refused the worker, when retrying cannot help: a TLS

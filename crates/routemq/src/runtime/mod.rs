@@ -2,9 +2,11 @@
 //! derived from the route table, feeds requests to the gateway pipeline and
 //! publishes its replies.
 
+mod backoff;
 mod dispatch;
 mod event_loop;
 mod message;
+mod outflow;
 mod reload;
 mod session;
 mod worker;

@@ -17,6 +17,8 @@
 //! can reach a later connection. [`Session::admit`] tells first deliveries
 //! from copies.
 
+use std::sync::Arc;
+
 use fixedbitset::FixedBitSet;
 use parking_lot::Mutex;
 use parking_lot::MutexGuard;
@@ -24,6 +26,8 @@ use parking_lot::MutexGuard;
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
+
+use super::outflow::Outflow;
 
 struct State {
     /// The current connection's number (1 for the first); 0 before any.
@@ -48,6 +52,8 @@ impl Default for State {
 pub struct Session {
     client: AsyncClient,
     state: Mutex<State>,
+    /// Acks handed to the client, for the stall watch.
+    outflow: Arc<Outflow>,
 }
 
 /// Whether a delivery runs.
@@ -69,10 +75,11 @@ pub enum Acked {
 }
 
 impl Session {
-    pub fn new(client: AsyncClient) -> Session {
+    pub fn new(client: AsyncClient, outflow: Arc<Outflow>) -> Session {
         Session {
             client,
             state: Mutex::new(State::default()),
+            outflow,
         }
     }
 
@@ -129,9 +136,11 @@ impl Session {
         }
         // Queued without waiting, under the lock: the queue has room for
         // every slot's reply and ack (see `worker::client_queue`).
+        self.outflow.handing();
         match self.client.try_ack(publish) {
             Ok(()) => Acked::Queued,
             Err(error) => {
+                self.outflow.not_handed();
                 tracing::error!(%error, "could not acknowledge a request");
                 Acked::Failed
             }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{Capacity, Dispatcher};
 use super::event_loop::{drive, LoopEvent};
+use super::outflow::{self, Outflow};
 use super::reload::{self, ConfigSource, Reloader};
 use super::session::Session;
 use crate::config::{MqttSettings, WorkerConfig};
@@ -133,6 +134,8 @@ struct Running {
     dispatcher: Dispatcher,
     filters: Vec<Filter>,
     readiness: Arc<Readiness>,
+    /// Stops the stall watch with the connection.
+    _watch: tokio_util::sync::DropGuard,
     /// Whether the broker connection is up.
     connected: bool,
     drain_timeout: Duration,
@@ -160,7 +163,8 @@ fn connect(
         mqtt_options(mqtt, client_id)?,
         client_queue(capacity, filters.len()),
     );
-    let session = Arc::new(Session::new(client.clone()));
+    let outflow = Arc::new(Outflow::default());
+    let session = Arc::new(Session::new(client.clone(), Arc::clone(&outflow)));
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let max_packet = Arc::new(AtomicU32::new(mqtt.max_packet_size));
     let event_task = tokio::spawn(drive(
@@ -169,8 +173,23 @@ fn connect(
         Arc::clone(&max_packet),
         mqtt.max_packet_size,
         Arc::clone(&session),
+        Arc::clone(&outflow),
     ));
-    let dispatcher = Dispatcher::new(gateway, client.clone(), session, capacity, max_packet);
+    let watch_stop = CancellationToken::new();
+    tokio::spawn(outflow::watch(
+        Arc::clone(&outflow),
+        mqtt.stall_timeout,
+        Arc::clone(&readiness),
+        watch_stop.clone(),
+    ));
+    let dispatcher = Dispatcher::new(
+        gateway,
+        client.clone(),
+        session,
+        capacity,
+        max_packet,
+        outflow,
+    );
     Ok(Running {
         client,
         events,
@@ -178,6 +197,7 @@ fn connect(
         dispatcher,
         filters,
         readiness,
+        _watch: watch_stop.drop_guard(),
         connected: false,
         drain_timeout: Duration::ZERO,
         reload: None,
@@ -213,6 +233,7 @@ impl Running {
                         metrics::counter!("routemq_mqtt_reconnects_total").increment(1);
                     }
                     readiness.set(&readiness.mqtt_connected, true);
+                    readiness.set(&readiness.stalled, false);
                     if !session_present {
                         subscribe(&self.client, self.filters.clone());
                     }

@@ -24,6 +24,7 @@ struct Metric {
 
 const REFUSAL_REASONS: &[&str] = &[
     "too_long",
+    "too_deep",
     "invalid",
     "reserved",
     "served",
@@ -34,7 +35,22 @@ const REFUSAL_REASONS: &[&str] = &[
 /// Results of a configuration reload.
 pub const RELOAD_RESULTS: &[&str] = &["applied", "invalid", "restart_required"];
 
-const REPLY_FAILURES: &[&str] = &["queue_full", "too_large", "publish_error"];
+/// Why a reply did not go out as built: refused before sending
+/// (`queue_full`, `too_large`, `publish_error`), or refused by the broker's
+/// PUBACK (the rest; Mosquitto's `message_size_limit` answers
+/// `implementation_specific`).
+const REPLY_FAILURES: &[&str] = &[
+    "queue_full",
+    "too_large",
+    "publish_error",
+    "not_authorized",
+    "topic_name_invalid",
+    "quota_exceeded",
+    "payload_format_invalid",
+    "packet_id_in_use",
+    "implementation_specific",
+    "unspecified",
+];
 
 const METRICS: &[Metric] = &[
     Metric {
@@ -128,6 +144,20 @@ const METRICS: &[Metric] = &[
         unit: Unit::Count,
         help: "Replies that could not be published as built, by reason.",
         known: Some(("reason", REPLY_FAILURES)),
+    },
+    Metric {
+        name: "routemq_reply_properties_dropped_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Reply user properties left out because MQTT cannot carry them (control characters, non-characters, over 65535 bytes).",
+        known: None,
+    },
+    Metric {
+        name: "routemq_mqtt_stalls_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Broker connections dropped because replies and acks handed to them stopped going out for mqtt.stall_timeout.",
+        known: None,
     },
     Metric {
         name: "routemq_mqtt_reconnects_total",

@@ -39,6 +39,9 @@ pub struct Readiness {
     pub mqtt_connected: AtomicBool,
     pub subscribed: AtomicBool,
     pub draining: AtomicBool,
+    /// The broker connection stopped taking replies and acks
+    /// (`runtime/outflow.rs`); cleared once a new connection is up.
+    pub stalled: AtomicBool,
     /// The configuration version the worker runs, reported beside the checks.
     pub config_version: parking_lot::Mutex<String>,
 }
@@ -125,7 +128,7 @@ async fn readyz(State(state): State<ProbeState>) -> impl IntoResponse {
 }
 
 /// Whether the worker should get traffic, and each check behind the answer.
-fn readiness_checks(state: &ProbeState) -> (bool, [(&'static str, bool); 4]) {
+fn readiness_checks(state: &ProbeState) -> (bool, [(&'static str, bool); 5]) {
     let readiness = &state.readiness;
     let checks = [
         (
@@ -135,6 +138,7 @@ fn readiness_checks(state: &ProbeState) -> (bool, [(&'static str, bool); 4]) {
         ("subscribed", readiness.subscribed.load(Ordering::Relaxed)),
         ("redis_connected", state.redis.is_connected()),
         ("not_draining", !readiness.draining.load(Ordering::Relaxed)),
+        ("not_stalled", !readiness.stalled.load(Ordering::Relaxed)),
     ];
     let ready = checks.iter().all(|(_, ok)| *ok);
     (ready, checks)
