@@ -13,7 +13,8 @@ use crate::stack::Stack;
 
 pub const SECRET: &str = "middleware-tests-secret-0123456789abcdef";
 /// A P-256 key pair the shared config trusts for ES256 tokens.
-pub const EC_PRIVATE: &[u8] = include_bytes!("../../crates/routemq-gateway/testdata/ec_private.pem");
+pub const EC_PRIVATE: &[u8] =
+    include_bytes!("../../crates/routemq-gateway/testdata/ec_private.pem");
 const EC_PUBLIC: &str = include_str!("../../crates/routemq-gateway/testdata/ec_public.pem");
 
 const CONFIG: &str = r#"
@@ -132,14 +133,28 @@ pub struct MwStack {
 /// `workers` gateway workers over one Redis or a 3-node Redis Cluster, with
 /// demo `user-service` instances and the switchable `flaky-service`.
 pub async fn start(workers: usize, cluster: bool) -> MwStack {
-    let stack = Stack::start_with(workers, 1, CONFIG, cluster, &[("jwt.secret", SECRET), ("ec_public.pem", EC_PUBLIC)]).await;
+    let stack = Stack::start_with(
+        workers,
+        1,
+        CONFIG,
+        cluster,
+        &[("jwt.secret", SECRET), ("ec_public.pem", EC_PUBLIC)],
+    )
+    .await;
     with_upstreams(stack).await
 }
 
 /// [`start`] with one worker on one Redis, started with extra environment
 /// (a metrics address, say).
 pub async fn start_one_with_env(env: &[(&str, &str)]) -> MwStack {
-    let mut stack = Stack::start_with(0, 1, CONFIG, false, &[("jwt.secret", SECRET), ("ec_public.pem", EC_PUBLIC)]).await;
+    let mut stack = Stack::start_with(
+        0,
+        1,
+        CONFIG,
+        false,
+        &[("jwt.secret", SECRET), ("ec_public.pem", EC_PUBLIC)],
+    )
+    .await;
     stack.add_worker_with_env("worker-0", env);
     with_upstreams(stack).await
 }

@@ -44,12 +44,17 @@ async fn start(mosquitto: Mosquitto, extra: &str, proxy: Option<&MqttProxy>) -> 
         Router::new()
             .route("/health", get(|| async { "ok" }))
             .fallback(any(|| async {
-                ([(LOCATION, "/next\tpage"), (ETAG, "\"v1\"")], Json(json!({"ok": true})))
+                (
+                    [(LOCATION, "/next\tpage"), (ETAG, "\"v1\"")],
+                    Json(json!({"ok": true})),
+                )
             })),
     )
     .await;
     stack.register("ok-service", "ok-1", ok).await;
-    stack.register("reflect-service", "reflect-1", reflect).await;
+    stack
+        .register("reflect-service", "reflect-1", reflect)
+        .await;
     stack.settle().await;
     (stack, probes)
 }
@@ -91,12 +96,21 @@ async fn poisoned_reply_addresses_are_refused_and_the_worker_keeps_its_connectio
     }
     // MQTT 3.1.1 addresses in the payload: JSON can spell any character.
     let by_payload = [
-        r"a\u0001b", r"tab\there", r"\u0000", r"del\u007f", r"c1\u0085", r"\u009f",
-        r"\ufdd0", r"\uffff", r"\ud83f\udffe",
+        r"a\u0001b",
+        r"tab\there",
+        r"\u0000",
+        r"del\u007f",
+        r"c1\u0085",
+        r"\u009f",
+        r"\ufdd0",
+        r"\uffff",
+        r"\ud83f\udffe",
     ];
     let mut payloads: Vec<String> = by_payload
         .iter()
-        .map(|level| format!(r#"{{"reply_to": "replies/anonymous/{level}", "correlation_id": "p"}}"#))
+        .map(|level| {
+            format!(r#"{{"reply_to": "replies/anonymous/{level}", "correlation_id": "p"}}"#)
+        })
         .collect();
     payloads.push(json!({"reply_to": deep(129)}).to_string());
     payloads.push(json!({"reply_to": deep(240)}).to_string());
@@ -106,10 +120,16 @@ async fn poisoned_reply_addresses_are_refused_and_the_worker_keeps_its_connectio
     for payload in payloads {
         send(PublishProperties::default(), payload).await;
     }
-    eventually("every poisoned address refused", Duration::from_secs(10), || async {
-        let counted = probes.metric("routemq_reply_topic_refused_total", &[]).await;
-        (counted as usize == refused).then_some(())
-    })
+    eventually(
+        "every poisoned address refused",
+        Duration::from_secs(10),
+        || async {
+            let counted = probes
+                .metric("routemq_reply_topic_refused_total", &[])
+                .await;
+            (counted as usize == refused).then_some(())
+        },
+    )
     .await;
 
     // Addresses at the edge of what MQTT allows are answered.
@@ -141,17 +161,28 @@ async fn poisoned_reply_addresses_are_refused_and_the_worker_keeps_its_connectio
     assert_eq!(reflected.status, 200, "{}", reflected.json());
     assert_eq!(reflected.property("location"), None);
     assert_eq!(reflected.property("etag"), Some("\"v1\""));
-    assert!(probes.metric("routemq_reply_properties_dropped_total", &[]).await >= 1.0);
+    assert!(
+        probes
+            .metric("routemq_reply_properties_dropped_total", &[])
+            .await
+            >= 1.0
+    );
 
     assert_eq!(ask(&victim, "api/p/ok", "").await.status, 200);
     let worker = &stack.workers[0];
-    assert_eq!(worker.count_log("broker connection lost"), 0, "{}", worker.log_lines().join("\n"));
+    assert_eq!(
+        worker.count_log("broker connection lost"),
+        0,
+        "{}",
+        worker.log_lines().join("\n")
+    );
     assert_eq!(worker.count_log("connected to the broker"), 1);
 }
 
 /// Mosquitto refuses replies under `replies/denied/` (its ACL lets clients
 /// read there, not write), though the gateway's allowlist names it.
-const ACL: &str = "topic readwrite api/#\ntopic readwrite replies/anonymous/#\ntopic read replies/denied/#\n";
+const ACL: &str =
+    "topic readwrite api/#\ntopic readwrite replies/anonymous/#\ntopic read replies/denied/#\n";
 
 #[tokio::test]
 async fn replies_the_broker_refuses_are_counted_and_never_freeze_the_worker() {
@@ -170,7 +201,10 @@ async fn replies_the_broker_refuses_are_counted_and_never_freeze_the_worker() {
     };
     let victim = stack.client().await;
     for _ in 0..3 {
-        let reply = victim.request("api/p/ok", String::new(), &qos2).await.expect("answered");
+        let reply = victim
+            .request("api/p/ok", String::new(), &qos2)
+            .await
+            .expect("answered");
         assert_eq!(reply.status, 200);
     }
     // Requests at QoS 2 whose replies the broker refuses: more of them than
@@ -189,13 +223,19 @@ async fn replies_the_broker_refuses_are_counted_and_never_freeze_the_worker() {
     }
     eventually("25 refusals counted", Duration::from_secs(10), || async {
         let refused = probes
-            .metric("routemq_replies_failed_total", &[r#"reason="not_authorized""#])
+            .metric(
+                "routemq_replies_failed_total",
+                &[r#"reason="not_authorized""#],
+            )
             .await;
         (refused >= 25.0).then_some(())
     })
     .await;
     for _ in 0..5 {
-        let reply = victim.request("api/p/ok", String::new(), &qos2).await.expect("answered");
+        let reply = victim
+            .request("api/p/ok", String::new(), &qos2)
+            .await
+            .expect("answered");
         assert_eq!(reply.status, 200);
     }
     assert_eq!(probes.ready_status().await, 200);

@@ -108,7 +108,18 @@ impl Mosquitto {
 
     /// Kills the broker and starts a new one on the same port: every session is lost.
     pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Kills the broker; [`Mosquitto::start_again`] brings it back on the same port.
+    pub fn stop(&mut self) {
         self.process.kill();
+    }
+
+    /// Starts the broker again on its port (after [`Mosquitto::stop`]) and
+    /// waits until the port answers.
+    pub fn start_again(&mut self) {
         self.process = spawn_mosquitto(self.dir.path(), self.port);
     }
 

@@ -42,7 +42,12 @@ impl Probes {
 
     /// The status of `/readyz`, or 0 when the port does not answer.
     pub async fn ready_status(&self) -> u16 {
-        match self.http.get(format!("http://{}/readyz", self.addr)).send().await {
+        match self
+            .http
+            .get(format!("http://{}/readyz", self.addr))
+            .send()
+            .await
+        {
             Ok(response) => response.status().as_u16(),
             Err(_) => 0,
         }
@@ -51,7 +56,12 @@ impl Probes {
     /// The sum of every series of `name` whose labels contain each of
     /// `labels` (e.g. `reason="refused"`); 0 when there is none.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let Ok(response) = self.http.get(format!("http://{}/metrics", self.addr)).send().await else {
+        let Ok(response) = self
+            .http
+            .get(format!("http://{}/metrics", self.addr))
+            .send()
+            .await
+        else {
             return 0.0;
         };
         let text = response.text().await.unwrap_or_default();

@@ -7,8 +7,10 @@
 //! can recognise them.
 #![forbid(unsafe_code)]
 
+mod backoff;
 mod broker_url;
 
+pub use backoff::Backoff;
 pub use broker_url::{BrokerTransport, BrokerUrl};
 
 use parking_lot::Mutex;
@@ -176,6 +178,8 @@ pub struct RequestClient {
     pending: Pending,
     strays: Arc<Strays>,
     reply_topic: String,
+    /// Whether the reply topic is subscribed on the current connection.
+    subscribed: watch::Receiver<bool>,
 }
 
 impl RequestClient {
@@ -234,6 +238,7 @@ impl RequestClient {
             pending,
             strays,
             reply_topic,
+            subscribed: ready,
         })
     }
 
@@ -282,6 +287,15 @@ impl RequestClient {
         options: &RequestOptions,
         request_id: &str,
     ) -> Result<Reply, ClientError> {
+        // After a reconnect, a request sent before the reply topic is
+        // subscribed again would be answered into the void.
+        let mut subscribed = self.subscribed.clone();
+        if !*subscribed.borrow() {
+            let waited = tokio::time::timeout(options.timeout, subscribed.wait_for(|up| *up)).await;
+            if !matches!(waited, Ok(Ok(_))) {
+                return Err(ClientError::Timeout(options.timeout));
+            }
+        }
         let correlation = Bytes::from(uuid::Uuid::new_v4().as_bytes().to_vec());
         let (reply_tx, reply_rx) = oneshot::channel();
         self.lock_pending().insert(correlation.clone(), reply_tx);
@@ -359,7 +373,7 @@ async fn drive(
     strays: Arc<Strays>,
     ready: watch::Sender<bool>,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::default();
     loop {
         // The RequestClient is gone: nobody can wait for a reply any more.
         if Arc::strong_count(&pending) == 1 {
@@ -367,7 +381,7 @@ async fn drive(
         }
         match event_loop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 if !ack.session_present {
                     // try_subscribe: awaiting a client call inside the poll loop can deadlock.
                     if let Err(error) = client.try_subscribe(reply_topic.clone(), QoS::AtLeastOnce)
@@ -410,9 +424,10 @@ async fn drive(
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(error) => {
-                tracing::debug!(%error, "broker connection lost, reconnecting");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                ready.send_replace(false);
+                let retry_in = backoff.next_wait();
+                tracing::debug!(%error, ?retry_in, "broker connection lost, reconnecting");
+                tokio::time::sleep(retry_in).await;
             }
         }
     }

@@ -186,7 +186,11 @@ impl Outbound {
         let dropped = before - user_properties.len();
         if dropped > 0 {
             metrics::counter!("routemq_reply_properties_dropped_total").increment(dropped as u64);
-            tracing::debug!(request_id, dropped, "reply properties MQTT cannot carry were dropped");
+            tracing::debug!(
+                request_id,
+                dropped,
+                "reply properties MQTT cannot carry were dropped"
+            );
         }
         Outbound {
             topic: address.topic,

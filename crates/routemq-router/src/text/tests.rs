@@ -49,7 +49,8 @@ fn edgy_char() -> impl Strategy<Value = char> {
         (0u32..0xA0).prop_filter_map("a char", char::from_u32),
         (0xFDC0u32..0xFE00).prop_filter_map("a char", char::from_u32),
         (0u32..=16).prop_flat_map(|plane| {
-            (0xFFFCu32..=0xFFFF).prop_filter_map("a char", move |low| char::from_u32(plane << 16 | low))
+            (0xFFFCu32..=0xFFFF)
+                .prop_filter_map("a char", move |low| char::from_u32(plane << 16 | low))
         }),
         Just('/'),
         Just('a'),
@@ -73,10 +74,26 @@ proptest! {
 
 #[test]
 fn controls_and_non_characters_are_refused() {
-    for refused in ['\0', '\u{1}', '\t', '\u{1f}', '\u{7f}', '\u{85}', '\u{9f}', '\u{fdd0}', '\u{fdef}', '\u{fffe}', '\u{ffff}', '\u{1fffe}', '\u{10ffff}'] {
+    for refused in [
+        '\0',
+        '\u{1}',
+        '\t',
+        '\u{1f}',
+        '\u{7f}',
+        '\u{85}',
+        '\u{9f}',
+        '\u{fdd0}',
+        '\u{fdef}',
+        '\u{fffe}',
+        '\u{ffff}',
+        '\u{1fffe}',
+        '\u{10ffff}',
+    ] {
         assert!(!is_allowed_char(refused), "{refused:?}");
     }
-    for allowed in [' ', 'a', '~', '\u{a0}', 'é', '\u{fdcf}', '\u{fdf0}', '\u{fffd}', '😀'] {
+    for allowed in [
+        ' ', 'a', '~', '\u{a0}', 'é', '\u{fdcf}', '\u{fdf0}', '\u{fffd}', '😀',
+    ] {
         assert!(is_allowed_char(allowed), "{allowed:?}");
     }
     assert!(is_mqtt_string(&"a".repeat(MAX_STRING_BYTES)));

@@ -173,9 +173,7 @@ pub fn limits(given: &RawLimits, mqtt: &MqttSettings) -> Result<Limits, String> 
             .max_response_bytes
             .unwrap_or(defaults.max_response_bytes),
         max_topic_bytes: given.max_topic_bytes.unwrap_or(defaults.max_topic_bytes),
-        max_topic_levels: given
-            .max_topic_levels
-            .unwrap_or(defaults.max_topic_levels),
+        max_topic_levels: given.max_topic_levels.unwrap_or(defaults.max_topic_levels),
     };
     if limits.max_payload_bytes as u64 >= u64::from(mqtt.max_packet_size) {
         return Err(format!(

@@ -2,6 +2,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use routemq_client::Backoff;
 use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, Publish, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::Error as MqttError;
@@ -9,7 +10,6 @@ use rumqttc::v5::{ConnectionError, Event, EventLoop, StateError};
 use rumqttc::Outgoing;
 use tokio::sync::mpsc;
 
-use super::backoff::Backoff;
 use super::outflow::Outflow;
 use super::session::Session;
 
@@ -77,7 +77,9 @@ pub async fn drive(
                     return;
                 }
             }
-            Ok(Event::Outgoing(Outgoing::Publish(_) | Outgoing::PubAck(_) | Outgoing::PubRec(_))) => {
+            Ok(Event::Outgoing(
+                Outgoing::Publish(_) | Outgoing::PubAck(_) | Outgoing::PubRec(_),
+            )) => {
                 outflow.sent();
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => refusals.note(ack.pkid, ack.reason),
@@ -154,7 +156,7 @@ pub async fn drive(
                 {
                     return;
                 }
-                let retry_in = backoff.next(Instant::now(), fastrand::f64());
+                let retry_in = backoff.next_wait();
                 tracing::warn!(%error, ?retry_in, "broker connection lost");
                 tokio::time::sleep(retry_in).await;
             }
@@ -177,7 +179,10 @@ impl RefusalLog {
             return;
         };
         metrics::counter!("routemq_replies_failed_total", "reason" => label).increment(1);
-        if self.last.is_some_and(|last| last.elapsed() < Duration::from_secs(1)) {
+        if self
+            .last
+            .is_some_and(|last| last.elapsed() < Duration::from_secs(1))
+        {
             self.held_back += 1;
             return;
         }

@@ -2,7 +2,6 @@
 //! derived from the route table, feeds requests to the gateway pipeline and
 //! publishes its replies.
 
-mod backoff;
 mod dispatch;
 mod event_loop;
 mod message;

@@ -59,7 +59,10 @@ impl Outflow {
     /// for the broker, not on it, so its clock starts now.
     pub fn connected(&self) {
         let now = Instant::now();
-        self.waiting.lock().iter_mut().for_each(|stamp| *stamp = now);
+        self.waiting
+            .lock()
+            .iter_mut()
+            .for_each(|stamp| *stamp = now);
     }
 
     /// How long the oldest hand-off has waited.

@@ -1,11 +1,12 @@
-//! How long the worker waits before reconnecting to the broker.
+//! How long to wait before reconnecting to the broker, for gateway workers
+//! and for this crate's clients alike.
 //!
 //! Exponential from 100 ms, each wait drawn between half and all of its
-//! step, so workers that lost the same broker do not return in lockstep. A
-//! young outage (the first minute) is capped at 1 s: a broker restart is
-//! over in about a second, and the worker should answer again about then.
-//! An outage that lasts is capped at 5 s, so many workers hammering a broker
-//! that stays down send it at most one attempt each per 2.5–5 s.
+//! step, so the many clients that lost the same broker do not return in
+//! lockstep. A young outage (the first minute) is capped at 1 s: a broker
+//! restart is over in about a second, and answers should resume about then.
+//! An outage that lasts is capped at 5 s, so a fleet facing a broker that
+//! stays down sends it at most one attempt per client per 2.5–5 s.
 
 use std::time::{Duration, Instant};
 
@@ -27,8 +28,13 @@ impl Backoff {
         *self = Backoff::default();
     }
 
-    /// The wait before the next attempt, `jitter` in `[0, 1)` choosing where
-    /// between half and all of the step it falls.
+    /// The wait before the next attempt.
+    pub fn next_wait(&mut self) -> Duration {
+        self.next(Instant::now(), fastrand::f64())
+    }
+
+    /// The wait before the next attempt at `now`, `jitter` in `[0, 1)`
+    /// choosing where between half and all of the step it falls.
     pub fn next(&mut self, now: Instant, jitter: f64) -> Duration {
         let started = *self.outage_started.get_or_insert(now);
         let cap = if now.duration_since(started) < YOUNG_FOR {
@@ -59,7 +65,10 @@ mod tests {
         let old: Vec<Duration> = (0..5).map(|_| backoff.next(later, 0.999_999)).collect();
         assert!(old.iter().all(|wait| *wait <= OLD_CAP), "{old:?}");
         assert!(old[4] > OLD_CAP / 2, "{old:?}");
-        assert!(backoff.next(later, 0.0) >= OLD_CAP / 2, "jitter keeps at least half");
+        assert!(
+            backoff.next(later, 0.0) >= OLD_CAP / 2,
+            "jitter keeps at least half"
+        );
         backoff.reset();
         assert!(backoff.next(later, 0.0) <= FIRST_STEP);
     }
