@@ -206,3 +206,139 @@ fn services_commands_fail_clearly_without_redis() {
     let error = run(&["services", "list"], &redis).expect_err("no redis");
     assert!(error.contains("cannot reach Redis"), "{error}");
 }
+
+/// `redis-cli` against the test's redis-server.
+fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli is installed (apt-get install redis-tools)");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Polls `check` every 50 ms until it holds, or panics naming `what`.
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {timeout:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A window of refused writes long enough for the instance's ttl to lapse:
+/// the heartbeat keeps running, and once Redis takes writes again the
+/// instance is registered again as it was.
+#[test]
+fn heartbeats_outlive_a_redis_hiccup_and_re_register_a_lapsed_instance() {
+    let redis = Redis::start();
+    let register = [
+        "services",
+        "register",
+        "--service",
+        "hb-service",
+        "--url",
+        "http://127.0.0.1:9005",
+        "--instance-id",
+        "hb1",
+        "--ttl",
+        "1s",
+    ];
+    run(&register, &redis).expect("register");
+    let mut heartbeat = std::process::Command::new(BIN)
+        .args([
+            "services",
+            "heartbeat",
+            "--service",
+            "hb-service",
+            "--instance-id",
+            "hb1",
+        ])
+        .args(["--every", "200ms"])
+        .env("ROUTEMQ_REDIS_URL", redis.url())
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("heartbeat runs");
+    let key = routemq_gateway::redis::keys::instance("hb-service", "hb1");
+    // Redis refuses every write (NOREPLICAS) until told otherwise.
+    assert_eq!(
+        redis_cli(&redis, &["CONFIG", "SET", "min-replicas-to-write", "1"]),
+        "OK"
+    );
+    wait_until("the instance's ttl lapsed", Duration::from_secs(10), || {
+        redis_cli(&redis, &["EXISTS", &key]) == "0"
+    });
+    assert!(
+        heartbeat.try_wait().expect("status").is_none(),
+        "the heartbeat gave up"
+    );
+    assert_eq!(
+        redis_cli(&redis, &["CONFIG", "SET", "min-replicas-to-write", "0"]),
+        "OK"
+    );
+    wait_until(
+        "the instance registered again",
+        Duration::from_secs(10),
+        || run(&["services", "list"], &redis).is_ok_and(|listing| listing.contains("hb1")),
+    );
+    assert_eq!(
+        redis_cli(&redis, &["HGET", &key, "url"]),
+        "http://127.0.0.1:9005"
+    );
+    assert!(
+        heartbeat.try_wait().expect("status").is_none(),
+        "the heartbeat is still running"
+    );
+    heartbeat.kill().ok();
+    let output = heartbeat.wait_with_output().expect("output");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("heartbeat failed; retrying"), "{log}");
+    assert!(log.contains("re-registered"), "{log}");
+}
+
+/// `check-config` refuses the values that used to pass and then panic a
+/// background task or the MQTT client, naming their line.
+#[test]
+fn check_config_refuses_settings_the_runtime_cannot_run() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let route = "\n[[routes]]\ntopic = \"gateway/health\"\nhandler = \"health\"\n";
+    for (settings, expected) in [
+        (
+            "[auth.api_keys]\nrefresh_interval = \"0s\"\n",
+            ":2: auth.api_keys.refresh_interval must be above zero",
+        ),
+        (
+            "[registry]\nrefresh_interval = \"0s\"\n",
+            ":2: registry.refresh_interval must be above zero",
+        ),
+        (
+            "[registry]\nhealth_check_interval = \"0s\"\n",
+            ":2: registry.health_check_interval must be above zero",
+        ),
+        (
+            "[metrics]\nflush_interval = \"0s\"\n",
+            ":2: metrics.flush_interval must be above zero",
+        ),
+        (
+            "[mqtt]\nkeep_alive = \"500ms\"\n",
+            ":2: mqtt.keep_alive must be between 5s",
+        ),
+    ] {
+        let file = dir.path().join("bounded.toml");
+        std::fs::write(&file, format!("{settings}{route}")).expect("write");
+        let path = file.display().to_string();
+        let error = run(&["check-config", &path], &redis).expect_err(settings);
+        assert!(
+            error.contains(&format!("{path}{expected}")),
+            "{settings}: {error}"
+        );
+        assert!(!error.contains("panicked"), "{error}");
+    }
+}

@@ -174,8 +174,8 @@ async fn tokens_missing_a_configured_issuer_or_audience_are_unauthorized() {
         encode(&Header::new(Algorithm::ES256), claims, &key).expect("token encodes")
     };
     let hs256 = |claims: &serde_json::Value| sign(claims, SECRET.as_bytes());
-    let signers: [(&str, &dyn Fn(&serde_json::Value) -> String); 2] =
-        [("HS256", &hs256), ("ES256", &es256)];
+    type Signer<'a> = &'a dyn Fn(&serde_json::Value) -> String;
+    let signers: [(&str, Signer<'_>); 2] = [("HS256", &hs256), ("ES256", &es256)];
     for (algorithm, signer) in signers {
         let complete = format!("Bearer {}", signer(&claims("alice", &["user"])));
         let reply = ask_with(&client, topic, "", &[("authorization", &complete)]).await;

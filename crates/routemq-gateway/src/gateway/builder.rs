@@ -10,16 +10,15 @@ use std::time::{Duration, Instant};
 
 use fred::prelude::Client;
 use routemq_router::RouteTable;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use super::background::{BackgroundParts, BackgroundTasks};
 use super::{Gateway, Limits, ReplyTopics, RouteTarget};
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
 use crate::middleware::breaker_board::BreakerBoard;
 use crate::middleware::{ApiKeys, AuthSettings, MiddlewareConfigs};
 use crate::process::ProcessId;
-use crate::registry::{run_health_probes, ProbeSettings, RegistryCache};
+use crate::registry::RegistryCache;
 use crate::request_log::RequestLog;
 use crate::upstream::ServiceLimits;
 
@@ -147,90 +146,6 @@ pub struct GatewayBuilder {
     redis: Client,
     traces: bool,
     http: Option<reqwest::Client>,
-}
-
-/// The gateway's tasks beside request handling. Stop them after the
-/// requests have drained, so the last flushes count every answered request.
-pub struct BackgroundTasks {
-    stop: CancellationToken,
-    tasks: TaskTracker,
-}
-
-/// What the background tasks work on, shared with the pipeline.
-struct BackgroundParts<'a> {
-    config: &'a GatewayConfig,
-    redis: &'a Client,
-    http: &'a reqwest::Client,
-    cache: &'a Arc<RegistryCache>,
-    metrics: &'a Arc<MetricsRecorder>,
-    api_keys: Option<&'a Arc<ApiKeys>>,
-    request_log: Option<&'a Arc<RequestLog>>,
-    membership: &'a Arc<Membership>,
-    breakers: &'a Arc<BreakerBoard>,
-}
-
-impl BackgroundTasks {
-    /// Request-log and metric flushes, API-key and registry refreshes,
-    /// health probes and live-worker membership.
-    fn start(parts: BackgroundParts<'_>) -> BackgroundTasks {
-        let BackgroundParts {
-            config,
-            redis,
-            http,
-            cache,
-            metrics,
-            api_keys,
-            request_log,
-            membership,
-            breakers,
-        } = parts;
-        let background = BackgroundTasks {
-            stop: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-        };
-        let (tasks, stop, flush) = (
-            &background.tasks,
-            &background.stop,
-            config.metrics_flush_interval,
-        );
-        if let Some(log) = request_log {
-            let (log, redis, stop) = (Arc::clone(log), redis.clone(), stop.clone());
-            tasks.spawn(async move { log.run_flush(redis, flush, stop).await });
-        }
-        if let (Some(api_keys), Some(interval)) = (api_keys, config.auth.api_keys_refresh) {
-            let (api_keys, redis, stop) = (Arc::clone(api_keys), redis.clone(), stop.clone());
-            tasks.spawn(async move { api_keys.run_refresh(redis, interval, stop).await });
-        }
-        tasks.spawn(Arc::clone(membership).run(redis.clone(), stop.clone()));
-        tasks.spawn(Arc::clone(breakers).run(redis.clone(), stop.clone()));
-        let registry = config.registry;
-        tasks.spawn(Arc::clone(cache).run_refresh(
-            redis.clone(),
-            registry.refresh_interval,
-            stop.clone(),
-        ));
-        tasks.spawn(run_health_probes(
-            redis.clone(),
-            Arc::clone(cache),
-            http.clone(),
-            Arc::clone(membership),
-            ProbeSettings {
-                interval: registry.health_check_interval,
-                timeout: registry.health_check_timeout,
-            },
-            stop.clone(),
-        ));
-        let (flushed, flush_redis, flush_stop) = (Arc::clone(metrics), redis.clone(), stop.clone());
-        tasks.spawn(async move { flushed.run_flush(flush_redis, flush, flush_stop).await });
-        background
-    }
-
-    /// Stops the tasks and waits for them (the metrics task flushes once more).
-    pub async fn stop(self) {
-        self.stop.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
-    }
 }
 
 impl GatewayBuilder {

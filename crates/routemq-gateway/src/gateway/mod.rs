@@ -1,5 +1,6 @@
 mod address;
 mod admission;
+mod background;
 mod builder;
 mod checks;
 mod pipeline;
@@ -7,8 +8,9 @@ mod prepare;
 mod reply_topics;
 mod telemetry;
 
-pub use builder::{BackgroundTasks, GatewayBuilder, GatewayConfig, RegistrySettings};
+pub use background::BackgroundTasks;
 pub(crate) use builder::{FixedSettings, Shared};
+pub use builder::{GatewayBuilder, GatewayConfig, RegistrySettings};
 pub use reply_topics::ReplyTopics;
 pub use routemq_router::encode_level;
 

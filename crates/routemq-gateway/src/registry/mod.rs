@@ -12,4 +12,4 @@ pub use balancer::Balancer;
 pub use cache::{RegistryCache, ServiceEntry, Snapshot};
 pub use health::{run_health_probes, ProbeSettings};
 pub use model::{Instance, InstanceStatus, ServiceHealth};
-pub use store::{deregister, heartbeat, list_services, register};
+pub use store::{deregister, heartbeat, instance, list_services, register};

@@ -25,6 +25,17 @@ pub async fn heartbeat(client: &Client, service: &str, instance_id: &str) -> any
     anyhow::bail!("instance `{instance_id}` of `{service}` is not registered (deregistered or its ttl passed)")
 }
 
+/// One instance as registered now; `None` when it is not (or its ttl passed).
+pub async fn instance(
+    client: &Client,
+    service: &str,
+    instance_id: &str,
+) -> anyhow::Result<Option<Instance>> {
+    let fields: HashMap<String, String> =
+        client.hgetall(keys::instance(service, instance_id)).await?;
+    Ok(Instance::from_hash(&fields))
+}
+
 /// Removes an instance, and the service from the service set once it has none.
 pub async fn deregister(client: &Client, service: &str, instance_id: &str) -> anyhow::Result<()> {
     let remaining = scripts::deregister_instance(client, service, instance_id).await?;

@@ -1,6 +1,7 @@
 //! The `routemq` command line.
 
 mod auth;
+mod heartbeat;
 mod services;
 
 use std::net::{IpAddr, SocketAddr};

@@ -7,6 +7,7 @@ use routemq_gateway::redis::{connect, RedisSettings};
 use routemq_gateway::registry;
 use tokio_util::sync::CancellationToken;
 
+use super::heartbeat;
 use crate::demo::DemoInstance;
 
 #[derive(Subcommand)]
@@ -32,9 +33,19 @@ pub enum ServicesCommand {
         service: String,
         #[arg(long)]
         instance_id: String,
-        /// Keep sending heartbeats at this interval until interrupted.
+        /// Keep sending heartbeats at this interval until SIGINT or SIGTERM;
+        /// a failed one is retried, and an instance that disappeared is
+        /// registered again as it was (or from --url, --health-path, --ttl).
         #[arg(long, value_parser = humantime::parse_duration)]
         every: Option<Duration>,
+        /// With --every: the instance's URL, to register it if it is not.
+        #[arg(long, requires = "every")]
+        url: Option<String>,
+        #[arg(long, default_value = "/health")]
+        health_path: String,
+        /// With --url: the ttl to register it with.
+        #[arg(long, value_parser = humantime::parse_duration, requires = "url")]
+        ttl: Option<Duration>,
     },
     /// Remove an instance.
     Deregister {
@@ -65,6 +76,10 @@ pub(super) async fn client(url: &str) -> anyhow::Result<Client> {
     }
 }
 
+fn parsed_url(url: &str) -> anyhow::Result<reqwest::Url> {
+    reqwest::Url::parse(url).map_err(|error| anyhow::anyhow!("--url `{url}` is invalid: {error}"))
+}
+
 pub async fn run(command: ServicesCommand, redis_url: &str) -> anyhow::Result<()> {
     let redis = client(redis_url).await?;
     match command {
@@ -75,8 +90,7 @@ pub async fn run(command: ServicesCommand, redis_url: &str) -> anyhow::Result<()
             health_path,
             ttl,
         } => {
-            reqwest::Url::parse(&url)
-                .map_err(|error| anyhow::anyhow!("--url `{url}` is invalid: {error}"))?;
+            parsed_url(&url)?;
             let instance_id = instance_id
                 .unwrap_or_else(|| format!("{service}-{}", uuid::Uuid::new_v4().simple()));
             let health_check_url = format!("{}{}", url.trim_end_matches('/'), health_path);
@@ -93,17 +107,29 @@ pub async fn run(command: ServicesCommand, redis_url: &str) -> anyhow::Result<()
         ServicesCommand::Heartbeat {
             service,
             instance_id,
-            every,
+            every: None,
+            ..
+        } => registry::heartbeat(&redis, &service, &instance_id).await?,
+        ServicesCommand::Heartbeat {
+            service,
+            instance_id,
+            every: Some(every),
+            url,
+            health_path,
+            ttl,
         } => {
-            registry::heartbeat(&redis, &service, &instance_id).await?;
-            if let Some(every) = every {
-                loop {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => break,
-                        _ = tokio::time::sleep(every) => registry::heartbeat(&redis, &service, &instance_id).await?,
-                    }
-                }
-            }
+            let given = url
+                .map(|url| parsed_url(&url).map(|_| url))
+                .transpose()?
+                .map(|url| heartbeat::Instance {
+                    health_check_url: format!("{}{health_path}", url.trim_end_matches('/')),
+                    service: service.clone(),
+                    instance_id: instance_id.clone(),
+                    url,
+                    ttl,
+                });
+            let instance = heartbeat::resolve(&redis, &service, &instance_id, given).await?;
+            heartbeat::keep_alive(&redis, instance, every).await?;
         }
         ServicesCommand::Deregister {
             service,

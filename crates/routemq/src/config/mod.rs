@@ -2,6 +2,7 @@
 //! then validated into typed values (`validate.rs`). Every error names the
 //! file and line, and a broken file never half-starts a worker.
 
+mod bounds;
 mod guards;
 mod middleware;
 mod raw;

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use routemq_gateway::middleware::{MiddlewareConfigs, MiddlewareKinds};
 
+use super::bounds;
 use super::guards::{check_routes_against_middleware, reply_topics, service_limits};
 use super::middleware::{auth_settings, middleware_configs, Secret, Secrets};
 use super::raw::{RawConfig, RawGroup, RawInherited, RawRoute};
@@ -129,6 +130,8 @@ fn parse_with(
     };
     let raw: RawConfig =
         toml::from_str(text).map_err(|error| at(error.span(), error.message().to_string()))?;
+    bounds::check(&raw)
+        .map_err(|refused| at(bounds::span_of(text, &refused.key), refused.message))?;
 
     let config_dir = Path::new(file).parent().unwrap_or(Path::new("."));
     let mut warnings = Vec::new();

@@ -11,4 +11,6 @@ mod session;
 mod worker;
 
 pub use reload::ConfigSource;
+#[cfg(test)]
+pub(crate) use worker::mqtt_options;
 pub use worker::run_worker;

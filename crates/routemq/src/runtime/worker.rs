@@ -81,7 +81,7 @@ pub async fn run_worker(
     running.drain_timeout = drain_timeout;
     running.reload = reloader.zip(hangups);
     tracing::info!(worker_id, filters = ?running.filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "worker started");
-    running.serve_until(&shutdown).await?;
+    let failed = running.serve_until(&shutdown, background.failed()).await?;
     let Running {
         client,
         mut events,
@@ -122,7 +122,10 @@ pub async fn run_worker(
     if let Some(probes) = probes {
         probes.await.ok();
     }
-    Ok(())
+    match failed {
+        Some(task) => anyhow::bail!("the {task} task panicked; the worker stopped (see the log)"),
+        None => Ok(()),
+    }
 }
 
 /// A worker's MQTT side once connected: the client, the events its loop
@@ -205,15 +208,22 @@ fn connect(
 }
 
 impl Running {
-    /// Serves requests until `shutdown`: (re)subscribes on every clean
-    /// connection, keeps readiness true to the connection and reloads the
-    /// configuration on SIGHUP.
-    async fn serve_until(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    /// Serves requests until `shutdown`, or until a background task has
+    /// panicked (its name is returned, and the worker drains and exits with
+    /// an error): (re)subscribes on every clean connection, keeps readiness
+    /// true to the connection and reloads the configuration on SIGHUP.
+    async fn serve_until(
+        &mut self,
+        shutdown: &CancellationToken,
+        failed: impl std::future::Future<Output = &'static str>,
+    ) -> anyhow::Result<Option<&'static str>> {
         let readiness = Arc::clone(&self.readiness);
         let mut connections = 0u64;
+        tokio::pin!(failed);
         loop {
             let event = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => return Ok(None),
+                task = &mut failed => return Ok(Some(task)),
                 Some(()) = hangup(&mut self.reload) => {
                     self.reload();
                     continue;
@@ -314,7 +324,7 @@ fn subscribe(client: &AsyncClient, filters: Vec<Filter>) {
     });
 }
 
-fn mqtt_options(mqtt: &MqttSettings, client_id: String) -> anyhow::Result<MqttOptions> {
+pub(crate) fn mqtt_options(mqtt: &MqttSettings, client_id: String) -> anyhow::Result<MqttOptions> {
     let mut options = MqttOptions::new(client_id, mqtt.host.clone(), mqtt.port);
     let tls = || {
         let files = mqtt.tls.clone().unwrap_or_default();
