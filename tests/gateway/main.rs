@@ -6,6 +6,7 @@ mod bad_input;
 mod balancing;
 mod deploy;
 mod edge;
+mod eviction;
 mod extend;
 mod faults;
 mod harness;

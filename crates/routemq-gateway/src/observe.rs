@@ -139,6 +139,10 @@ pub(crate) async fn redis_call<T>(
     if let Err(error) = &result {
         if metrics_enabled() {
             metrics::counter!("routemq_redis_errors_total", "script" => script).increment(1);
+            if error.details().starts_with("OOM") {
+                // A full Redis under noeviction: the write was skipped.
+                metrics::counter!("routemq_redis_oom_total", "script" => script).increment(1);
+            }
         }
         span.record("otel.status_code", "ERROR");
         span.record("error.type", tracing::field::debug(error.kind()));

@@ -5,6 +5,7 @@ mod breaker_scripts;
 mod cache_scripts;
 pub mod clock;
 mod connect;
+pub mod eviction;
 pub mod keys;
 mod limit_scripts;
 pub mod records;

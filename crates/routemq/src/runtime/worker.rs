@@ -52,6 +52,9 @@ pub async fn run_worker(
     };
     let reloader = source.map(|source| Reloader::new(source, &config));
     let redis = routemq_gateway::redis::connect(&config.redis).await?;
+    routemq_gateway::redis::eviction::refuse_evicting(&redis)
+        .await
+        .map_err(|message| anyhow::anyhow!(message))?;
     let readiness = Arc::new(Readiness::default());
     let probes_stop = CancellationToken::new();
     let probes = match config.metrics_addr {

@@ -153,6 +153,13 @@ const METRICS: &[Metric] = &[
         known: None,
     },
     Metric {
+        name: "routemq_redis_oom_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Redis script calls refused because Redis is full (OOM under maxmemory-policy noeviction), by script; the write is skipped.",
+        known: None,
+    },
+    Metric {
         name: "routemq_mqtt_stalls_total",
         kind: Kind::Counter,
         unit: Unit::Count,
