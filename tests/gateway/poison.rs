@@ -27,6 +27,7 @@ prefix = "api/p"
 routes = [
   { topic = "ok",      service = "ok-service",      method = "GET", path = "/x", qos = 2 },
   { topic = "reflect", service = "reflect-service", method = "GET", path = "/x" },
+  { topic = "big",     service = "reflect-service", method = "GET", path = "/big" },
 ]
 "#;
 
@@ -43,6 +44,10 @@ async fn start(mosquitto: Mosquitto, extra: &str, proxy: Option<&MqttProxy>) -> 
     let reflect = upstream::serve(
         Router::new()
             .route("/health", get(|| async { "ok" }))
+            .route(
+                "/big",
+                get(|| async { Json(json!({"text": "b".repeat(8000)})) }),
+            )
             .fallback(any(|| async {
                 (
                     [(LOCATION, "/next\tpage"), (ETAG, "\"v1\"")],
@@ -274,4 +279,51 @@ async fn a_session_that_stops_sending_is_replaced() {
     assert_eq!(ask(&victim, "api/p/ok", "").await.status, 200);
     let worker = &stack.workers[0];
     assert!(worker.count_log("stopped taking replies and acks") >= 1);
+}
+
+/// Mosquitto's `message_size_limit` is not announced in CONNACK, and its
+/// PUBACK refusal (0x95) is one rumqttc cannot read: such a reply costs the
+/// connection, counted and explained, and the worker is back at once. With
+/// `mqtt.max_packet_size` matched to the broker, as documented, the caller
+/// gets `502 reply_too_large` instead and the connection stays.
+#[tokio::test]
+async fn a_reply_over_an_unannounced_broker_limit_is_counted_and_the_worker_recovers() {
+    let broker = Mosquitto::start_with("message_size_limit 5000\n");
+    let (stack, probes) = start(broker, "", None).await;
+    let client = stack.client().await;
+    let quick = RequestOptions {
+        timeout: Duration::from_secs(2),
+        ..RequestOptions::default()
+    };
+    assert!(
+        client.request("api/p/big", "", &quick).await.is_err(),
+        "the broker dropped it"
+    );
+    eventually("the refusal counted", Duration::from_secs(10), || async {
+        let counted = probes
+            .metric(
+                "routemq_replies_failed_total",
+                &[r#"reason="packet_too_large""#],
+            )
+            .await;
+        (counted >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(ask(&client, "api/p/ok", "").await.status, 200);
+
+    let matched = "[mqtt]\nmax_packet_size = 5000\n";
+    let (stack, _probes) = start(
+        Mosquitto::start_with("message_size_limit 5000\n"),
+        matched,
+        None,
+    )
+    .await;
+    let client = stack.client().await;
+    let reply = ask(&client, "api/p/big", "").await;
+    assert_eq!(
+        (reply.status, crate::stack::error_type(&reply).as_str()),
+        (502, "reply_too_large")
+    );
+    assert_eq!(ask(&client, "api/p/ok", "").await.status, 200);
+    assert_eq!(stack.workers[0].count_log("broker connection lost"), 0);
 }

@@ -44,7 +44,7 @@ impl Refusal {
             Refusal::TooLong => "longer than limits.max_topic_bytes",
             Refusal::TooDeep => "more levels than limits.max_topic_levels",
             Refusal::Invalid => {
-                "empty, or a wildcard, control character or non-character that MQTT forbids"
+                "empty or contains a wildcard, a control character or a non-character (MQTT forbids them)"
             }
             Refusal::Reserved => "reserved `$` topic",
             Refusal::Served => "falls under a filter the gateway serves",

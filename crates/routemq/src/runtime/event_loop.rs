@@ -130,6 +130,7 @@ pub async fn drive(
             }
             Ok(_) => {}
             Err(error) => {
+                note_unreadable_refusal(&error);
                 if !ever_connected {
                     if let Some(reason) = refusal(&error) {
                         events.send(LoopEvent::Refused(reason)).await.ok();
@@ -192,6 +193,26 @@ impl RefusalLog {
             reason = label,
             held_back = std::mem::take(&mut self.held_back),
             "the broker refused a reply"
+        );
+    }
+}
+
+/// A PUBACK refusing a reply as too large (0x95: Mosquitto's
+/// `message_size_limit`, which CONNACK does not announce) is a reason code
+/// rumqttc 0.25.1 cannot parse: the connection fails with it. Counted and
+/// explained, since only configuration prevents it.
+fn note_unreadable_refusal(error: &ConnectionError) {
+    const PACKET_TOO_LARGE: u8 = 0x95;
+    if let ConnectionError::MqttState(StateError::Deserialization(
+        MqttError::InvalidConnectReturnCode(PACKET_TOO_LARGE),
+    )) = error
+    {
+        metrics::counter!("routemq_replies_failed_total", "reason" => "packet_too_large")
+            .increment(1);
+        tracing::error!(
+            "the broker refused a reply as too large (PUBACK 0x95), which drops the connection: \
+             set mqtt.max_packet_size at or below the broker's limit (Mosquitto: use \
+             max_packet_size, which it announces, rather than message_size_limit)"
         );
     }
 }

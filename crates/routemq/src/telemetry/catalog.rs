@@ -37,8 +37,7 @@ pub const RELOAD_RESULTS: &[&str] = &["applied", "invalid", "restart_required"];
 
 /// Why a reply did not go out as built: refused before sending
 /// (`queue_full`, `too_large`, `publish_error`), or refused by the broker's
-/// PUBACK (the rest; Mosquitto's `message_size_limit` answers
-/// `implementation_specific`).
+/// PUBACK (the rest; `packet_too_large` also drops the connection).
 const REPLY_FAILURES: &[&str] = &[
     "queue_full",
     "too_large",
@@ -50,6 +49,7 @@ const REPLY_FAILURES: &[&str] = &[
     "packet_id_in_use",
     "implementation_specific",
     "unspecified",
+    "packet_too_large",
 ];
 
 const METRICS: &[Metric] = &[
