@@ -140,8 +140,9 @@ pub(crate) async fn redis_call<T>(
         if metrics_enabled() {
             metrics::counter!("routemq_redis_errors_total", "script" => script).increment(1);
             if error.details().starts_with("OOM") {
-                // A full Redis under noeviction: the write was skipped.
-                metrics::counter!("routemq_redis_oom_total", "script" => script).increment(1);
+                // A full Redis under noeviction: the write was skipped
+                // (`routemq_redis_errors_total{script}` says which script).
+                metrics::counter!("routemq_redis_oom_total").increment(1);
             }
         }
         span.record("otel.status_code", "ERROR");

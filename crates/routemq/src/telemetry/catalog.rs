@@ -156,7 +156,7 @@ const METRICS: &[Metric] = &[
         name: "routemq_redis_oom_total",
         kind: Kind::Counter,
         unit: Unit::Count,
-        help: "Redis script calls refused because Redis is full (OOM under maxmemory-policy noeviction), by script; the write is skipped.",
+        help: "Redis script calls refused because Redis is full (OOM under maxmemory-policy noeviction); the write is skipped (routemq_redis_errors_total says which script).",
         known: None,
     },
     Metric {
