@@ -149,12 +149,16 @@ async fn a_qos0_flood_is_shed_and_the_worker_stays_bounded_and_responsive() {
     assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
 }
 
+/// A hanging service holds at most its share of the worker (192 of 256
+/// requests: 128 in flight at its starting limit, 64 waiting): the rest is
+/// refused at once, the waiting ones after `queue_timeout` (2 s), and the
+/// other services keep the remaining quarter.
 #[tokio::test]
 async fn a_hanging_service_holds_only_its_bulkhead() {
     let stack = stack_on(Mosquitto::start(), &[], Duration::from_secs(60)).await;
     let client = Arc::new(stack.client().await);
     let quick = RequestOptions {
-        timeout: Duration::from_secs(3),
+        timeout: Duration::from_secs(5),
         ..RequestOptions::default()
     };
     // 300 > the worker's 256 slots: without bulkheads they would take them all.
@@ -185,11 +189,29 @@ async fn a_hanging_service_holds_only_its_bulkhead() {
         .flatten()
         .filter(|r| error_type(r) == "service_overloaded")
         .count();
+    assert_eq!(overloaded, 300 - 128, "all but the 128 in flight refused");
+    let message = |r: &&routemq_client::Reply| {
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let at_once = hanging
+        .iter()
+        .flatten()
+        .filter(|r| message(r).contains("holds its share"))
+        .count();
     assert_eq!(
-        overloaded,
-        300 - 128,
-        "beyond the bulkhead of 128, refused at once"
+        at_once,
+        300 - 192,
+        "beyond its share of 192, refused at once"
     );
+    let waited = hanging
+        .iter()
+        .flatten()
+        .filter(|r| message(r).contains("freed within 2s"))
+        .count();
+    assert_eq!(waited, 192 - 128, "the waiting ones, after queue_timeout");
     assert!(hanging
         .iter()
         .flatten()

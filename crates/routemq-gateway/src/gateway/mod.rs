@@ -240,11 +240,17 @@ fn plans(
         .map(|(name, spec)| (name.as_str(), spec.build(name, resources)))
         .collect();
     if crate::observe::metrics_enabled() {
-        // Each service's bulkhead counter exists from the first scrape.
+        // Each service's bulkhead refusals exist from the first scrape.
         for route in routes.routes() {
             if let RouteTarget::Forward(forward) = &route.target {
-                metrics::counter!("routemq_service_overloaded_total", "service" => forward.service.clone())
+                for reason in crate::upstream::BULKHEAD_REFUSALS {
+                    metrics::counter!(
+                        "routemq_service_overloaded_total",
+                        "service" => forward.service.clone(),
+                        "reason" => reason
+                    )
                     .increment(0);
+                }
             }
         }
     }

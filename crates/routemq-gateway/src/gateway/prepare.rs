@@ -11,7 +11,7 @@ use routemq_router::Params;
 
 use crate::middleware::RequestContext;
 use crate::request::query_pairs;
-use crate::upstream::PreparedCall;
+use crate::upstream::{Caller, PreparedCall};
 use crate::{ErrorKind, ForwardRoute, GatewayError};
 
 /// Builds the upstream call once: path, query or body, and headers,
@@ -81,7 +81,20 @@ pub(super) fn prepare(
         headers,
         timeout,
         deadline_bound: timeout < route.timeout,
+        caller: caller(ctx),
     })
+}
+
+/// The caller's key for turns at a bulkhead: its verified identity, or
+/// for an anonymous caller its reply topic (what the rate limiter keys it by).
+fn caller(ctx: &RequestContext<'_>) -> Caller {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match &ctx.identity {
+        Some(identity) => (identity.issuer.as_deref(), identity.subject.as_str()).hash(&mut hasher),
+        None => ctx.response_topic.hash(&mut hasher),
+    }
+    hasher.finish()
 }
 
 /// The smaller of the route's timeout and the time the client still waits.

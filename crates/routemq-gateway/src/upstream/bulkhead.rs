@@ -1,85 +1,331 @@
-//! Bulkheads: a cap on the calls in flight to each upstream service, so one
-//! hanging service holds at most its own share of a worker's capacity
-//! (Envoy's per-cluster `max_requests`). Beyond the cap a request is refused
-//! at once with `503 service_overloaded` instead of waiting for a slot.
+//! Bulkheads: each upstream service gets at most its own share of a worker,
+//! and within it requests wait their turn instead of being refused because
+//! they arrived together.
+//!
+//! Per service, a call runs when fewer than the service's adaptive limit
+//! ([`AdaptiveLimit`]) are in flight; otherwise it waits in the service's
+//! queue, callers served in turn ([`FairQueue`]). A request is refused
+//! (`503 service_overloaded`, with `retry-after`) only when a bound is
+//! reached:
+//! * `queue_timeout` — or the request's own deadline — passes before a slot
+//!   frees (`reason="queue_timeout"`);
+//! * the service already holds its share of the worker (`max_held`, calls
+//!   in flight plus waiting) and has not shown it can drain one more within
+//!   that time: a hanging service holds no more than its share, so the rest
+//!   of the worker keeps serving the others (`reason="queue_full"`).
+//!
+//! A service that is answering may queue beyond its share when its
+//! measured latency says the request would still run within the wait
+//! budget: a burst to a healthy service is served, not refused.
 
-use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::oneshot;
 
+use super::concurrency::AdaptiveLimit;
+use super::fair_queue::{Caller, FairQueue};
 use crate::{ErrorKind, GatewayError};
 
-/// How many calls each service may have in flight on one worker.
+/// How the bulkheads of one worker behave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceLimits {
-    /// For every service not listed in `per_service`.
+    /// The adaptive limit's ceiling for every service not in `per_service`.
     pub default_max_in_flight: usize,
     pub per_service: HashMap<String, usize>,
+    /// The adaptive limit's floor.
+    pub min_in_flight: usize,
+    /// Where each service's limit starts.
+    pub initial_in_flight: usize,
+    /// Calls in flight plus waiting one service may hold before it must
+    /// show it can drain them.
+    pub max_held: usize,
+    /// The longest a request waits for a slot.
+    pub queue_timeout: Duration,
 }
 
 impl ServiceLimits {
     /// No bulkheads: every service may use the whole worker.
     pub fn unlimited() -> ServiceLimits {
         ServiceLimits {
-            default_max_in_flight: Semaphore::MAX_PERMITS,
+            default_max_in_flight: usize::MAX >> 4,
             per_service: HashMap::new(),
+            min_in_flight: usize::MAX >> 4,
+            initial_in_flight: usize::MAX >> 4,
+            max_held: usize::MAX >> 4,
+            queue_timeout: Duration::from_secs(1),
         }
     }
 
-    fn limit(&self, service: &str) -> usize {
+    fn ceiling(&self, service: &str) -> usize {
         self.per_service
             .get(service)
             .copied()
             .unwrap_or(self.default_max_in_flight)
-            .clamp(1, Semaphore::MAX_PERMITS)
+            .max(1)
     }
 }
 
-/// The per-service slots of one worker, made on a service's first call.
+/// Why a request was refused at the bulkhead: the `reason` label of
+/// `routemq_service_overloaded_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    QueueFull,
+    QueueTimeout,
+}
+
+/// Every `reason` of a bulkhead refusal.
+pub const BULKHEAD_REFUSALS: [&str; 2] = ["queue_full", "queue_timeout"];
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::QueueFull => "queue_full",
+            Refusal::QueueTimeout => "queue_timeout",
+        }
+    }
+}
+
+/// One service's bulkhead.
+struct Gate {
+    service: String,
+    state: Mutex<GateState>,
+    max_held: usize,
+    metrics: GateMetrics,
+}
+
+struct GateState {
+    limit: AdaptiveLimit,
+    in_flight: usize,
+    queue: FairQueue<oneshot::Sender<()>>,
+    next_id: u64,
+}
+
+/// The service's gauges and histogram, made once.
+struct GateMetrics {
+    limit: metrics::Gauge,
+    in_flight: metrics::Gauge,
+    queued: metrics::Gauge,
+    wait: metrics::Histogram,
+}
+
+/// A slot of a service's bulkhead, held for the duration of one call.
+pub struct Slot {
+    gate: Arc<Gate>,
+    granted: Instant,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gate.release(Some(self.granted.elapsed()));
+    }
+}
+
+impl Gate {
+    fn new(service: &str, limits: &ServiceLimits) -> Gate {
+        let ceiling = limits.ceiling(service);
+        let labels = [("service", service.to_string())];
+        let gate = Gate {
+            service: service.to_string(),
+            state: Mutex::new(GateState {
+                limit: AdaptiveLimit::new(limits.initial_in_flight, limits.min_in_flight, ceiling),
+                in_flight: 0,
+                queue: FairQueue::default(),
+                next_id: 0,
+            }),
+            max_held: limits.max_held.max(1),
+            metrics: GateMetrics {
+                limit: metrics::gauge!("routemq_service_concurrency_limit", &labels),
+                in_flight: metrics::gauge!("routemq_service_in_flight", &labels),
+                queued: metrics::gauge!("routemq_service_queued", &labels),
+                wait: metrics::histogram!("routemq_service_queue_wait_seconds", &labels),
+            },
+        };
+        gate.publish(&gate.state.lock());
+        gate
+    }
+
+    fn publish(&self, state: &GateState) {
+        self.metrics.limit.set(state.limit.current() as f64);
+        self.metrics.in_flight.set(state.in_flight as f64);
+        self.metrics.queued.set(state.queue.len() as f64);
+    }
+
+    /// A slot now, a place in the queue, or a refusal.
+    fn try_enter(&self, caller: Caller, budget: Duration) -> Entry {
+        let mut state = self.state.lock();
+        if state.in_flight < state.limit.current() && state.queue.is_empty() {
+            state.in_flight += 1;
+            self.publish(&state);
+            return Entry::Now;
+        }
+        let held = state.in_flight + state.queue.len();
+        if held >= self.max_held && !self.drains_in(&state, budget) {
+            return Entry::Refused(Refusal::QueueFull);
+        }
+        let (granted, wait) = oneshot::channel();
+        state.next_id += 1;
+        let id = state.next_id;
+        state.queue.push(caller, id, granted);
+        self.publish(&state);
+        Entry::Queued { id, wait }
+    }
+
+    /// Whether one more queued request would get a slot within `budget`,
+    /// judged from the service's measured latency: the queue ahead of it
+    /// drains `limit` calls per baseline latency.
+    fn drains_in(&self, state: &GateState, budget: Duration) -> bool {
+        let Some(latency) = state.limit.baseline() else {
+            return false;
+        };
+        let limit = state.limit.current().max(1) as f64;
+        let rounds = ((state.queue.len() + 1) as f64 / limit).ceil();
+        rounds * latency < budget.as_secs_f64()
+    }
+
+    /// A queued request gave up: out of the queue, unless a slot was already
+    /// handed to it (then it returns that slot).
+    fn give_up(&self, caller: Caller, id: u64) -> bool {
+        let mut state = self.state.lock();
+        let removed = state.queue.remove(caller, id).is_some();
+        self.publish(&state);
+        removed
+    }
+
+    /// A call finished after `took` (`None`: a slot handed over but never
+    /// used): it goes to the next caller in turn.
+    fn release(&self, took: Option<Duration>) {
+        let mut state = self.state.lock();
+        state.in_flight -= 1;
+        let in_use = state.in_flight + state.queue.len() + 1;
+        if let Some(took) = took {
+            state.limit.sample(took.as_secs_f64(), in_use);
+        }
+        while state.in_flight < state.limit.current() {
+            let Some(waiter) = state.queue.pop() else {
+                break;
+            };
+            // A waiter that gave up in the meantime does not take the slot.
+            if waiter.send(()).is_ok() {
+                state.in_flight += 1;
+            }
+        }
+        self.publish(&state);
+    }
+}
+
+enum Entry {
+    Now,
+    Queued {
+        id: u64,
+        wait: oneshot::Receiver<()>,
+    },
+    Refused(Refusal),
+}
+
+/// The per-service bulkheads of one worker, made on a service's first call.
 pub struct Bulkheads {
     limits: ServiceLimits,
-    slots: RwLock<HashMap<String, Arc<Semaphore>>>,
+    gates: RwLock<HashMap<String, Arc<Gate>>>,
 }
 
 impl Bulkheads {
     pub fn new(limits: ServiceLimits) -> Bulkheads {
         Bulkheads {
             limits,
-            slots: RwLock::default(),
+            gates: RwLock::default(),
         }
     }
 
-    /// Takes one of `service`'s slots, held until the permit is dropped.
-    pub fn enter(&self, service: &str) -> Result<OwnedSemaphorePermit, GatewayError> {
-        let slots = self.slots(service);
-        slots.try_acquire_owned().map_err(|_| {
-            if crate::observe::metrics_enabled() {
-                metrics::counter!("routemq_service_overloaded_total", "service" => service.to_string())
-                    .increment(1);
-            }
-            GatewayError::new(
-                ErrorKind::ServiceOverloaded,
-                format!(
-                    "`{service}` already has {} calls in flight on this worker",
-                    self.limits.limit(service)
-                ),
-            )
-            .with_property("retry-after", "1")
-        })
+    /// A slot of `service`'s bulkhead for `caller`, waiting at most
+    /// `queue_timeout` and never past `deadline` (what the caller still
+    /// waits for its answer).
+    pub async fn enter(
+        &self,
+        service: &str,
+        caller: Caller,
+        deadline: Duration,
+    ) -> Result<Slot, GatewayError> {
+        let gate = self.gate(service);
+        let budget = self.limits.queue_timeout.min(deadline);
+        let queued_at = Instant::now();
+        let slot = |gate: Arc<Gate>| Slot {
+            gate,
+            granted: Instant::now(),
+        };
+        let (id, wait) = match gate.try_enter(caller, budget) {
+            Entry::Now => return Ok(slot(gate)),
+            Entry::Refused(refusal) => return Err(refused(&gate, refusal, budget)),
+            Entry::Queued { id, wait } => (id, wait),
+        };
+        // Leaves the queue if this future is dropped while waiting.
+        let mut waiting = Waiting {
+            gate: &gate,
+            caller,
+            id,
+            done: false,
+        };
+        let outcome = tokio::time::timeout(budget, wait).await;
+        waiting.done = true;
+        gate.metrics.wait.record(queued_at.elapsed().as_secs_f64());
+        match outcome {
+            Ok(Ok(())) => Ok(slot(Arc::clone(&gate))),
+            _ if gate.give_up(caller, id) => Err(refused(&gate, Refusal::QueueTimeout, budget)),
+            // The slot was handed over just as the wait ended: use it.
+            _ => Ok(slot(Arc::clone(&gate))),
+        }
     }
 
-    fn slots(&self, service: &str) -> Arc<Semaphore> {
-        let known = self.slots.read().get(service).cloned();
-        if let Some(slots) = known {
-            return slots;
+    fn gate(&self, service: &str) -> Arc<Gate> {
+        if let Some(gate) = self.gates.read().get(service) {
+            return Arc::clone(gate);
         }
-        let mut slots = self.slots.write();
+        let mut gates = self.gates.write();
         Arc::clone(
-            slots
+            gates
                 .entry(service.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.limits.limit(service)))),
+                .or_insert_with(|| Arc::new(Gate::new(service, &self.limits))),
         )
     }
 }
+
+/// A place in a queue, given up if the request stops waiting.
+struct Waiting<'g> {
+    gate: &'g Arc<Gate>,
+    caller: Caller,
+    id: u64,
+    done: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.done && !self.gate.give_up(self.caller, self.id) {
+            // Granted, but nobody will use it.
+            self.gate.release(None);
+        }
+    }
+}
+
+fn refused(gate: &Gate, refusal: Refusal, budget: Duration) -> GatewayError {
+    if crate::observe::metrics_enabled() {
+        metrics::counter!(
+            "routemq_service_overloaded_total",
+            "service" => gate.service.clone(),
+            "reason" => refusal.as_str()
+        )
+        .increment(1);
+    }
+    let message = match refusal {
+        Refusal::QueueFull => format!(
+            "`{}` holds its share of this worker and is not draining fast enough",
+            gate.service
+        ),
+        Refusal::QueueTimeout => format!("no slot for `{}` freed within {budget:?}", gate.service),
+    };
+    GatewayError::new(ErrorKind::ServiceOverloaded, message).with_property("retry-after", "1")
+}
+
+#[cfg(test)]
+mod tests;

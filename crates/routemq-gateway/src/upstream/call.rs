@@ -7,7 +7,7 @@ use reqwest::Method;
 
 use tracing::Instrument;
 
-use super::{forward, Bulkheads, UpstreamRequest, UpstreamResponse};
+use super::{forward, Bulkheads, Caller, UpstreamRequest, UpstreamResponse};
 use crate::observe;
 use crate::registry::Balancer;
 use crate::{ErrorKind, GatewayError};
@@ -26,6 +26,9 @@ pub struct PreparedCall {
     /// `timeout` is the caller's remaining deadline, shorter than the
     /// route's: running out of it is the caller's doing, not the upstream's.
     pub deadline_bound: bool,
+    /// Who is calling (a hash of the verified identity or the anonymous
+    /// key), for turns at a busy service's bulkhead.
+    pub caller: Caller,
 }
 
 /// Sends prepared calls to round-robin-balanced healthy instances.
@@ -51,16 +54,38 @@ impl Forwarder {
         }
     }
 
-    /// Calls one instance of `service`, within its bulkhead. A failure that
-    /// never reached the instance ([`ErrorKind::retries_elsewhere`]) is
-    /// retried, once, on another instance. A timeout of the caller's own deadline is
-    /// answered `504 deadline_exceeded`, not as the upstream's fault.
+    /// Calls one instance of `service`, within its bulkhead (waiting for a
+    /// slot at most the bulkhead's queue timeout, and never past the call's
+    /// own timeout). A failure that never reached the instance
+    /// ([`ErrorKind::retries_elsewhere`]) is retried, once, on another
+    /// instance. A timeout of the caller's own deadline is answered `504
+    /// deadline_exceeded`, not as the upstream's fault.
     pub async fn call(
         &self,
         service: &str,
         call: &PreparedCall,
     ) -> Result<UpstreamResponse, GatewayError> {
-        let _slot = self.bulkheads.enter(service)?;
+        let queued_at = Instant::now();
+        let _slot = self
+            .bulkheads
+            .enter(service, call.caller, call.timeout)
+            .await?;
+        let waited = queued_at.elapsed();
+        let shortened;
+        let call = if waited.is_zero() || !call.deadline_bound {
+            call
+        } else {
+            // The wait counts against the caller's deadline (the route's
+            // timeout is the upstream's own allowance).
+            shortened = PreparedCall {
+                timeout: call
+                    .timeout
+                    .saturating_sub(waited)
+                    .max(Duration::from_millis(1)),
+                ..call.clone()
+            };
+            &shortened
+        };
         match self.call_instances(service, call).await {
             Err(error) if error.kind == ErrorKind::UpstreamTimeout && call.deadline_bound => {
                 Err(GatewayError::new(

@@ -83,6 +83,21 @@ pub fn check(raw: &RawConfig) -> Result<(), OutOfBounds> {
             Rule::AtLeastOne,
         ),
         (
+            &["gateway", "service_min_in_flight"],
+            count(raw.gateway.service_min_in_flight.map(as_u64)),
+            Rule::AtLeastOne,
+        ),
+        (
+            &["gateway", "service_max_held"],
+            count(raw.gateway.service_max_held.map(as_u64)),
+            Rule::AtLeastOne,
+        ),
+        (
+            &["gateway", "queue_timeout"],
+            Period(raw.gateway.queue_timeout),
+            Rule::Positive,
+        ),
+        (
             &["limits", "max_param_bytes"],
             count(raw.limits.max_param_bytes.map(as_u64)),
             Rule::AtLeastOne,

@@ -10,23 +10,38 @@ use routemq_gateway::upstream::ServiceLimits;
 use routemq_gateway::{ReplyTopics, RouteTarget};
 use routemq_router::RouteTable;
 
-use super::raw::RawService;
+use std::time::Duration;
 
-/// Bulkheads: by default a service may hold half of a worker's slots, so one
-/// hanging service leaves the other half to the rest.
+use super::raw::{RawGateway, RawService};
+
+/// Bulkheads. Each service's concurrency limit adapts to its latency
+/// between `service_min_in_flight` and its ceiling (`service_max_in_flight`
+/// or `[services.NAME] max_in_flight`; by default the whole intake,
+/// `mqtt.max_in_flight`), starting at half the intake. A service may hold
+/// `service_max_held` requests (by default three quarters of the intake)
+/// in flight or waiting before it must show it drains them within
+/// `queue_timeout` (2 s by default), so a hanging service leaves a quarter
+/// of the worker to the others.
 pub fn service_limits(
-    default: Option<usize>,
+    gateway: &RawGateway,
     services: &BTreeMap<String, RawService>,
     max_in_flight: u16,
 ) -> ServiceLimits {
+    let intake = usize::from(max_in_flight).max(1);
+    let ceiling = gateway.service_max_in_flight.unwrap_or(intake).max(1);
     ServiceLimits {
-        default_max_in_flight: default
-            .unwrap_or((usize::from(max_in_flight) / 2).max(1))
-            .max(1),
+        default_max_in_flight: ceiling,
         per_service: services
             .iter()
             .filter_map(|(name, service)| Some((name.clone(), service.max_in_flight?.max(1))))
             .collect(),
+        min_in_flight: gateway.service_min_in_flight.unwrap_or(4).max(1),
+        initial_in_flight: (intake / 2).max(1),
+        max_held: gateway
+            .service_max_held
+            .unwrap_or((intake * 3 / 4).max(1))
+            .max(1),
+        queue_timeout: gateway.queue_timeout.unwrap_or(Duration::from_secs(2)),
     }
 }
 

@@ -92,6 +92,10 @@ pub struct RawGateway {
     pub replay_window: Option<Duration>,
     pub replay_max_reply_bytes: Option<usize>,
     pub service_max_in_flight: Option<usize>,
+    pub service_min_in_flight: Option<usize>,
+    pub service_max_held: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub queue_timeout: Option<Duration>,
 }
 
 /// Where replies may be published.

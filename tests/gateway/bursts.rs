@@ -1,0 +1,117 @@
+//! Bursts without false refusals: requests beyond a service's concurrency
+//! limit wait their turn instead of being refused, and the limit follows
+//! the service's latency.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use futures::future::join_all;
+use routemq_client::RequestOptions;
+use routemq_tests::{eventually, upstream, Probes};
+use serde_json::json;
+
+use crate::stack::{error_type, Stack};
+
+const ROUTES: &str = r#"
+[[groups]]
+prefix = "api/b"
+routes = [{ topic = "get/{id}", service = "burst-service", method = "GET", path = "/items/{id}" }]
+"#;
+
+/// One worker with probes, and `burst-service` answering after `delay_ms`.
+async fn start(delay_ms: Arc<AtomicU64>) -> (Stack, Probes) {
+    let mut stack = Stack::start_with(0, 1, ROUTES, false, &[]).await;
+    let probes = Probes::new();
+    stack.add_worker_with_env("worker-0", &[probes.env()]);
+    let service = upstream::serve(
+        Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .fallback(any(move || {
+                let delay = Duration::from_millis(delay_ms.load(Ordering::Relaxed));
+                async move {
+                    tokio::time::sleep(delay).await;
+                    Json(json!({"ok": true}))
+                }
+            })),
+    )
+    .await;
+    stack.register("burst-service", "burst-1", service).await;
+    stack.settle().await;
+    (stack, probes)
+}
+
+async fn burst(
+    client: &Arc<routemq_client::RequestClient>,
+    count: usize,
+) -> Vec<routemq_client::Reply> {
+    let options = RequestOptions {
+        timeout: Duration::from_secs(30),
+        ..RequestOptions::default()
+    };
+    let requests = (0..count).map(|id| {
+        let (client, options) = (Arc::clone(client), options.clone());
+        async move {
+            client
+                .request(&format!("api/b/get/{id}"), "", &options)
+                .await
+                .expect("every request is answered")
+        }
+    });
+    join_all(requests).await
+}
+
+const LIMIT: &str = "routemq_service_concurrency_limit";
+const SERVICE: &str = r#"service="burst-service""#;
+
+#[tokio::test]
+async fn a_burst_is_served_whole_and_the_limit_follows_the_services_latency() {
+    let delay_ms = Arc::new(AtomicU64::new(50));
+    let (stack, probes) = start(Arc::clone(&delay_ms)).await;
+    let client = Arc::new(stack.client().await);
+    // One call first: the service's latency is known before the burst.
+    assert_eq!(burst(&client, 1).await[0].status, 200);
+
+    // 1000 at once from one caller, four times the worker's 256 slots.
+    let started = std::time::Instant::now();
+    let replies = burst(&client, 1000).await;
+    eprintln!("1000 at once answered in {:?}", started.elapsed());
+    let refused: Vec<String> = replies
+        .iter()
+        .filter(|reply| reply.status != 200)
+        .map(|reply| format!("{} {}", reply.status, error_type(reply)))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} refused: {:?}",
+        refused.len(),
+        &refused[..refused.len().min(5)]
+    );
+    let risen = probes.metric(LIMIT, &[SERVICE]).await;
+    eprintln!("the limit rose to {risen}");
+    assert!(
+        risen > 128.0,
+        "the limit rose above its start of 128: {risen}"
+    );
+
+    // The service slows tenfold: the limit falls.
+    delay_ms.store(500, Ordering::Relaxed);
+    let slow = tokio::spawn({
+        let client = Arc::clone(&client);
+        async move { burst(&client, 200).await }
+    });
+    eventually("the limit fell", Duration::from_secs(20), || async {
+        let now = probes.metric(LIMIT, &[SERVICE]).await;
+        (now < risen / 2.0).then_some(())
+    })
+    .await;
+    let answered = slow.await.expect("task");
+    assert!(
+        answered
+            .iter()
+            .all(|r| r.status == 200 || error_type(r) == "service_overloaded"),
+        "answered or refused at the bulkhead, nothing else"
+    );
+}
