@@ -256,7 +256,10 @@ impl Bulkheads {
             granted: Instant::now(),
         };
         let (id, wait) = match gate.try_enter(caller, budget) {
-            Entry::Now => return Ok(slot(gate)),
+            Entry::Now => {
+                gate.metrics.wait.record(0.0);
+                return Ok(slot(gate));
+            }
             Entry::Refused(refusal) => return Err(refused(&gate, refusal, budget)),
             Entry::Queued { id, wait } => (id, wait),
         };
