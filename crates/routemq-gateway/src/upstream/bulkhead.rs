@@ -88,6 +88,11 @@ impl Refusal {
     }
 }
 
+/// How long a service whose latency is not yet known may hold more than
+/// its share on trust: a cold burst to a healthy service proves itself
+/// within it, a hanging one is refused after it.
+const PROOF_GRACE: Duration = Duration::from_millis(100);
+
 /// One service's bulkhead.
 struct Gate {
     service: String,
@@ -99,6 +104,9 @@ struct Gate {
 struct GateState {
     limit: AdaptiveLimit,
     in_flight: usize,
+    /// The last completion, or when calls started after none were in
+    /// flight: a busy service that has not answered for long is not draining.
+    progress: Instant,
     queue: FairQueue<oneshot::Sender<()>>,
     next_id: u64,
 }
@@ -132,6 +140,7 @@ impl Gate {
             state: Mutex::new(GateState {
                 limit: AdaptiveLimit::new(limits.initial_in_flight, limits.min_in_flight, ceiling),
                 in_flight: 0,
+                progress: Instant::now(),
                 queue: FairQueue::default(),
                 next_id: 0,
             }),
@@ -157,12 +166,16 @@ impl Gate {
     fn try_enter(&self, caller: Caller, budget: Duration) -> Entry {
         let mut state = self.state.lock();
         if state.in_flight < state.limit.current() && state.queue.is_empty() {
+            if state.in_flight == 0 {
+                state.progress = Instant::now();
+            }
             state.in_flight += 1;
             self.publish(&state);
             return Entry::Now;
         }
         let held = state.in_flight + state.queue.len();
-        if held >= self.max_held && !self.drains_in(&state, budget) {
+        let on_trial = held >= self.max_held;
+        if on_trial && self.drains_in(&state, budget) == Some(false) {
             return Entry::Refused(Refusal::QueueFull);
         }
         let (granted, wait) = oneshot::channel();
@@ -170,19 +183,30 @@ impl Gate {
         let id = state.next_id;
         state.queue.push(caller, id, granted);
         self.publish(&state);
-        Entry::Queued { id, wait }
+        Entry::Queued { id, wait, on_trial }
     }
 
     /// Whether one more queued request would get a slot within `budget`,
-    /// judged from the service's measured latency: the queue ahead of it
-    /// drains `limit` calls per baseline latency.
-    fn drains_in(&self, state: &GateState, budget: Duration) -> bool {
-        let Some(latency) = state.limit.baseline() else {
-            return false;
-        };
+    /// judged from the service's measured latency (the queue ahead of it
+    /// drains `limit` calls per baseline latency) and its progress (a busy
+    /// service silent for four times its latency is not draining). `None`
+    /// while its latency is unknown.
+    fn drains_in(&self, state: &GateState, budget: Duration) -> Option<bool> {
+        let latency = state.limit.baseline()?;
+        let silent = state.progress.elapsed().as_secs_f64();
+        if state.in_flight > 0 && silent > (4.0 * latency).max(PROOF_GRACE.as_secs_f64()) {
+            return Some(false);
+        }
         let limit = state.limit.current().max(1) as f64;
         let rounds = ((state.queue.len() + 1) as f64 / limit).ceil();
-        rounds * latency < budget.as_secs_f64()
+        Some(rounds * latency < budget.as_secs_f64())
+    }
+
+    /// A request queued beyond the service's share, once [`PROOF_GRACE`]
+    /// has passed: may it keep waiting?
+    fn still_drains(&self, budget: Duration) -> bool {
+        let state = self.state.lock();
+        self.drains_in(&state, budget) == Some(true)
     }
 
     /// A queued request gave up: out of the queue, unless a slot was already
@@ -199,6 +223,7 @@ impl Gate {
     fn release(&self, took: Option<Duration>) {
         let mut state = self.state.lock();
         state.in_flight -= 1;
+        state.progress = Instant::now();
         let in_use = state.in_flight + state.queue.len() + 1;
         if let Some(took) = took {
             state.limit.sample(took.as_secs_f64(), in_use);
@@ -221,6 +246,10 @@ enum Entry {
     Queued {
         id: u64,
         wait: oneshot::Receiver<()>,
+        /// Queued beyond the service's share before its latency was known:
+        /// it stays only if the service shows within [`PROOF_GRACE`] that
+        /// it drains in time.
+        on_trial: bool,
     },
     Refused(Refusal),
 }
@@ -255,13 +284,13 @@ impl Bulkheads {
             gate,
             granted: Instant::now(),
         };
-        let (id, wait) = match gate.try_enter(caller, budget) {
+        let (id, mut wait, on_trial) = match gate.try_enter(caller, budget) {
             Entry::Now => {
                 gate.metrics.wait.record(0.0);
                 return Ok(slot(gate));
             }
             Entry::Refused(refusal) => return Err(refused(&gate, refusal, budget)),
-            Entry::Queued { id, wait } => (id, wait),
+            Entry::Queued { id, wait, on_trial } => (id, wait, on_trial),
         };
         // Leaves the queue if this future is dropped while waiting.
         let mut waiting = Waiting {
@@ -270,15 +299,23 @@ impl Bulkheads {
             id,
             done: false,
         };
-        let outcome = tokio::time::timeout(budget, wait).await;
-        waiting.done = true;
-        gate.metrics.wait.record(queued_at.elapsed().as_secs_f64());
-        match outcome {
-            Ok(Ok(())) => Ok(slot(Arc::clone(&gate))),
-            _ if gate.give_up(caller, id) => Err(refused(&gate, Refusal::QueueTimeout, budget)),
-            // The slot was handed over just as the wait ended: use it.
-            _ => Ok(slot(Arc::clone(&gate))),
+        let give_up_at = tokio::time::Instant::from_std(queued_at + budget);
+        let mut outcome = Err(Refusal::QueueTimeout);
+        if on_trial && PROOF_GRACE < budget {
+            let proof_at = tokio::time::Instant::from_std(queued_at + PROOF_GRACE);
+            match tokio::time::timeout_at(proof_at, &mut wait).await {
+                Ok(granted) => outcome = granted.map_err(|_| Refusal::QueueTimeout),
+                Err(_) if !gate.still_drains(budget) => outcome = Err(Refusal::QueueFull),
+                Err(_) => {}
+            }
+            if outcome.is_ok() || outcome == Err(Refusal::QueueFull) {
+                return finish(&gate, caller, id, outcome, queued_at, budget, &mut waiting);
+            }
         }
+        if let Ok(granted) = tokio::time::timeout_at(give_up_at, wait).await {
+            outcome = granted.map_err(|_| Refusal::QueueTimeout);
+        }
+        finish(&gate, caller, id, outcome, queued_at, budget, &mut waiting)
     }
 
     fn gate(&self, service: &str) -> Arc<Gate> {
@@ -291,6 +328,30 @@ impl Bulkheads {
                 .entry(service.to_string())
                 .or_insert_with(|| Arc::new(Gate::new(service, &self.limits))),
         )
+    }
+}
+
+/// The end of a wait: the slot, or — unless it was handed over just as the
+/// wait ended — the refusal.
+fn finish(
+    gate: &Arc<Gate>,
+    caller: Caller,
+    id: u64,
+    outcome: Result<(), Refusal>,
+    queued_at: Instant,
+    budget: Duration,
+    waiting: &mut Waiting<'_>,
+) -> Result<Slot, GatewayError> {
+    waiting.done = true;
+    gate.metrics.wait.record(queued_at.elapsed().as_secs_f64());
+    let slot = || Slot {
+        gate: Arc::clone(gate),
+        granted: Instant::now(),
+    };
+    match outcome {
+        Ok(()) => Ok(slot()),
+        Err(refusal) if gate.give_up(caller, id) => Err(refused(gate, refusal, budget)),
+        Err(_) => Ok(slot()),
     }
 }
 

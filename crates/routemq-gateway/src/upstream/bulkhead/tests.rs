@@ -116,3 +116,32 @@ async fn a_waiter_that_stops_waiting_leaves_the_queue() {
     let next = tokio::time::timeout(Duration::from_secs(1), bulkheads.enter("s", 2, LONG)).await;
     assert!(matches!(next, Ok(Ok(_))), "the slot is free again");
 }
+
+#[tokio::test]
+async fn a_service_that_stops_answering_loses_its_trust_beyond_its_share() {
+    let bulkheads = Arc::new(Bulkheads::new(ServiceLimits {
+        min_in_flight: 1,
+        ..limits(1, 2, LONG)
+    }));
+    // It answered once, in about a millisecond: its latency is known.
+    let first = bulkheads.enter("s", 1, LONG).await.expect("slot");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    drop(first);
+    // Now it hangs: one call in flight that never ends, one waiting.
+    let _hung = bulkheads.enter("s", 1, LONG).await.expect("slot");
+    let waiting = bulkheads.enter("s", 1, LONG);
+    tokio::pin!(waiting);
+    assert!(futures::poll!(waiting.as_mut()).is_pending());
+    let started = std::time::Instant::now();
+    let refused = bulkheads.enter("s", 2, LONG).await.err().expect("refused");
+    assert!(
+        refused.message.contains("holds its share"),
+        "{}",
+        refused.message
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
