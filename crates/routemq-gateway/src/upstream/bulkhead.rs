@@ -89,15 +89,22 @@ impl Refusal {
 }
 
 /// How long a service whose latency is not yet known may hold more than
-/// its share on trust: a cold burst to a healthy service proves itself
-/// within it, a hanging one is refused after it.
-const PROOF_GRACE: Duration = Duration::from_millis(100);
+/// its share on trust — a cold burst to a healthy service proves itself
+/// within it, a hanging one is refused after it — and the shortest silence
+/// that counts as not draining: a quarter of the queue timeout, within
+/// 100 ms..1 s (long enough that a busy machine's scheduling gaps are not
+/// taken for a hang).
+fn proof_grace(queue_timeout: Duration) -> Duration {
+    (queue_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
 
 /// One service's bulkhead.
 struct Gate {
     service: String,
     state: Mutex<GateState>,
     max_held: usize,
+    /// See [`proof_grace`].
+    grace: Duration,
     metrics: GateMetrics,
 }
 
@@ -145,6 +152,7 @@ impl Gate {
                 next_id: 0,
             }),
             max_held: limits.max_held.max(1),
+            grace: proof_grace(limits.queue_timeout),
             metrics: GateMetrics {
                 limit: metrics::gauge!("routemq_service_concurrency_limit", &labels),
                 in_flight: metrics::gauge!("routemq_service_in_flight", &labels),
@@ -194,7 +202,7 @@ impl Gate {
     fn drains_in(&self, state: &GateState, budget: Duration) -> Option<bool> {
         let latency = state.limit.baseline()?;
         let silent = state.progress.elapsed().as_secs_f64();
-        if state.in_flight > 0 && silent > (4.0 * latency).max(PROOF_GRACE.as_secs_f64()) {
+        if state.in_flight > 0 && silent > (4.0 * latency).max(self.grace.as_secs_f64()) {
             return Some(false);
         }
         let limit = state.limit.current().max(1) as f64;
@@ -202,8 +210,8 @@ impl Gate {
         Some(rounds * latency < budget.as_secs_f64())
     }
 
-    /// A request queued beyond the service's share, once [`PROOF_GRACE`]
-    /// has passed: may it keep waiting?
+    /// A request queued beyond the service's share, once its grace has
+    /// passed: may it keep waiting?
     fn still_drains(&self, budget: Duration) -> bool {
         let state = self.state.lock();
         self.drains_in(&state, budget) == Some(true)
@@ -246,9 +254,8 @@ enum Entry {
     Queued {
         id: u64,
         wait: oneshot::Receiver<()>,
-        /// Queued beyond the service's share before its latency was known:
-        /// it stays only if the service shows within [`PROOF_GRACE`] that
-        /// it drains in time.
+        /// Queued beyond the service's share: it stays only if the service
+        /// shows within its grace ([`proof_grace`]) that it drains in time.
         on_trial: bool,
     },
     Refused(Refusal),
@@ -301,8 +308,8 @@ impl Bulkheads {
         };
         let give_up_at = tokio::time::Instant::from_std(queued_at + budget);
         let mut outcome = Err(Refusal::QueueTimeout);
-        if on_trial && PROOF_GRACE < budget {
-            let proof_at = tokio::time::Instant::from_std(queued_at + PROOF_GRACE);
+        if on_trial && gate.grace < budget {
+            let proof_at = tokio::time::Instant::from_std(queued_at + gate.grace);
             match tokio::time::timeout_at(proof_at, &mut wait).await {
                 Ok(granted) => outcome = granted.map_err(|_| Refusal::QueueTimeout),
                 Err(_) if !gate.still_drains(budget) => outcome = Err(Refusal::QueueFull),

@@ -47,28 +47,31 @@ async fn a_wait_longer_than_the_queue_timeout_or_the_deadline_is_refused() {
         "{}",
         refused.message
     );
-    let started = std::time::Instant::now();
     let deadline = bulkheads.enter("s", 1, Duration::from_millis(5)).await;
-    assert!(deadline.is_err() && started.elapsed() < Duration::from_millis(45));
+    let refused = deadline.err().expect("refused");
+    assert!(
+        refused.message.contains("within 5ms"),
+        "the caller's deadline bounds the wait: {}",
+        refused.message
+    );
     let other = bulkheads.enter("other", 1, LONG).await;
     assert!(other.is_ok(), "another service is not affected");
 }
 
 #[tokio::test]
 async fn a_service_holding_its_share_without_proof_it_drains_is_refused_at_once() {
-    let bulkheads = Bulkheads::new(limits(1, 2, LONG));
+    // A 400 ms queue timeout: 100 ms of grace to prove it drains.
+    let bulkheads = Bulkheads::new(limits(1, 2, Duration::from_millis(400)));
     let _held = bulkheads.enter("s", 1, LONG).await.expect("slot");
     let queued = bulkheads.enter("s", 1, LONG);
     tokio::pin!(queued);
     assert!(futures::poll!(queued.as_mut()).is_pending());
-    let started = std::time::Instant::now();
     let refused = bulkheads.enter("s", 2, LONG).await.err().expect("refused");
     assert!(
         refused.message.contains("holds its share"),
         "{}",
         refused.message
     );
-    assert!(started.elapsed() < Duration::from_secs(1));
 }
 
 #[tokio::test]
@@ -121,7 +124,7 @@ async fn a_waiter_that_stops_waiting_leaves_the_queue() {
 async fn a_service_that_stops_answering_loses_its_trust_beyond_its_share() {
     let bulkheads = Arc::new(Bulkheads::new(ServiceLimits {
         min_in_flight: 1,
-        ..limits(1, 2, LONG)
+        ..limits(1, 2, Duration::from_millis(400))
     }));
     // It answered once, in about a millisecond: its latency is known.
     let first = bulkheads.enter("s", 1, LONG).await.expect("slot");
@@ -132,16 +135,10 @@ async fn a_service_that_stops_answering_loses_its_trust_beyond_its_share() {
     let waiting = bulkheads.enter("s", 1, LONG);
     tokio::pin!(waiting);
     assert!(futures::poll!(waiting.as_mut()).is_pending());
-    let started = std::time::Instant::now();
     let refused = bulkheads.enter("s", 2, LONG).await.err().expect("refused");
     assert!(
         refused.message.contains("holds its share"),
         "{}",
         refused.message
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
     );
 }
