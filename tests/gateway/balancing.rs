@@ -214,7 +214,7 @@ async fn a_burst_splits_exactly(cluster: bool) {
     let config = std::fs::read_to_string(&stack.config).expect("config");
     let config = config.replacen(
         "[gateway]\n",
-        "[gateway]\nservice_max_in_flight = 4096\n",
+        "[gateway]\nservice_max_in_flight = 4096\nservice_max_held = 4096\n",
         1,
     );
     std::fs::write(&stack.config, config).expect("config");

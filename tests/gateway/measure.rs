@@ -98,7 +98,8 @@ async fn measure_healthy_service_while_another_hangs() {
     // Open loop: a healthy request every 20 ms for 4 s, each timed on its own,
     // so a request stuck behind the hanging ones cannot hide the others.
     let healthy = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let delay = env_number("HEALTHY_DELAY_MS", 500) as u64;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         let mut sent = Vec::new();
         for id in 0..200 {
             let (client, patient) = (Arc::clone(&client), patient.clone());

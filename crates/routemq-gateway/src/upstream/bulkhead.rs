@@ -90,12 +90,14 @@ impl Refusal {
 
 /// How long a service whose latency is not yet known may hold more than
 /// its share on trust — a cold burst to a healthy service proves itself
-/// within it, a hanging one is refused after it — and the shortest silence
-/// that counts as not draining: a quarter of the queue timeout, within
-/// 100 ms..1 s (long enough that a busy machine's scheduling gaps are not
-/// taken for a hang).
+/// within it, a hanging one is refused after it: an eighth of the queue
+/// timeout (250 ms by default), within 100 ms..1 s, short enough that a
+/// cold hanging service holds the rest of the intake only briefly, once.
+/// Twice that is the shortest silence that counts as not draining for a
+/// service whose latency is known, so a busy machine's scheduling gaps are
+/// not taken for a hang.
 fn proof_grace(queue_timeout: Duration) -> Duration {
-    (queue_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+    (queue_timeout / 8).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 /// One service's bulkhead.
@@ -183,7 +185,7 @@ impl Gate {
         }
         let held = state.in_flight + state.queue.len();
         let on_trial = held >= self.max_held;
-        if on_trial && self.drains_in(&state, budget) == Some(false) {
+        if on_trial && !self.may_prove(&state, budget) {
             return Entry::Refused(Refusal::QueueFull);
         }
         let (granted, wait) = oneshot::channel();
@@ -197,17 +199,29 @@ impl Gate {
     /// Whether one more queued request would get a slot within `budget`,
     /// judged from the service's measured latency (the queue ahead of it
     /// drains `limit` calls per baseline latency) and its progress (a busy
-    /// service silent for four times its latency is not draining). `None`
-    /// while its latency is unknown.
+    /// service silent for four times its latency, and for at least twice
+    /// its grace, is not draining). `None` while its latency is unknown.
     fn drains_in(&self, state: &GateState, budget: Duration) -> Option<bool> {
         let latency = state.limit.baseline()?;
         let silent = state.progress.elapsed().as_secs_f64();
-        if state.in_flight > 0 && silent > (4.0 * latency).max(self.grace.as_secs_f64()) {
+        let floor = 2.0 * self.grace.as_secs_f64();
+        if state.in_flight > 0 && silent > (4.0 * latency).max(floor) {
             return Some(false);
         }
         let limit = state.limit.current().max(1) as f64;
         let rounds = ((state.queue.len() + 1) as f64 / limit).ceil();
         Some(rounds * latency < budget.as_secs_f64())
+    }
+
+    /// Whether a request beyond the service's share may wait on trial: the
+    /// service drains in time, or — its latency unknown — it has been busy
+    /// for less than its grace (a cold service is trusted once, not anew
+    /// with every request that finds it still silent).
+    fn may_prove(&self, state: &GateState, budget: Duration) -> bool {
+        match self.drains_in(state, budget) {
+            Some(drains) => drains,
+            None => state.progress.elapsed() < self.grace,
+        }
     }
 
     /// A request queued beyond the service's share, once its grace has

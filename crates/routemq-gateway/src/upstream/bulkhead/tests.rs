@@ -135,6 +135,8 @@ async fn a_service_that_stops_answering_loses_its_trust_beyond_its_share() {
     let waiting = bulkheads.enter("s", 1, LONG);
     tokio::pin!(waiting);
     assert!(futures::poll!(waiting.as_mut()).is_pending());
+    // Silent longer than twice its grace (100 ms with a 400 ms queue timeout).
+    tokio::time::sleep(Duration::from_millis(250)).await;
     let refused = bulkheads.enter("s", 2, LONG).await.err().expect("refused");
     assert!(
         refused.message.contains("holds its share"),
