@@ -181,7 +181,7 @@ def check_overlay(overlay, binary):
           f"{overlay}: EMQX shared-subscription strategy")
     check(seconds(emqx_env.get("EMQX_MQTT__RETRY_INTERVAL", "30s")) > longest,
           f"{overlay}: EMQX retry_interval must be above the longest route timeout {longest} s")
-    check(int(emqx_env.get("EMQX_MQTT__MAX_INFLIGHT", "32")) >= mqtt.get("max_in_flight", 256),
+    check(int(emqx_env.get("EMQX_MQTT__MAX_INFLIGHT", "32")) >= mqtt.get("max_in_flight", 2048),
           f"{overlay}: EMQX max_inflight below the workers' receive maximum")
     packet = emqx_env.get("EMQX_MQTT__MAX_PACKET_SIZE", "1MB")
     packet_bytes = int(packet[:-2]) * 1024 * 1024 if packet.endswith("MB") else int(packet)

@@ -74,7 +74,7 @@ async fn a_burst_is_served_whole_and_the_limit_follows_the_services_latency() {
     // One call first: the service's latency is known before the burst.
     assert_eq!(burst(&client, 1).await[0].status, 200);
 
-    // 1000 at once from one caller, four times the worker's 256 slots.
+    // 1000 at once from one caller, eight times the service's starting limit.
     let started = std::time::Instant::now();
     let replies = burst(&client, 1000).await;
     eprintln!("1000 at once answered in {:?}", started.elapsed());

@@ -155,7 +155,9 @@ async fn a_qos0_flood_is_shed_and_the_worker_stays_bounded_and_responsive() {
 /// other services keep the remaining quarter.
 #[tokio::test]
 async fn a_hanging_service_holds_only_its_bulkhead() {
-    let stack = stack_on(Mosquitto::start(), &[], Duration::from_secs(60)).await;
+    // An intake of 256, so 300 requests are more than the worker takes in.
+    let intake = ("[gateway]\n", "[mqtt]\nmax_in_flight = 256\n\n[gateway]\n");
+    let stack = stack_on(Mosquitto::start(), &[intake], Duration::from_secs(60)).await;
     let client = Arc::new(stack.client().await);
     let quick = RequestOptions {
         timeout: Duration::from_secs(5),

@@ -7,8 +7,10 @@
 //! permit types, and this is one small state machine whose every input the
 //! bulkhead already has under its lock.
 //!
-//! Each completed call is a latency sample. A slow average (`baseline`)
-//! follows the service's normal latency; each sample is compared with it.
+//! Each completed call is a latency sample, compared with the service's
+//! unloaded latency (`baseline`): the lowest sample of the last window of
+//! calls (like the minimum round-trip time of TCP Vegas or BBR), so a burst
+//! that slows the service does not become its new normal while it lasts.
 //! While samples stay within twice the baseline and the service is in
 //! demand (at least half the limit in use), the limit grows by about the
 //! square root of itself per ten calls; when samples run longer, it shrinks
@@ -22,12 +24,15 @@ pub struct AdaptiveLimit {
     max: f64,
     /// Seconds; `None` until the first sample.
     baseline: Option<f64>,
+    /// The lowest sample of the current window, and how many it has had.
+    window_min: f64,
+    window_samples: u32,
 }
 
-/// How much of each sample goes into the baseline: about the last 200 calls,
-/// so a sustained rise in latency lowers the limit for that long before it
-/// becomes the new normal.
-const BASELINE_WEIGHT: f64 = 0.005;
+/// Calls per window: at its end the baseline becomes the window's lowest
+/// sample, so a sustained rise in latency lowers the limit for a window
+/// before it becomes the new normal (a lower sample is taken at once).
+const WINDOW: u32 = 500;
 /// Latency may reach this multiple of the baseline before the limit falls.
 const TOLERANCE: f64 = 2.0;
 /// How much of each new estimate goes into the limit.
@@ -43,6 +48,8 @@ impl AdaptiveLimit {
             min,
             max,
             baseline: None,
+            window_min: f64::INFINITY,
+            window_samples: 0,
         }
     }
 
@@ -59,14 +66,21 @@ impl AdaptiveLimit {
     /// One call took `seconds`, with `in_use` calls in flight or waiting.
     pub fn sample(&mut self, seconds: f64, in_use: usize) {
         let seconds = seconds.max(1e-6);
+        self.window_min = self.window_min.min(seconds);
+        self.window_samples += 1;
         let baseline = match self.baseline {
             None => {
                 self.baseline = Some(seconds);
                 return;
             }
-            Some(baseline) => baseline,
+            Some(baseline) => baseline.min(seconds),
         };
-        self.baseline = Some(baseline * (1.0 - BASELINE_WEIGHT) + seconds * BASELINE_WEIGHT);
+        self.baseline = Some(baseline);
+        if self.window_samples >= WINDOW {
+            self.baseline = Some(self.window_min);
+            self.window_min = f64::INFINITY;
+            self.window_samples = 0;
+        }
         let gradient = (TOLERANCE * baseline / seconds).clamp(0.5, 1.0);
         let in_demand = in_use as f64 * 2.0 >= self.limit;
         if gradient >= 1.0 && !in_demand {

@@ -68,6 +68,11 @@ pub fn check(raw: &RawConfig) -> Result<(), OutOfBounds> {
             Rule::AtLeastOne,
         ),
         (
+            &["mqtt", "intake_memory_bytes"],
+            count(raw.mqtt.intake_memory_bytes.map(as_u64)),
+            Rule::CountBetween(1 << 20, u64::MAX),
+        ),
+        (
             &["redis", "command_timeout"],
             Period(raw.redis.command_timeout),
             Rule::Between(Duration::from_millis(1), Duration::from_millis(500)),

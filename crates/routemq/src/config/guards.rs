@@ -14,10 +14,13 @@ use std::time::Duration;
 
 use super::raw::{RawGateway, RawService};
 
+/// Where each service's concurrency limit starts, before its latency is known.
+const INITIAL_IN_FLIGHT: usize = 128;
+
 /// Bulkheads. Each service's concurrency limit adapts to its latency
 /// between `service_min_in_flight` and its ceiling (`service_max_in_flight`
 /// or `[services.NAME] max_in_flight`; by default the whole intake,
-/// `mqtt.max_in_flight`), starting at half the intake. A service may hold
+/// `mqtt.max_in_flight`), starting at 128. A service may hold
 /// `service_max_held` requests (by default three quarters of the intake)
 /// in flight or waiting before it must show it drains them within
 /// `queue_timeout` (2 s by default), so a hanging service leaves a quarter
@@ -36,7 +39,7 @@ pub fn service_limits(
             .filter_map(|(name, service)| Some((name.clone(), service.max_in_flight?.max(1))))
             .collect(),
         min_in_flight: gateway.service_min_in_flight.unwrap_or(4).max(1),
-        initial_in_flight: (intake / 2).max(1),
+        initial_in_flight: INITIAL_IN_FLIGHT.min(ceiling),
         max_held: gateway
             .service_max_held
             .unwrap_or((intake * 3 / 4).max(1))

@@ -55,6 +55,7 @@ pub struct RawMqtt {
     pub max_packet_size: Option<u32>,
     pub max_in_flight: Option<u16>,
     pub max_in_flight_qos0: Option<u16>,
+    pub intake_memory_bytes: Option<usize>,
     pub username: Option<String>,
     pub password_env: Option<String>,
     pub password_file: Option<String>,

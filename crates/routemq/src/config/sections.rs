@@ -38,6 +38,9 @@ pub struct MqttSettings {
     pub max_in_flight: u16,
     /// QoS 0 requests handled at once; more are shed.
     pub max_in_flight_qos0: u16,
+    /// Bytes the requests a worker has taken in may hold between them
+    /// (`runtime/memory.rs`).
+    pub intake_memory_bytes: usize,
 }
 
 impl std::fmt::Debug for MqttSettings {
@@ -98,7 +101,7 @@ pub fn mqtt_settings(
             "mqtt.share_group `{share_group}` may not be empty or contain `/`, `+`, `#`"
         ));
     }
-    let max_in_flight = raw.max_in_flight.unwrap_or(256).max(1);
+    let max_in_flight = raw.max_in_flight.unwrap_or(2048).max(1);
     Ok(MqttSettings {
         host: broker.host,
         port: broker.port,
@@ -115,6 +118,7 @@ pub fn mqtt_settings(
             .max_in_flight_qos0
             .unwrap_or((max_in_flight / 4).max(1))
             .max(1),
+        intake_memory_bytes: raw.intake_memory_bytes.unwrap_or(128 << 20),
     })
 }
 

@@ -213,12 +213,13 @@ fn telemetry_settings_and_their_environment_override() {
 #[test]
 fn isolation_settings_are_validated() {
     let config = parse(SHIPPED, "gateway.toml", &no_env).expect("shipped config is valid");
-    assert_eq!(config.mqtt.max_in_flight_qos0, 64);
+    assert_eq!(config.mqtt.max_in_flight_qos0, 512);
+    assert_eq!(config.mqtt.intake_memory_bytes, 128 << 20);
     let bulkheads = &config.gateway.service_limits;
-    assert_eq!(bulkheads.default_max_in_flight, 256);
+    assert_eq!(bulkheads.default_max_in_flight, 2048);
     assert_eq!(
         (bulkheads.initial_in_flight, bulkheads.max_held),
-        (128, 192)
+        (128, 1536)
     );
     assert_eq!(bulkheads.queue_timeout, std::time::Duration::from_secs(2));
     let gateway_routes = ["gateway/services", "gateway/metrics"];

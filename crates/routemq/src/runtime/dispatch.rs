@@ -22,15 +22,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use super::event_loop::{Delivery, LoopEvent};
+use super::memory::{Held, MemoryBudget};
 use super::message;
 use super::outflow::Outflow;
 use super::session::{Acked, Admission, Session};
 
-/// Slots per worker: QoS 1/2 and QoS 0 requests handled at once.
+/// Slots per worker: QoS 1/2 and QoS 0 requests handled at once, and the
+/// bytes they may hold between them.
 #[derive(Debug, Clone, Copy)]
 pub struct Capacity {
     pub acked: usize,
     pub qos0: usize,
+    pub memory_bytes: usize,
 }
 
 pub struct Dispatcher {
@@ -44,6 +47,7 @@ pub struct Dispatcher {
     max_packet: Arc<AtomicU32>,
     /// Replies handed to the client, for the stall watch.
     outflow: Arc<Outflow>,
+    memory: MemoryBudget,
     /// Requests being handled, for Prometheus.
     in_flight_gauge: metrics::Gauge,
     pub requests: TaskTracker,
@@ -67,6 +71,7 @@ impl Dispatcher {
             qos0_slots: Arc::new(Semaphore::new(capacity.qos0)),
             max_packet,
             outflow,
+            memory: MemoryBudget::new(capacity.memory_bytes),
             in_flight_gauge: metrics::gauge!("routemq_requests_in_flight"),
             requests: TaskTracker::new(),
         }
@@ -84,8 +89,10 @@ impl Dispatcher {
     }
 
     /// Starts handling a request event; any other event is handed back.
-    /// Never waits: the worker's event loop must keep moving.
-    pub fn dispatch(&self, event: LoopEvent) -> Option<LoopEvent> {
+    /// Waits only for memory: a QoS 1/2 request that does not fit the
+    /// budget waits here, so the worker reads nothing more (and the broker
+    /// keeps the rest) until answered requests give some back.
+    pub async fn dispatch(&self, event: LoopEvent) -> Option<LoopEvent> {
         let LoopEvent::Request(delivery) = event else {
             return Some(event);
         };
@@ -112,17 +119,22 @@ impl Dispatcher {
             gauge: self.in_flight_gauge.clone(),
         };
         if publish.qos == QoS::AtMostOnce {
-            match Arc::clone(&self.qos0_slots).try_acquire_owned() {
-                Ok(slot) => {
-                    self.requests.spawn(task.run(slot, publish, received_at));
+            let slot = Arc::clone(&self.qos0_slots).try_acquire_owned().ok();
+            match slot.zip(self.memory.try_take(&publish)) {
+                Some(taken) => {
+                    self.requests.spawn(task.run(taken, publish, received_at));
                 }
-                Err(_) => self.shed(&publish, received_at),
+                None => self.shed(&publish, received_at),
             }
             return None;
         }
+        let Some(held) = self.memory.take(&publish).await else {
+            return None;
+        };
         match Arc::clone(&self.acked_slots).try_acquire_owned() {
             Ok(slot) => {
-                self.requests.spawn(task.run(slot, publish, received_at));
+                self.requests
+                    .spawn(task.run((slot, held), publish, received_at));
             }
             Err(_) => {
                 // At most the receive maximum of these wait, plus the few
@@ -132,7 +144,7 @@ impl Dispatcher {
                     let Ok(slot) = slots.acquire_owned().await else {
                         return;
                     };
-                    task.run(slot, publish, received_at).await;
+                    task.run((slot, held), publish, received_at).await;
                 });
             }
         }
@@ -186,7 +198,14 @@ struct Task {
 }
 
 impl Task {
-    async fn run(self, _slot: OwnedSemaphorePermit, publish: Box<Publish>, received_at: Instant) {
+    /// Runs the request holding its slot and its share of the memory
+    /// budget, both given back when it has been answered.
+    async fn run(
+        self,
+        _taken: (OwnedSemaphorePermit, Held),
+        publish: Box<Publish>,
+        received_at: Instant,
+    ) {
         self.gauge.increment(1.0);
         self.handle(&publish, received_at).await;
         self.gauge.decrement(1.0);

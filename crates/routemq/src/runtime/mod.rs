@@ -4,6 +4,7 @@
 
 mod dispatch;
 mod event_loop;
+mod memory;
 mod message;
 mod outflow;
 mod reload;

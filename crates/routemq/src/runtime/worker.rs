@@ -164,6 +164,7 @@ fn connect(
     let capacity = Capacity {
         acked: usize::from(mqtt.max_in_flight),
         qos0: usize::from(mqtt.max_in_flight_qos0),
+        memory_bytes: mqtt.intake_memory_bytes,
     };
     let (client, event_loop) = AsyncClient::new(
         mqtt_options(mqtt, client_id)?,
@@ -233,7 +234,11 @@ impl Running {
                 }
                 event = self.events.recv() => event,
             };
-            match event.and_then(|e| self.dispatcher.dispatch(e)) {
+            let event = match event {
+                Some(event) => self.dispatcher.dispatch(event).await,
+                None => None,
+            };
+            match event {
                 Some(LoopEvent::ConnectionLost) => {
                     self.connected = false;
                     readiness.set(&readiness.mqtt_connected, false);
@@ -376,18 +381,24 @@ async fn drain(
     loop {
         tokio::select! {
             biased;
-            event = events.recv() => match event.and_then(|e| dispatcher.dispatch(e)) {
-                Some(LoopEvent::Unsubscribed) => awaited_unsubacks = awaited_unsubacks.saturating_sub(1),
-                Some(LoopEvent::ConnectionLost) => awaited_unsubacks = 0,
-                Some(_) => {}
-                None if event_task.is_finished() => return,
-                None => {}
+            event = events.recv() => {
+                let event = match event {
+                    Some(event) => dispatcher.dispatch(event).await,
+                    None => None,
+                };
+                match event {
+                    Some(LoopEvent::Unsubscribed) => awaited_unsubacks = awaited_unsubacks.saturating_sub(1),
+                    Some(LoopEvent::ConnectionLost) => awaited_unsubacks = 0,
+                    Some(_) => {}
+                    None if event_task.is_finished() => return,
+                    None => {}
+                }
             },
             _ = requests.wait(), if awaited_unsubacks == 0 => {
                 match tokio::time::timeout(DRAIN_QUIET_PERIOD, events.recv()).await {
                     Ok(Some(event)) => {
                         tracing::debug!("request arrived after unsubscribe");
-                        dispatcher.dispatch(event);
+                        dispatcher.dispatch(event).await;
                     }
                     _ => {
                         tracing::info!("drained");

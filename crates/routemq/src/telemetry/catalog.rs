@@ -89,6 +89,20 @@ const METRICS: &[Metric] = &[
         known: None,
     },
     Metric {
+        name: "routemq_intake_memory_bytes",
+        kind: Kind::Gauge,
+        unit: Unit::Bytes,
+        help: "Bytes the requests this worker has taken in hold (payload, topic, properties and a per-request allowance).",
+        known: None,
+    },
+    Metric {
+        name: "routemq_intake_memory_budget_bytes",
+        kind: Kind::Gauge,
+        unit: Unit::Bytes,
+        help: "mqtt.intake_memory_bytes: beyond it QoS 1/2 requests wait in the broker and QoS 0 requests are shed.",
+        known: None,
+    },
+    Metric {
         name: "routemq_requests_shed_total",
         kind: Kind::Counter,
         unit: Unit::Count,
