@@ -25,6 +25,7 @@ routes = [
   { topic = "fast/{id}", service = "fast-service", method = "GET", path = "/x/{id}" },
   { topic = "hang",      service = "hang-service", method = "GET", path = "/x", timeout = "60s" },
   { topic = "big",       service = "big-service",  method = "GET", path = "/x" },
+  { topic = "upload",    service = "hang-service", method = "POST", path = "/x", timeout = "60s" },
 ]
 "#;
 
@@ -242,4 +243,56 @@ async fn a_reply_over_the_brokers_packet_size_gets_502_and_the_rest_are_unaffect
     let reply = ask(&client, "api/in/fast/after", "").await;
     assert_eq!(reply.status, 200, "still connected");
     assert_eq!(stack.workers[0].count_log("broker connection lost"), 0);
+}
+
+/// 1 024 QoS 1 requests of 64 KiB each to a service answering in 50 ms,
+/// through a worker whose memory budget (4 MiB) holds about 20 of them:
+/// the broker keeps the rest, every one is answered, and the worker's peak
+/// RSS stays far below what the same run reaches with the budget lifted
+/// (measured 117 MiB with it, 223 MiB without).
+#[tokio::test]
+async fn qos1_requests_beyond_the_memory_budget_wait_in_the_broker_and_all_are_answered() {
+    let budget = (
+        "[gateway]\n",
+        "[mqtt]\nintake_memory_bytes = 4194304\n\n[gateway]\n",
+    );
+    let payload = ("max_payload_bytes = 4096", "max_payload_bytes = 65536");
+    let stack = stack_on(
+        Mosquitto::start_with("max_queued_messages 0\n"),
+        &[budget, payload],
+        Duration::from_millis(50),
+    )
+    .await;
+    let client = Arc::new(stack.client().await);
+    let body = format!(r#"{{"blob": "{}"}}"#, "x".repeat(65_536 - 20));
+    let body = bytes::Bytes::from(body);
+    let patient = RequestOptions {
+        timeout: Duration::from_secs(60),
+        ..RequestOptions::default()
+    };
+    let started = Instant::now();
+    let replies = join_all((0..1024).map(|_| {
+        let (client, body, patient) = (Arc::clone(&client), body.clone(), patient.clone());
+        async move {
+            client
+                .request("api/in/upload", body, &patient)
+                .await
+                .map(|r| (r.status, r.json()))
+        }
+    }))
+    .await;
+    let answered = replies.iter().filter(|r| matches!(r, Ok((200, _)))).count();
+    let peak = peak_rss_kib(stack.workers[0].process.pid());
+    println!(
+        "1024 x 64 KiB QoS 1 requests, 4 MiB budget: {answered} answered 200 in {:?}; worker peak RSS {} MiB",
+        started.elapsed(),
+        peak / 1024
+    );
+    assert_eq!(
+        answered,
+        1024,
+        "{:?}",
+        replies.iter().find(|r| !matches!(r, Ok((200, _))))
+    );
+    assert!(peak < 192 * 1024, "peak RSS {peak} KiB");
 }

@@ -128,9 +128,7 @@ impl Dispatcher {
             }
             return None;
         }
-        let Some(held) = self.memory.take(&publish).await else {
-            return None;
-        };
+        let held = self.memory.take(&publish).await?;
         match Arc::clone(&self.acked_slots).try_acquire_owned() {
             Ok(slot) => {
                 self.requests

@@ -4,7 +4,9 @@
 //! requests the broker hands over, not how large they are: 2 048 requests of
 //! 256 KiB would be half a gigabyte. So every request also takes its size
 //! (payload, topic, properties, plus a fixed allowance for its task) from
-//! this budget before it runs, and gives it back when it is answered. When
+//! this budget before it runs, and gives it back when it is answered. The
+//! payload counts three times: as received, parsed, and as the upstream's
+//! request body. When
 //! the budget is spent, a QoS 1/2 request waits for it *before* the worker
 //! reads the next event — the MQTT loop then stops reading from the socket
 //! and the broker keeps the rest (TCP backpressure); a QoS 0 request is shed.
@@ -63,7 +65,8 @@ impl MemoryBudget {
                 + p.response_topic.as_ref().map_or(0, String::len)
                 + p.correlation_data.as_ref().map_or(0, |c| c.len())
         });
-        let bytes = PER_REQUEST_BYTES + publish.topic.len() + publish.payload.len() + properties;
+        let bytes =
+            PER_REQUEST_BYTES + publish.topic.len() + 3 * publish.payload.len() + properties;
         u32::try_from(bytes.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .clamp(1, self.total_kib)
@@ -110,15 +113,15 @@ mod tests {
     #[tokio::test]
     async fn requests_take_their_size_and_give_it_back() {
         let budget = MemoryBudget::new(64 * 1024);
-        let big = budget.try_take(&request(40 * 1024)).expect("fits");
+        let big = budget.try_take(&request(13 * 1024)).expect("fits");
         assert!(
-            budget.try_take(&request(40 * 1024)).is_none(),
+            budget.try_take(&request(13 * 1024)).is_none(),
             "over budget"
         );
         let small = budget
             .try_take(&request(1))
             .expect("a small one still fits");
-        let third = request(40 * 1024);
+        let third = request(13 * 1024);
         let waiting = budget.take(&third);
         tokio::pin!(waiting);
         assert!(futures::poll!(waiting.as_mut()).is_pending());
@@ -127,6 +130,6 @@ mod tests {
         drop(small);
         // One request larger than the whole budget still runs, alone.
         let huge = budget.try_take(&request(10 << 20));
-        assert!(huge.is_none(), "the 40 KiB one still holds its share");
+        assert!(huge.is_none(), "the third one still holds its share");
     }
 }
