@@ -22,7 +22,7 @@ routes = [{ topic = "get/{id}", service = "burst-service", method = "GET", path 
 "#;
 
 /// One worker with probes, and `burst-service` answering after `delay_ms`.
-async fn start(delay_ms: Arc<AtomicU64>) -> (Stack, Probes) {
+pub async fn start(delay_ms: Arc<AtomicU64>) -> (Stack, Probes) {
     let mut stack = Stack::start_with(0, 1, ROUTES, false, &[]).await;
     let probes = Probes::new();
     stack.add_worker_with_env("worker-0", &[probes.env()]);
@@ -113,5 +113,47 @@ async fn a_burst_is_served_whole_and_the_limit_follows_the_services_latency() {
             .iter()
             .all(|r| r.status == 200 || error_type(r) == "service_overloaded"),
         "answered or refused at the bulkhead, nothing else"
+    );
+}
+
+/// 1 100 GETs at once from one caller through four workers on a 3-node
+/// Redis Cluster, with the 1000-per-minute limit of the shared middleware
+/// stack: exactly 1 000 answered and 100 refused by the limit, none by a
+/// bulkhead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_through_four_workers_meets_only_the_rate_limit() {
+    let stack = crate::mw::start(4, true).await;
+    let client = Arc::new(stack.stack.client().await);
+    let token = crate::mw::bearer("herd", &[]);
+    let options = RequestOptions {
+        timeout: Duration::from_secs(60),
+        headers: vec![("authorization".into(), token)],
+        ..RequestOptions::default()
+    };
+    let replies = join_all((0..1100).map(|id| {
+        let (client, options) = (Arc::clone(&client), options.clone());
+        async move {
+            client
+                .request(&format!("api/v1/users/get/{id}"), "", &options)
+                .await
+                .expect("every request is answered")
+        }
+    }))
+    .await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for reply in &replies {
+        *statuses
+            .entry((reply.status, error_type(reply)))
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses.get(&(200, String::new())).copied(),
+        Some(1000),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.get(&(429, "rate_limited".to_string())).copied(),
+        Some(100),
+        "{statuses:?}"
     );
 }

@@ -296,3 +296,66 @@ async fn measure_idle_redis_commands() {
         probed as f64 / instances as f64 / (seconds as f64 / 5.0),
     );
 }
+
+/// A light caller (one request every 50 ms) beside a flooding one (2 000 at
+/// once) on the same 50 ms service: the light caller's p50/p99 alone and
+/// under the flood (callers take turns at the bulkhead).
+#[tokio::test]
+#[ignore = "a measurement: run with --ignored"]
+async fn measure_light_caller_beside_a_flood() {
+    use std::sync::atomic::AtomicU64;
+    let flood = env_number("FLOOD", 2000);
+    let (stack, _probes) = crate::bursts::start(Arc::new(AtomicU64::new(50))).await;
+    let flooder = Arc::new(stack.client().await);
+    let light = Arc::new(stack.client().await);
+    let patient = RequestOptions {
+        timeout: Duration::from_secs(60),
+        ..RequestOptions::default()
+    };
+    let light_run = |count: usize| {
+        let (light, patient) = (Arc::clone(&light), patient.clone());
+        async move {
+            let mut sent = Vec::new();
+            for id in 0..count {
+                let (light, patient) = (Arc::clone(&light), patient.clone());
+                sent.push(tokio::spawn(async move {
+                    let started = Instant::now();
+                    let ok = light
+                        .request(&format!("api/b/get/l{id}"), "", &patient)
+                        .await
+                        .is_ok();
+                    (started.elapsed(), ok)
+                }));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let mut latencies: Vec<Duration> = Vec::new();
+            for task in sent {
+                latencies.push(task.await.expect("task").0);
+            }
+            latencies.sort();
+            let at = |q: f64| {
+                latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]
+            };
+            (at(0.5), at(0.99))
+        }
+    };
+    let alone = light_run(40).await;
+    let flooding = join_all((0..flood).map(|id| {
+        let (flooder, patient) = (Arc::clone(&flooder), patient.clone());
+        async move {
+            flooder
+                .request(&format!("api/b/get/f{id}"), "", &patient)
+                .await
+                .map(|r| r.status)
+        }
+    }));
+    let (flooded, beside) = tokio::join!(flooding, async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        light_run(40).await
+    });
+    let answered = flooded.iter().filter(|r| matches!(r, Ok(200))).count();
+    println!(
+        "MEASURE light caller alone p50 {:?} p99 {:?}; beside a flood of {flood} ({answered} answered 200): p50 {:?} p99 {:?}",
+        alone.0, alone.1, beside.0, beside.1
+    );
+}
