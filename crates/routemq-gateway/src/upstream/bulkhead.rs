@@ -333,10 +333,14 @@ impl Bulkheads {
                 return finish(&gate, caller, id, outcome, queued_at, budget, &mut waiting);
             }
         }
-        if let Ok(granted) = tokio::time::timeout_at(give_up_at, wait).await {
+        // Borrowed, not moved: the receiver must outlive `finish`, so a slot
+        // handed over just as the wait ended is received, not lost.
+        if let Ok(granted) = tokio::time::timeout_at(give_up_at, &mut wait).await {
             outcome = granted.map_err(|_| Refusal::QueueTimeout);
         }
-        finish(&gate, caller, id, outcome, queued_at, budget, &mut waiting)
+        let slot = finish(&gate, caller, id, outcome, queued_at, budget, &mut waiting);
+        drop(wait);
+        slot
     }
 
     fn gate(&self, service: &str) -> Arc<Gate> {

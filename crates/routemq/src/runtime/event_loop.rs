@@ -61,10 +61,16 @@ pub async fn drive(
     let mut connected = false;
     let mut ever_connected = false;
     let mut refusals = RefusalLog::default();
+    // One registration with the stall signal for the whole loop, renewed
+    // only when it fires: registering anew for every event costs two locks.
+    let mut stalled = std::pin::pin!(outflow.stalled.notified());
     loop {
         let polled = tokio::select! {
             polled = event_loop.poll() => polled,
-            () = outflow.stalled.notified(), if connected => Err(ConnectionError::RequestsDone),
+            () = &mut stalled, if connected => {
+                stalled.set(outflow.stalled.notified());
+                Err(ConnectionError::RequestsDone)
+            }
         };
         match polled {
             Ok(Event::Incoming(Packet::Publish(publish))) => {

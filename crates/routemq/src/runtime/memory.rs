@@ -82,13 +82,17 @@ impl MemoryBudget {
         }
     }
 
-    /// Waits until `publish` fits in the budget.
+    /// Waits until `publish` fits in the budget (without touching the
+    /// scheduler when it fits at once).
     pub async fn take(&self, publish: &Publish) -> Option<Held> {
         let kib = self.cost(publish);
-        let permit = Arc::clone(&self.permits)
-            .acquire_many_owned(kib)
-            .await
-            .ok()?;
+        let permit = match Arc::clone(&self.permits).try_acquire_many_owned(kib) {
+            Ok(permit) => permit,
+            Err(_) => Arc::clone(&self.permits)
+                .acquire_many_owned(kib)
+                .await
+                .ok()?,
+        };
         Some(self.held(permit, kib))
     }
 
