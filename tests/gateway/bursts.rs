@@ -67,9 +67,8 @@ const LIMIT: &str = "routemq_service_concurrency_limit";
 const SERVICE: &str = r#"service="burst-service""#;
 
 #[tokio::test]
-async fn a_burst_is_served_whole_and_the_limit_follows_the_services_latency() {
-    let delay_ms = Arc::new(AtomicU64::new(50));
-    let (stack, probes) = start(Arc::clone(&delay_ms)).await;
+async fn a_burst_of_1000_from_one_caller_is_served_whole() {
+    let (stack, _probes) = start(Arc::new(AtomicU64::new(50))).await;
     let client = Arc::new(stack.client().await);
     // One call first: the service's latency is known before the burst.
     assert_eq!(burst(&client, 1).await[0].status, 200);
@@ -89,20 +88,41 @@ async fn a_burst_is_served_whole_and_the_limit_follows_the_services_latency() {
         refused.len(),
         &refused[..refused.len().min(5)]
     );
-    let risen = probes.metric(LIMIT, &[SERVICE]).await;
-    eprintln!("the limit rose to {risen}");
-    assert!(
-        risen > 128.0,
-        "the limit rose above its start of 128: {risen}"
-    );
+}
+
+/// The limit rises above its start while a burst finds the service's
+/// latency steady, and falls when the latency grows tenfold. A 200 ms
+/// service, so the test machine's own load does not read as the service
+/// slowing down.
+#[tokio::test]
+async fn the_limit_follows_the_services_latency() {
+    let delay_ms = Arc::new(AtomicU64::new(200));
+    let (stack, probes) = start(Arc::clone(&delay_ms)).await;
+    let client = Arc::new(stack.client().await);
+    assert_eq!(burst(&client, 1).await[0].status, 200);
+    let burst_done = tokio::spawn({
+        let client = Arc::clone(&client);
+        async move { burst(&client, 1000).await }
+    });
+    let risen = eventually(
+        "the limit rose above 128",
+        Duration::from_secs(30),
+        || async {
+            let now = probes.metric(LIMIT, &[SERVICE]).await;
+            (now > 128.0).then_some(now)
+        },
+    )
+    .await;
+    let replies = burst_done.await.expect("task");
+    assert!(replies.iter().all(|r| r.status == 200));
 
     // The service slows tenfold: the limit falls.
-    delay_ms.store(500, Ordering::Relaxed);
+    delay_ms.store(2000, Ordering::Relaxed);
     let slow = tokio::spawn({
         let client = Arc::clone(&client);
         async move { burst(&client, 200).await }
     });
-    eventually("the limit fell", Duration::from_secs(20), || async {
+    eventually("the limit fell", Duration::from_secs(30), || async {
         let now = probes.metric(LIMIT, &[SERVICE]).await;
         (now < risen / 2.0).then_some(())
     })
