@@ -7,14 +7,22 @@
 //! permit types, and this is one small state machine whose every input the
 //! bulkhead already has under its lock.
 //!
-//! Each completed call is a latency sample, compared with the service's
-//! unloaded latency (`baseline`): the lowest sample of the last window of
-//! calls (like the minimum round-trip time of TCP Vegas or BBR), so a burst
-//! that slows the service does not become its new normal while it lasts.
-//! While samples stay within twice the baseline and the service is in
-//! demand (at least half the limit in use), the limit grows by about the
-//! square root of itself per ten calls; when samples run longer, it shrinks
-//! in proportion, never below `min` nor above `max`.
+//! Each completed call is a latency sample. Two running averages follow
+//! them: a short one (about the last ten calls) says how the service is
+//! doing now, a long one (about the last 500) what is normal for it. The
+//! limit compares the two, not single samples with the fastest one ever
+//! seen: a real service's latency varies several-fold from call to call,
+//! and a worker busy on its own CPU adds to every sample it measures, so
+//! comparing single samples with a minimum would read ordinary noise as
+//! overload and pin the limit at its floor (it did: 0.7x throughput on the
+//! full chain, with requests queueing behind four slots).
+//! While the short average stays within twice the long one and the service
+//! is in demand (at least half the limit in use), the limit grows by about
+//! the square root of itself per ten calls; when it runs longer, the limit
+//! shrinks in proportion, never below `min` nor above `max`. A sustained
+//! slow-down becomes the new normal after a few hundred calls (as in
+//! Netflix's Gradient2); a service that recovers to less than half its
+//! normal latency has its normal follow it quickly.
 
 /// A service's adaptive concurrency limit.
 #[derive(Debug, Clone)]
@@ -23,17 +31,21 @@ pub struct AdaptiveLimit {
     min: f64,
     max: f64,
     /// Seconds; `None` until the first sample.
-    baseline: Option<f64>,
-    /// The lowest sample of the current window, and how many it has had.
-    window_min: f64,
-    window_samples: u32,
+    averages: Option<Averages>,
 }
 
-/// Calls per window: at its end the baseline becomes the window's lowest
-/// sample, so a sustained rise in latency lowers the limit for a window
-/// before it becomes the new normal (a lower sample is taken at once).
-const WINDOW: u32 = 500;
-/// Latency may reach this multiple of the baseline before the limit falls.
+#[derive(Debug, Clone, Copy)]
+struct Averages {
+    short: f64,
+    long: f64,
+}
+
+/// How much of each sample goes into the short average (about ten calls).
+const SHORT_WEIGHT: f64 = 0.1;
+/// How much of each sample goes into the long average (about 500 calls).
+const LONG_WEIGHT: f64 = 0.002;
+/// The short average may reach this multiple of the long one before the
+/// limit falls.
 const TOLERANCE: f64 = 2.0;
 /// How much of each new estimate goes into the limit.
 const SMOOTHING: f64 = 0.1;
@@ -47,9 +59,7 @@ impl AdaptiveLimit {
             limit: (initial as f64).clamp(min, max),
             min,
             max,
-            baseline: None,
-            window_min: f64::INFINITY,
-            window_samples: 0,
+            averages: None,
         }
     }
 
@@ -58,30 +68,29 @@ impl AdaptiveLimit {
         self.limit.floor() as usize
     }
 
-    /// The service's usual latency, once known.
+    /// The service's usual latency in seconds, once known.
     pub fn baseline(&self) -> Option<f64> {
-        self.baseline
+        self.averages.map(|averages| averages.long)
     }
 
     /// One call took `seconds`, with `in_use` calls in flight or waiting.
     pub fn sample(&mut self, seconds: f64, in_use: usize) {
         let seconds = seconds.max(1e-6);
-        self.window_min = self.window_min.min(seconds);
-        self.window_samples += 1;
-        let baseline = match self.baseline {
-            None => {
-                self.baseline = Some(seconds);
-                return;
-            }
-            Some(baseline) => baseline.min(seconds),
+        let Some(mut averages) = self.averages else {
+            self.averages = Some(Averages {
+                short: seconds,
+                long: seconds,
+            });
+            return;
         };
-        self.baseline = Some(baseline);
-        if self.window_samples >= WINDOW {
-            self.baseline = Some(self.window_min);
-            self.window_min = f64::INFINITY;
-            self.window_samples = 0;
+        averages.short += (seconds - averages.short) * SHORT_WEIGHT;
+        averages.long += (seconds - averages.long) * LONG_WEIGHT;
+        if averages.long > TOLERANCE * averages.short {
+            // Recovered: what was normal during the slow spell is not.
+            averages.long += (averages.short - averages.long) * SHORT_WEIGHT;
         }
-        let gradient = (TOLERANCE * baseline / seconds).clamp(0.5, 1.0);
+        self.averages = Some(averages);
+        let gradient = (TOLERANCE * averages.long / averages.short).clamp(0.5, 1.0);
         let in_demand = in_use as f64 * 2.0 >= self.limit;
         if gradient >= 1.0 && !in_demand {
             // An idle service proves nothing about a higher limit.
@@ -120,6 +129,37 @@ mod tests {
             floor.sample(5.0, 100);
         }
         assert_eq!(floor.current(), 4);
+    }
+
+    /// Latency that varies twentyfold from call to call around a steady
+    /// mean is the service's normal, not overload: the limit holds or grows.
+    #[test]
+    fn noisy_but_steady_latency_does_not_lower_the_limit() {
+        let mut limit = AdaptiveLimit::new(128, 4, 2048);
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let seconds = 0.0002 + (state % 1000) as f64 * 0.000_004;
+            limit.sample(seconds, 64);
+        }
+        assert!(limit.current() >= 128, "{}", limit.current());
+    }
+
+    /// After a slow spell the service's normal follows it back down, so the
+    /// next slow-down is seen at once.
+    #[test]
+    fn a_recovered_service_regains_its_normal() {
+        let mut limit = AdaptiveLimit::new(128, 4, 1024);
+        for _ in 0..3000 {
+            limit.sample(0.5, 100);
+        }
+        for _ in 0..100 {
+            limit.sample(0.01, 100);
+        }
+        let normal = limit.baseline().expect("sampled");
+        assert!(normal < 0.05, "{normal}");
     }
 
     #[test]
