@@ -1,6 +1,6 @@
 # Shared by the benchmark and scenario scripts: a work dir cleaned up on
 # exit, free ports, and a local Mosquitto and Redis tuned like production
-# (TCP_NODELAY, no broker in-flight cap). Source it from the repository root.
+# (TCP_NODELAY, no broker in-flight cap, 10 000 queued messages per session). Source it from the repository root.
 WORK=$(mktemp -d); echo "work dir: $WORK" >&2
 PIDS=()
 cleanup() { # PIDS, and pids started in subshells (listed in $WORK/extra.pids)
@@ -16,7 +16,7 @@ wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/nul
 # exports ROUTEMQ_MQTT_URL and ROUTEMQ_REDIS_URL.
 start_broker_and_redis() {
   MQTT_PORT=$(free_port); REDIS_PORT=$(free_port)
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_inflight_messages 0\npersistence false\n' "$MQTT_PORT" > "$WORK/mosquitto.conf"
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nmax_inflight_messages 0\nmax_queued_messages 10000\npersistence false\n' "$MQTT_PORT" > "$WORK/mosquitto.conf"
   mosquitto -c "$WORK/mosquitto.conf" >/dev/null 2>&1 & MOSQUITTO=$!; PIDS+=($MOSQUITTO)
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & REDIS=$!; PIDS+=($REDIS)
   wait_port "$MQTT_PORT"; wait_port "$REDIS_PORT"

@@ -50,11 +50,16 @@ struct RunArgs {
     #[arg(long, env = "ROUTEMQ_LOADTEST_PASSWORD", requires = "username")]
     password: Option<String>,
     /// Open loop: start this many requests per second, whatever the replies do.
-    #[arg(long, conflicts_with = "concurrency")]
+    #[arg(long, conflicts_with_all = ["concurrency", "burst"])]
     rate: Option<f64>,
     /// Closed loop: keep this many requests outstanding (default 64 without --rate).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "burst")]
     concurrency: Option<usize>,
+    /// Burst: every connection sends this many requests at once (a reconnect
+    /// herd with --connections); the run lasts until each is answered or
+    /// lost, and the report's duration is the time to drain.
+    #[arg(long)]
+    burst: Option<usize>,
     /// MQTT connections the requests are spread over.
     #[arg(long, default_value_t = 1)]
     connections: usize,
@@ -139,6 +144,10 @@ struct UpstreamArgs {
     error_rate: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Serve at most this many requests at once; the rest queue (a service
+    /// with this many worker threads).
+    #[arg(long)]
+    capacity: Option<usize>,
     /// Register the stub in the gateway's registry under this service name.
     #[arg(long)]
     register: Option<String>,
@@ -187,9 +196,10 @@ async fn run_command(args: RunArgs) -> anyhow::Result<()> {
         }
         None => Mix::single(&args.topic, &args.payload, headers),
     };
-    let load = match (args.rate, args.concurrency) {
-        (Some(rate), _) => Load::Open { rate },
-        (None, concurrency) => Load::Closed {
+    let load = match (args.rate, args.burst, args.concurrency) {
+        (Some(rate), _, _) => Load::Open { rate },
+        (None, Some(each), _) => Load::Burst { each },
+        (None, None, concurrency) => Load::Closed {
             concurrency: concurrency.unwrap_or(64),
         },
     };
@@ -236,6 +246,7 @@ async fn upstream_command(args: UpstreamArgs) -> anyhow::Result<()> {
         tail_fraction: args.tail_fraction,
         error_rate: args.error_rate,
         seed: args.seed,
+        capacity: args.capacity,
     };
     let addr = stub::serve(args.listen, behaviour, stop.clone()).await?;
     println!("upstream stub on http://{addr}");

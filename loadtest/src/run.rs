@@ -19,6 +19,9 @@ pub enum Load {
     Open { rate: f64 },
     /// This many requests outstanding at all times.
     Closed { concurrency: usize },
+    /// Every connection sends this many requests at once, as a fleet does
+    /// after a broker restart; the run lasts until each is answered or lost.
+    Burst { each: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -117,9 +120,13 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Report> {
         ));
     }
     let started = Instant::now();
+    let warmup = match config.load {
+        Load::Burst { .. } => Duration::ZERO,
+        _ => config.warmup,
+    };
     let shared = Arc::new(Shared {
         tally: Mutex::new(Tally::new()),
-        measure_from: started + config.warmup,
+        measure_from: started + warmup,
     });
     let stop_at = shared.measure_from + config.duration;
     let progress = config.progress.then(|| {
@@ -131,7 +138,12 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Report> {
         Load::Closed { concurrency } => {
             closed_loop(config, &clients, &shared, concurrency, stop_at).await?
         }
+        Load::Burst { each } => burst(config, &clients, &shared, each).await?,
     }
+    let measured = match config.load {
+        Load::Burst { .. } => shared.measure_from.elapsed(),
+        _ => config.duration,
+    };
     if let Some(progress) = progress {
         progress.abort();
     }
@@ -149,7 +161,7 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Report> {
         client.disconnect().await;
     }
     let tally = std::mem::replace(&mut *shared.tally(), Tally::new());
-    Ok(Report::new(config, &tally, strays))
+    Ok(Report::new(config, measured, &tally, strays))
 }
 
 fn request_options(config: &RunConfig, headers: &[(String, String)]) -> RequestOptions {
@@ -244,6 +256,34 @@ async fn closed_loop(
             }
             anyhow::Ok(())
         });
+    }
+    while let Some(finished) = tasks.join_next().await {
+        finished??;
+    }
+    Ok(())
+}
+
+/// Every connection sends `each` requests at once, all meant to start now.
+async fn burst(
+    config: &RunConfig,
+    clients: &[Arc<RequestClient>],
+    shared: &Arc<Shared>,
+    each: usize,
+) -> anyhow::Result<()> {
+    let mut rng = fastrand::Rng::with_seed(config.seed);
+    let mut tasks = JoinSet::new();
+    let intended = Instant::now();
+    for client in clients {
+        for _ in 0..each {
+            let drawn = config.mix.draw(&mut rng);
+            let options = request_options(config, &drawn.template.headers);
+            let (client, shared) = (Arc::clone(client), Arc::clone(shared));
+            tasks.spawn(async move {
+                shared
+                    .request(&client, &drawn.topic, drawn.payload, &options, intended)
+                    .await
+            });
+        }
     }
     while let Some(finished) = tasks.join_next().await {
         finished??;

@@ -1,7 +1,10 @@
 //! An upstream stub with a configurable latency distribution and error
 //! rate, seeded so runs are repeatable: every request waits `latency` (plus
 //! up to `jitter`, uniformly), a `tail_fraction` of them `tail_latency`
-//! instead, and an `error_rate` of them answer 500.
+//! instead, and an `error_rate` of them answer 500. With a `capacity`, at
+//! most that many are served at once and the rest queue, as in a service
+//! with that many worker threads: offered more than `capacity / latency`
+//! per second, its latency grows and its throughput does not.
 
 use parking_lot::Mutex;
 use std::net::SocketAddr;
@@ -22,6 +25,8 @@ pub struct StubBehaviour {
     pub tail_fraction: f64,
     pub error_rate: f64,
     pub seed: u64,
+    /// Requests served at once; `None` for no limit.
+    pub capacity: Option<usize>,
 }
 
 impl Default for StubBehaviour {
@@ -33,6 +38,7 @@ impl Default for StubBehaviour {
             tail_fraction: 0.0,
             error_rate: 0.0,
             seed: 1,
+            capacity: None,
         }
     }
 }
@@ -63,12 +69,20 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let rng = Arc::new(Mutex::new(fastrand::Rng::with_seed(behaviour.seed)));
+    let workers = behaviour
+        .capacity
+        .map(|capacity| Arc::new(tokio::sync::Semaphore::new(capacity.max(1))));
     let behaviour = Arc::new(behaviour);
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .fallback(any(move |uri: Uri| {
-            let (rng, behaviour) = (Arc::clone(&rng), Arc::clone(&behaviour));
+            let (rng, behaviour, workers) =
+                (Arc::clone(&rng), Arc::clone(&behaviour), workers.clone());
             async move {
+                let _worker = match workers {
+                    Some(workers) => workers.acquire_owned().await.ok(),
+                    None => None,
+                };
                 let draw = {
                     let mut rng = rng.lock();
                     behaviour.draw(&mut rng)
@@ -160,6 +174,7 @@ mod tests {
             tail_fraction: 0.1,
             error_rate: 0.05,
             seed: 42,
+            ..StubBehaviour::default()
         };
         let run = |seed| {
             let mut rng = fastrand::Rng::with_seed(seed);

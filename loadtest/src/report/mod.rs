@@ -6,6 +6,7 @@ mod markdown;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use routemq_client::StrayReplies;
 use serde::Serialize;
@@ -40,7 +41,8 @@ pub struct SecondReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub broker: String,
-    /// `open` (constant arrival rate) or `closed` (fixed outstanding requests).
+    /// `open` (constant arrival rate), `closed` (fixed outstanding requests)
+    /// or `burst` (all at once; `duration_s` is then the time to drain).
     pub mode: &'static str,
     pub rate: Option<f64>,
     pub concurrency: Option<usize>,
@@ -77,7 +79,12 @@ pub struct Report {
 }
 
 impl Report {
-    pub(crate) fn new(config: &RunConfig, tally: &Tally, strays: StrayReplies) -> Report {
+    pub(crate) fn new(
+        config: &RunConfig,
+        measured: Duration,
+        tally: &Tally,
+        strays: StrayReplies,
+    ) -> Report {
         let histogram = &tally.latency_us;
         let ms = |micros: u64| micros as f64 / 1000.0;
         let latency_ms = Percentiles {
@@ -88,7 +95,7 @@ impl Report {
             max: ms(histogram.max()),
             mean: histogram.mean() / 1000.0,
         };
-        let seconds = config.duration.as_secs_f64();
+        let seconds = measured.as_secs_f64();
         let replied = histogram.len();
         let timeline: Vec<SecondReport> = tally
             .timeline
@@ -106,6 +113,7 @@ impl Report {
         let (mode, rate, concurrency) = match config.load {
             Load::Open { rate } => ("open", Some(rate), None),
             Load::Closed { concurrency } => ("closed", None, Some(concurrency)),
+            Load::Burst { each } => ("burst", None, Some(each)),
         };
         Report {
             broker: redact(&config.broker),

@@ -73,6 +73,12 @@ impl AdaptiveLimit {
         self.averages.map(|averages| averages.long)
     }
 
+    /// The service's latency over its last few calls, in seconds, once
+    /// known: what a call started now is likely to take.
+    pub fn recent(&self) -> Option<f64> {
+        self.averages.map(|averages| averages.short)
+    }
+
     /// One call took `seconds`, with `in_use` calls in flight or waiting.
     pub fn sample(&mut self, seconds: f64, in_use: usize) {
         let seconds = seconds.max(1e-6);

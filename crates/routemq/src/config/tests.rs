@@ -216,7 +216,7 @@ fn isolation_settings_are_validated() {
     assert_eq!(config.mqtt.max_in_flight_qos0, 512);
     assert_eq!(config.mqtt.intake_memory_bytes, 128 << 20);
     let bulkheads = &config.gateway.service_limits;
-    assert_eq!(bulkheads.default_max_in_flight, 2048);
+    assert_eq!(bulkheads.default_max_in_flight, 1024);
     assert_eq!(
         (bulkheads.initial_in_flight, bulkheads.max_held),
         (128, 1536)
