@@ -359,3 +359,38 @@ async fn measure_light_caller_beside_a_flood() {
         alone.0, alone.1, beside.0, beside.1
     );
 }
+
+/// 4 096 QoS 1 requests of the shipped `limits.max_payload_bytes` (256 KiB)
+/// at once to a 50 ms route, through the default intake budget (128 MiB):
+/// how many are answered and the worker's peak RSS.
+#[tokio::test]
+#[ignore = "a measurement: run with --ignored"]
+async fn measure_qos1_requests_of_the_largest_payload() {
+    let count = env_number("COUNT", 4096);
+    let payload = env_number("PAYLOAD_BYTES", 262_144);
+    let stack = stack(payload, Duration::from_millis(50)).await;
+    let client = Arc::new(stack.client().await);
+    let body = bytes::Bytes::from(format!(r#"{{"blob": "{}"}}"#, "x".repeat(payload - 20)));
+    let patient = RequestOptions {
+        timeout: Duration::from_secs(300),
+        ..RequestOptions::default()
+    };
+    let started = Instant::now();
+    let replies = join_all((0..count).map(|_| {
+        let (client, body, patient) = (Arc::clone(&client), body.clone(), patient.clone());
+        async move {
+            client
+                .request("api/in/upload", body, &patient)
+                .await
+                .map(|r| r.status)
+        }
+    }))
+    .await;
+    let answered = replies.iter().filter(|r| matches!(r, Ok(200))).count();
+    let peak = peak_rss_kib(stack.workers[0].process.pid()) / 1024;
+    println!(
+        "MEASURE {count} x {payload} B QoS 1 requests, default intake budget: {answered} answered 200 in {:?}; worker peak RSS {peak} MiB; first failure {:?}",
+        started.elapsed(),
+        replies.iter().find(|r| !matches!(r, Ok(200)))
+    );
+}
