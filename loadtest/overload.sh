@@ -13,7 +13,10 @@
 #             once, the rest queueing, offered twice what it can carry
 #             (open loop, 2 s Message Expiry): 2xx answered per second against
 #             its capacity, and how the rest were answered.
-# Usage: loadtest/overload.sh [DURATION]   (default 10s)
+#   memory    MEMORY_COUNT (4096) QoS 1 requests of 256 KiB (the shipped
+#             limits.max_payload_bytes) at once: statuses, time to drain and
+#             the worker's peak RSS against its 128 MiB intake budget.
+# Usage: [SCENARIOS="herd fairness goodput memory"] loadtest/overload.sh [DURATION]   (default 10s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
@@ -21,6 +24,8 @@ LATENCY=${LATENCY:-50ms}
 HERD_CLIENTS=${HERD_CLIENTS:-100}
 HERD_EACH=${HERD_EACH:-20}
 GOODPUT_CAPACITY=${GOODPUT_CAPACITY:-64}
+MEMORY_COUNT=${MEMORY_COUNT:-4096}
+SCENARIOS=${SCENARIOS:-herd fairness goodput memory}
 # shellcheck source=loadtest/lib.sh
 source loadtest/lib.sh
 cargo build --release -q -p routemq -p routemq-loadtest
@@ -51,16 +56,19 @@ load() { # load NAME ARGS...: one routemq-loadtest run, its report in $OUT/NAME.
   $BIN/routemq-loadtest run --broker "$ROUTEMQ_MQTT_URL" --quiet \
     --json "$OUT/$name.json" --markdown "$OUT/$name.md" "$@" >/dev/null
 }
+wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 figure() { # figure NAME EXPR: one value from a report (python expression over r)
   python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$OUT/$1.json" "$2"
 }
 
-if [ -z "${ONLY_GOODPUT:-}" ]; then
+if wants herd; then
 echo "== herd: $HERD_CLIENTS clients x $HERD_EACH at once, upstream $LATENCY"
 stub "$LATENCY"; worker herd
 load herd --deadline 60s --connections "$HERD_CLIENTS" --burst "$HERD_EACH"
 echo "   statuses $(figure herd 'r["statuses"]')  lost $(figure herd 'r["lost"]')  drained in $(figure herd 'round(r["duration_s"], 2)') s  p50 $(figure herd 'r["latency_ms"]["p50"]') ms  p99 $(figure herd 'r["latency_ms"]["p99"]') ms"
 
+fi
+if wants fairness; then
 echo "== fairness: a light caller alone and beside a flood of 2000 outstanding, upstream $LATENCY"
 worker fairness
 load light-alone --deadline 60s --rate 20 --duration "$DURATION" --warmup 1s
@@ -75,6 +83,7 @@ echo "   flood: $(figure flood 'round(r["throughput_rps"])') req/s  statuses $(f
 echo "   light p99 beside the flood / alone: $(python3 -c "import json; a, b = (json.load(open(f'$OUT/{n}.json'))['latency_ms']['p99'] for n in ('light-alone', 'light-beside-flood')); print(round(b / a, 2))")"
 
 fi
+if wants goodput; then
 echo "== goodput: a service serving $GOODPUT_CAPACITY at once in $LATENCY, offered twice what it can carry with a 2 s expiry"
 stub "$LATENCY" --capacity "$GOODPUT_CAPACITY"; worker goodput
 CAPACITY=$(python3 -c "import sys; print(round(int(sys.argv[1]) / (float(sys.argv[2].rstrip('ms')) / 1000)))" "$GOODPUT_CAPACITY" "$LATENCY")
@@ -91,4 +100,13 @@ print(f"   capacity {capacity} req/s; offered {r['sent'] / r['duration_s']:.0f} 
 PY
 echo "   the worker's view of user-service afterwards:"
 curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^routemq_service_(concurrency_limit|overloaded_total|queue_wait_seconds_count)\{[^}]*user-service|^routemq_(requests_shed_total|upstream_timeouts_total)' | sed 's/^/     /'
+fi
+if wants memory; then
+echo "== memory: $MEMORY_COUNT QoS 1 requests of 256 KiB (limits.max_payload_bytes) at once, upstream $LATENCY"
+stub "$LATENCY"; worker memory
+python3 -c 'import sys; print("[[requests]]\ntopic = \"api/v1/users/create\"\npayload = \"\"\"{\\\"blob\\\": \\\"%s\\\"}\"\"\"" % ("x" * (262144 - 20)))' > "$WORK/large.toml"
+load memory --burst "$MEMORY_COUNT" --scenario "$WORK/large.toml" --deadline 300s
+echo "   statuses $(figure memory 'r["statuses"]')  lost $(figure memory 'r["lost"]')  drained in $(figure memory 'round(r["duration_s"], 2)') s;" \
+  "worker peak RSS $(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$WORKER/status") MiB (intake_memory_bytes: 128 MiB)"
+fi
 echo "reports in $OUT/"

@@ -75,10 +75,13 @@ pub async fn serve(
     let behaviour = Arc::new(behaviour);
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
-        .fallback(any(move |uri: Uri| {
+        .fallback(any(move |uri: Uri, body: axum::body::Bytes| {
             let (rng, behaviour, workers) =
                 (Arc::clone(&rng), Arc::clone(&behaviour), workers.clone());
             async move {
+                // Read, as a real service reads its request, so the caller's
+                // connection is reused rather than reset under a large body.
+                drop(body);
                 let _worker = match workers {
                     Some(workers) => workers.acquire_owned().await.ok(),
                     None => None,

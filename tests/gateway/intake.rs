@@ -296,3 +296,30 @@ async fn qos1_requests_beyond_the_memory_budget_wait_in_the_broker_and_all_are_a
     );
     assert!(peak < 192 * 1024, "peak RSS {peak} KiB");
 }
+
+/// A GET's payload becomes its query string; one too long for a URL is
+/// answered with an error that does not echo it back.
+#[tokio::test]
+async fn a_get_whose_payload_cannot_be_a_url_is_refused_without_echoing_it() {
+    let payload = ("max_payload_bytes = 4096", "max_payload_bytes = 131072");
+    let stack = stack_on(Mosquitto::start(), &[payload], Duration::from_millis(50)).await;
+    let client = stack.client().await;
+    let secret = "s3cret".repeat(20_000);
+    let reply = client
+        .request(
+            "api/in/fast/1",
+            json!({ "q": secret }).to_string(),
+            &RequestOptions::default(),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(reply.status, 502, "{:?}", reply.json());
+    let body = String::from_utf8_lossy(&reply.payload).to_string();
+    assert!(!body.contains("s3cret"), "the payload is not echoed");
+    assert!(body.len() < 1024, "{} bytes", body.len());
+    let fine = client
+        .request("api/in/fast/2", "", &RequestOptions::default())
+        .await
+        .expect("answered");
+    assert_eq!(fine.status, 200);
+}

@@ -382,15 +382,22 @@ async fn measure_qos1_requests_of_the_largest_payload() {
             client
                 .request("api/in/upload", body, &patient)
                 .await
-                .map(|r| r.status)
+                .map(|r| (r.status, r.json()["error"]["message"].clone()))
         }
     }))
     .await;
-    let answered = replies.iter().filter(|r| matches!(r, Ok(200))).count();
+    let answered = replies.iter().filter(|r| matches!(r, Ok((200, _)))).count();
     let peak = peak_rss_kib(stack.workers[0].process.pid()) / 1024;
+    let mut outcomes = std::collections::BTreeMap::new();
+    for reply in &replies {
+        let key = match reply {
+            Ok((status, message)) => format!("{status} {message}"),
+            Err(error) => error.to_string(),
+        };
+        *outcomes.entry(key).or_insert(0) += 1;
+    }
     println!(
-        "MEASURE {count} x {payload} B QoS 1 requests, default intake budget: {answered} answered 200 in {:?}; worker peak RSS {peak} MiB; first failure {:?}",
+        "MEASURE {count} x {payload} B QoS 1 requests, default intake budget: {answered} answered 200 in {:?}; worker peak RSS {peak} MiB; outcomes {outcomes:?}",
         started.elapsed(),
-        replies.iter().find(|r| !matches!(r, Ok(200)))
     );
 }

@@ -57,7 +57,7 @@ pub async fn forward(
     if let Some(body) = request.body {
         builder = builder.header(CONTENT_TYPE, "application/json").body(body);
     }
-    let mut response = builder.send().await.map_err(|error| classify(&error))?;
+    let mut response = builder.send().await.map_err(classify)?;
     let status = response.status();
     let is_json = response
         .headers()
@@ -72,7 +72,7 @@ pub async fn forward(
         })
         .collect();
     let mut raw = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(|error| classify(&error))? {
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
         if raw.len() + chunk.len() > request.max_response_bytes {
             return Err(GatewayError::new(
                 ErrorKind::ReplyTooLarge,
@@ -140,7 +140,11 @@ fn encoded_body(raw: Bytes, is_json: bool) -> Box<RawValue> {
         .unwrap_or_else(null)
 }
 
-fn classify(error: &reqwest::Error) -> GatewayError {
+/// The error's reply, without the URL: its query string is built from the
+/// caller's payload, which the reply must not echo (a 256 KiB GET payload
+/// came back whole in a `502`).
+fn classify(error: reqwest::Error) -> GatewayError {
+    let error = error.without_url();
     if error.is_timeout() {
         return GatewayError::new(
             ErrorKind::UpstreamTimeout,
