@@ -92,7 +92,7 @@ start_responder() {
 # The shipped config without middleware (plain forwarding), and as shipped but
 # with a rate limit one client never reaches (1M per 1 s window).
 BASE_CONFIG=${BASE_CONFIG:-deploy/gateway.toml}
-sed -e '/^ *middleware = \[/d' -e 's/, middleware = \[[^]]*\]//' "$BASE_CONFIG" > "$WORK/gateway-plain.toml"
+plain_config "$BASE_CONFIG" "$WORK/gateway-plain.toml"
 sed -e 's/^limit = 1000$/limit = 1000000/' -e 's/^window = "60s"$/window = "1s"/' "$BASE_CONFIG" > "$WORK/gateway-chain.toml"
 TOKEN=$($BIN/routemq token --config "$BASE_CONFIG" --sub bench-user --ttl 2h)
 LOADGEN_ARGS=()

@@ -25,3 +25,6 @@ start_broker_and_redis() {
 
 # The shipped config reads its JWT secret from the environment.
 export ROUTEMQ_JWT_HS256_SECRET; ROUTEMQ_JWT_HS256_SECRET=${ROUTEMQ_JWT_HS256_SECRET:-$(head -c 32 /dev/urandom | base64)}
+
+# plain_config SRC DEST: SRC without its middleware (the plain forwarding path).
+plain_config() { sed -e '/^ *middleware = \[/d' -e 's/, middleware = \[[^]]*\]//' "$1" > "$2"; }

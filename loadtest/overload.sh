@@ -33,7 +33,7 @@ BIN=target/release
 OUT=loadtest/reports; mkdir -p "$OUT"
 start_broker_and_redis
 export RUST_LOG=warn
-sed -e '/^ *middleware = \[/d' -e 's/, middleware = \[[^]]*\]//' deploy/gateway.toml > "$WORK/gateway.toml"
+plain_config deploy/gateway.toml "$WORK/gateway.toml"
 
 STUB=""
 stub() { # stub LATENCY [ARGS...]: the user-service stub, replacing the previous one
