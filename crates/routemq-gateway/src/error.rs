@@ -61,7 +61,9 @@ pub enum ErrorKind {
     RateLimited,
     /// The service's circuit breaker is open: the upstream is not called.
     CircuitOpen,
-    /// The service already has as many calls in flight as its bulkhead allows.
+    /// No slot of the service's bulkhead in time: the wait would outlast
+    /// `queue_timeout` or the caller's deadline, or the service holds its
+    /// share of the worker without draining it.
     ServiceOverloaded,
     /// The worker is at capacity and shed the request without running it.
     Overloaded,
