@@ -18,6 +18,16 @@ fn limits(in_flight: usize, max_held: usize, queue_timeout: Duration) -> Service
 
 const LONG: Duration = Duration::from_secs(30);
 
+/// A new caller of service `s` is refused because `s` holds its share.
+async fn assert_refused_for_holding_its_share(bulkheads: &Bulkheads) {
+    let refused = bulkheads.enter("s", 2, LONG).await.err().expect("refused");
+    assert!(
+        refused.message.contains("holds its share"),
+        "{}",
+        refused.message
+    );
+}
+
 #[tokio::test]
 async fn a_request_beyond_the_limit_waits_for_a_slot_instead_of_being_refused() {
     let bulkheads = Arc::new(Bulkheads::new(limits(2, 10, LONG)));
@@ -66,12 +76,7 @@ async fn a_service_holding_its_share_without_proof_it_drains_is_refused_at_once(
     let queued = bulkheads.enter("s", 1, LONG);
     tokio::pin!(queued);
     assert!(futures::poll!(queued.as_mut()).is_pending());
-    let refused = bulkheads.enter("s", 2, LONG).await.err().expect("refused");
-    assert!(
-        refused.message.contains("holds its share"),
-        "{}",
-        refused.message
-    );
+    assert_refused_for_holding_its_share(&bulkheads).await;
 }
 
 #[tokio::test]
@@ -137,12 +142,7 @@ async fn a_service_that_stops_answering_loses_its_trust_beyond_its_share() {
     assert!(futures::poll!(waiting.as_mut()).is_pending());
     // Silent longer than twice its grace (100 ms with a 400 ms queue timeout).
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let refused = bulkheads.enter("s", 2, LONG).await.err().expect("refused");
-    assert!(
-        refused.message.contains("holds its share"),
-        "{}",
-        refused.message
-    );
+    assert_refused_for_holding_its_share(&bulkheads).await;
 }
 
 /// Once a service's latency is known, a request that could not get a slot
