@@ -11,7 +11,7 @@
 //!   usual latency — passes before a slot frees (`reason="queue_timeout"`).
 //!   Once the service's latency is known, a request whose expected wait
 //!   (its place in the callers' turns, at the rate slots free) is already
-//!   longer is refused at once: under sustained overload a queue that only
+//!   twice as long is refused at once: under sustained overload a queue that only
 //!   ever timed out would hand every slot to a request with no time left,
 //!   and nothing would be answered in time (measured before this: 1 % of a
 //!   service's capacity answered 2xx when offered twice it);
@@ -194,9 +194,13 @@ impl Gate {
         let latency = state.limit.recent().map(Duration::from_secs_f64);
         let budget = queue_timeout.min(deadline.saturating_sub(latency.unwrap_or_default()));
         if let Some(latency) = latency {
+            // Refused at once only when the wait is expected to take twice
+            // its budget: the limit may grow while the request waits, and a
+            // request refused by mistake is a false refusal, while one let
+            // in by mistake is refused anyway when its budget runs out.
             let limit = state.limit.current().max(1) as u32;
             let place = u32::try_from(state.queue.position_of_next(caller)).unwrap_or(u32::MAX);
-            if latency.saturating_mul(place) / limit > budget {
+            if latency.saturating_mul(place) / limit > budget.saturating_mul(2) {
                 return Entry::Refused(Refusal::QueueTimeout, budget);
             }
         }

@@ -38,7 +38,14 @@ pub struct AdaptiveLimit {
 struct Averages {
     short: f64,
     long: f64,
+    /// Samples taken, counted up to [`WARM_SAMPLES`].
+    samples: u32,
 }
+
+/// Samples before the short average says how the service is doing: the
+/// first calls of a cold service (connection set-up, a machine busy with a
+/// burst) are not its latency.
+const WARM_SAMPLES: u32 = 10;
 
 /// How much of each sample goes into the short average (about ten calls).
 const SHORT_WEIGHT: f64 = 0.1;
@@ -76,7 +83,9 @@ impl AdaptiveLimit {
     /// The service's latency over its last few calls, in seconds, once
     /// known: what a call started now is likely to take.
     pub fn recent(&self) -> Option<f64> {
-        self.averages.map(|averages| averages.short)
+        self.averages
+            .filter(|averages| averages.samples >= WARM_SAMPLES)
+            .map(|averages| averages.short)
     }
 
     /// One call took `seconds`, with `in_use` calls in flight or waiting.
@@ -86,9 +95,11 @@ impl AdaptiveLimit {
             self.averages = Some(Averages {
                 short: seconds,
                 long: seconds,
+                samples: 1,
             });
             return;
         };
+        averages.samples = (averages.samples + 1).min(WARM_SAMPLES);
         averages.short += (seconds - averages.short) * SHORT_WEIGHT;
         averages.long += (seconds - averages.long) * LONG_WEIGHT;
         if averages.long > TOLERANCE * averages.short {
