@@ -8,13 +8,8 @@
 //! (`503 service_overloaded`, with `retry-after`) only when a bound is
 //! reached:
 //! * `queue_timeout` — or the request's own deadline, less the service's
-//!   usual latency — passes before a slot frees (`reason="queue_timeout"`).
-//!   Once the service's latency is known, a request whose expected wait
-//!   (its place in the callers' turns, at the rate slots free) is already
-//!   twice as long is refused at once: under sustained overload a queue that only
-//!   ever timed out would hand every slot to a request with no time left,
-//!   and nothing would be answered in time (measured before this: 1 % of a
-//!   service's capacity answered 2xx when offered twice it);
+//!   recent latency, so a request handed a slot still has time for its
+//!   call — passes before a slot frees (`reason="queue_timeout"`);
 //! * the service already holds its share of the worker (`max_held`, calls
 //!   in flight plus waiting) and has not shown it can drain one more within
 //!   that time: a hanging service holds no more than its share, so the rest
@@ -191,19 +186,11 @@ impl Gate {
             self.publish(&state);
             return Entry::Now;
         }
-        let latency = state.limit.recent().map(Duration::from_secs_f64);
-        let budget = queue_timeout.min(deadline.saturating_sub(latency.unwrap_or_default()));
-        if let Some(latency) = latency {
-            // Refused at once only when the wait is expected to take twice
-            // its budget: the limit may grow while the request waits, and a
-            // request refused by mistake is a false refusal, while one let
-            // in by mistake is refused anyway when its budget runs out.
-            let limit = state.limit.current().max(1) as u32;
-            let place = u32::try_from(state.queue.position_of_next(caller)).unwrap_or(u32::MAX);
-            if latency.saturating_mul(place) / limit > budget.saturating_mul(2) {
-                return Entry::Refused(Refusal::QueueTimeout, budget);
-            }
-        }
+        let latency = state
+            .limit
+            .recent()
+            .map_or(Duration::ZERO, Duration::from_secs_f64);
+        let budget = queue_timeout.min(deadline.saturating_sub(latency));
         let held = state.in_flight + state.queue.len();
         let on_trial = held >= self.max_held;
         if on_trial && !self.may_prove(&state, budget) {

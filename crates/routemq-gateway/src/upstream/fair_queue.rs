@@ -35,15 +35,6 @@ impl<T> FairQueue<T> {
         self.len == 0
     }
 
-    /// At most how many items are served before one `caller` would queue
-    /// now, itself included: the caller's own earlier items, and per turn
-    /// one of every other caller's (a bound, so no walk over the callers).
-    pub fn position_of_next(&self, caller: Caller) -> usize {
-        let own = self.waiting.get(&caller).map_or(0, VecDeque::len);
-        let callers = self.turns.len() + usize::from(own == 0);
-        (self.len + 1).min((own + 1).saturating_mul(callers))
-    }
-
     /// Queues `item` (known by `id`) behind `caller`'s earlier ones.
     pub fn push(&mut self, caller: Caller, id: u64, item: T) {
         let queue = self.waiting.entry(caller).or_default();
@@ -104,24 +95,6 @@ mod tests {
             ]
         );
         assert!(queue.is_empty());
-    }
-
-    #[test]
-    fn a_light_callers_place_is_bounded_by_turns_not_by_the_flood() {
-        let mut queue = FairQueue::default();
-        assert_eq!(queue.position_of_next(7), 1);
-        for id in 0..100 {
-            queue.push(1, id, ());
-        }
-        assert_eq!(
-            queue.position_of_next(1),
-            101,
-            "the flooder waits behind itself"
-        );
-        assert_eq!(queue.position_of_next(2), 2, "a new caller waits one turn");
-        queue.push(2, 200, ());
-        queue.push(3, 300, ());
-        assert_eq!(queue.position_of_next(2), 6, "two turns of three callers");
     }
 
     #[test]

@@ -144,37 +144,3 @@ async fn a_service_that_stops_answering_loses_its_trust_beyond_its_share() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_refused_for_holding_its_share(&bulkheads).await;
 }
-
-/// Once a service's latency is known, a request that could not get a slot
-/// within its wait budget is refused at once instead of waiting it out; a
-/// caller with nothing queued is judged by its own turn, not the flood's.
-#[tokio::test]
-async fn a_wait_that_cannot_end_in_time_is_refused_at_once_but_not_a_light_callers() {
-    let bulkheads = Bulkheads::new(limits(1, 1000, Duration::from_secs(1)));
-    for _ in 0..10 {
-        let slot = bulkheads.enter("s", 1, LONG).await.expect("slot");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        drop(slot);
-    }
-    let _held = bulkheads.enter("s", 1, LONG).await.expect("slot");
-    let mut flood = Vec::new();
-    let mut refused_at_once = 0;
-    for _ in 0..150 {
-        let mut entering = Box::pin(bulkheads.enter("s", 1, LONG));
-        match futures::poll!(entering.as_mut()) {
-            std::task::Poll::Pending => flood.push(entering),
-            std::task::Poll::Ready(Ok(_)) => panic!("no slot is free"),
-            std::task::Poll::Ready(Err(refused)) => {
-                assert_eq!(refused.kind, ErrorKind::ServiceOverloaded);
-                refused_at_once += 1;
-            }
-        }
-    }
-    assert!(!flood.is_empty(), "the first of the flood wait");
-    assert!(refused_at_once >= 10, "{refused_at_once} refused at once");
-    let mut light = Box::pin(bulkheads.enter("s", 2, LONG));
-    assert!(
-        futures::poll!(light.as_mut()).is_pending(),
-        "a light caller's turn comes soon: it waits"
-    );
-}
