@@ -15,7 +15,8 @@
 #             its capacity, and how the rest were answered.
 #   memory    MEMORY_COUNT (4096) QoS 1 requests of 256 KiB (the shipped
 #             limits.max_payload_bytes) at once: statuses, time to drain and
-#             the worker's peak RSS against its 128 MiB intake budget.
+#             the worker's peak RSS against its intake budget (MEMORY_BUDGET
+#             bytes, default the shipped 128 MiB).
 # Usage: [SCENARIOS="herd fairness goodput memory"] loadtest/overload.sh [DURATION]   (default 10s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ HERD_CLIENTS=${HERD_CLIENTS:-100}
 HERD_EACH=${HERD_EACH:-20}
 GOODPUT_CAPACITY=${GOODPUT_CAPACITY:-64}
 MEMORY_COUNT=${MEMORY_COUNT:-4096}
+MEMORY_BUDGET=${MEMORY_BUDGET:-134217728} # the shipped mqtt.intake_memory_bytes
 SCENARIOS=${SCENARIOS:-herd fairness goodput memory}
 # shellcheck source=loadtest/lib.sh
 source loadtest/lib.sh
@@ -103,10 +105,12 @@ curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^routemq_service_(co
 fi
 if wants memory; then
 echo "== memory: $MEMORY_COUNT QoS 1 requests of 256 KiB (limits.max_payload_bytes) at once, upstream $LATENCY"
+sed -i "s/^intake_memory_bytes = [0-9]*/intake_memory_bytes = $MEMORY_BUDGET/" "$WORK/gateway.toml"
 stub "$LATENCY"; worker memory
+idle=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$WORKER/status")
 python3 -c 'import sys; print("[[requests]]\ntopic = \"api/v1/users/create\"\npayload = \"\"\"{\\\"blob\\\": \\\"%s\\\"}\"\"\"" % ("x" * (262144 - 20)))' > "$WORK/large.toml"
 load memory --burst "$MEMORY_COUNT" --scenario "$WORK/large.toml" --deadline 300s
 echo "   statuses $(figure memory 'r["statuses"]')  lost $(figure memory 'r["lost"]')  drained in $(figure memory 'round(r["duration_s"], 2)') s;" \
-  "worker peak RSS $(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$WORKER/status") MiB (intake_memory_bytes: 128 MiB)"
+  "worker RSS idle $idle MiB, peak $(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$WORKER/status") MiB (intake_memory_bytes: $((MEMORY_BUDGET >> 20)) MiB)"
 fi
 echo "reports in $OUT/"

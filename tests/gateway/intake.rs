@@ -31,12 +31,21 @@ routes = [
 
 /// The worker's peak resident memory, from the kernel.
 pub fn peak_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
+        .expect(field)
+}
+
+/// The worker's resident memory now, from the kernel.
+fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
 }
 
 /// One worker on `mosquitto` (its config edited first) with the routes
@@ -295,6 +304,57 @@ async fn qos1_requests_beyond_the_memory_budget_wait_in_the_broker_and_all_are_a
         replies.iter().find(|r| !matches!(r, Ok((200, _))))
     );
     assert!(peak < 192 * 1024, "peak RSS {peak} KiB");
+}
+
+/// Four thousand large requests at once through a budget that holds a few
+/// dozen: the intake stops reading while replies keep going out on their
+/// own connection, so the budget always comes back. (With replies on the
+/// request connection, the loop waiting for budget also held the replies
+/// that would free it, and the session stalled.)
+#[tokio::test]
+async fn a_large_burst_through_a_small_budget_never_stalls_the_session() {
+    let budget = (
+        "[gateway]\n",
+        "[mqtt]\nintake_memory_bytes = 8388608\n\n[gateway]\n",
+    );
+    let payload = ("max_payload_bytes = 4096", "max_payload_bytes = 65536");
+    let stack = stack_on(
+        Mosquitto::start_with("max_queued_messages 0\n"),
+        &[budget, payload],
+        Duration::from_millis(50),
+    )
+    .await;
+    let client = Arc::new(stack.client().await);
+    let body = bytes::Bytes::from(format!(r#"{{"blob": "{}"}}"#, "x".repeat(65_536 - 20)));
+    let patient = RequestOptions {
+        timeout: Duration::from_secs(300),
+        ..RequestOptions::default()
+    };
+    let idle = rss_kib(stack.workers[0].process.pid());
+    let started = Instant::now();
+    let replies = join_all((0..4096).map(|_| {
+        let (client, body, patient) = (Arc::clone(&client), body.clone(), patient.clone());
+        async move {
+            let reply = client.request("api/in/upload", body, &patient).await;
+            reply.map(|r| r.status)
+        }
+    }))
+    .await;
+    let answered = replies.iter().filter(|r| matches!(r, Ok(200))).count();
+    let grown = peak_rss_kib(stack.workers[0].process.pid()).saturating_sub(idle);
+    println!(
+        "4096 x 64 KiB QoS 1 requests, 8 MiB budget: {answered} answered 200 in {:?}; worker RSS grew {} MiB",
+        started.elapsed(),
+        grown / 1024
+    );
+    let worker = &stack.workers[0];
+    assert_eq!(worker.count_log("stopped taking replies"), 0);
+    assert_eq!(
+        answered,
+        4096,
+        "{:?}",
+        replies.iter().find(|r| !matches!(r, Ok(200)))
+    );
 }
 
 /// A GET's payload becomes its query string; one too long for a URL is

@@ -5,6 +5,11 @@
 //! PUBLISH. It frames packets (fixed header and remaining length) and keeps a
 //! journal of deliveries and acks per connection, so a test can check that
 //! nothing acknowledged the wrong message.
+//!
+//! A worker opens two connections: one takes requests, the other
+//! (client id `…-replies`) publishes replies. [`MqttProxy::connections`]
+//! counts the first kind — the session a request lives on — while faults
+//! apply to every connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+const CONNECT: u8 = 1;
 const PUBLISH: u8 = 3;
 const PUBACK: u8 = 4;
 const PUBREC: u8 = 5;
@@ -49,7 +55,12 @@ struct Faults {
     /// as a broker that never frees a slot would.
     swallow_pubacks_through: AtomicU64,
     cut: Mutex<CancellationToken>,
-    connections: AtomicU64,
+    /// Every connection proxied so far.
+    opened: AtomicU64,
+    /// Those that are not a worker's reply connection.
+    request_connections: AtomicU64,
+    /// A worker's reply connections.
+    reply_connections: AtomicU64,
     journal: Mutex<Vec<Seen>>,
 }
 
@@ -118,14 +129,20 @@ impl MqttProxy {
     /// Drops every PUBACK the broker sends on the connections made so far
     /// (and, if none is up, on the next one); later connections get theirs.
     pub fn swallow_pubacks_on_current_connection(&self) {
-        let current = self.connections().max(1);
+        let current = self.faults.opened.load(Ordering::SeqCst).max(1);
         self.faults
             .swallow_pubacks_through
             .store(current, Ordering::SeqCst);
     }
 
+    /// Connections made so far, a worker's reply connections not counted.
     pub fn connections(&self) -> u64 {
-        self.faults.connections.load(Ordering::SeqCst)
+        self.faults.request_connections.load(Ordering::SeqCst)
+    }
+
+    /// A worker's reply connections made so far.
+    pub fn reply_connections(&self) -> u64 {
+        self.faults.reply_connections.load(Ordering::SeqCst)
     }
 
     pub fn journal(&self) -> Vec<Seen> {
@@ -200,6 +217,31 @@ impl Packet {
             _ => None,
         }
     }
+
+    /// A CONNECT's client id (MQTT 5: protocol name, level, flags, keep
+    /// alive, properties, then the id).
+    fn client_id(&self) -> Option<String> {
+        if self.kind() != CONNECT {
+            return None;
+        }
+        let mut at = self.body() + 2 + 4 + 1 + 1 + 2;
+        let mut properties = 0usize;
+        for shift in (0..4).map(|i| 7 * i) {
+            let byte = *self.bytes.get(at)?;
+            at += 1;
+            properties |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        at += properties;
+        let length = usize::from(u16::from_be_bytes([
+            *self.bytes.get(at)?,
+            *self.bytes.get(at + 1)?,
+        ]));
+        let id = self.bytes.get(at + 2..at + 2 + length)?;
+        String::from_utf8(id.to_vec()).ok()
+    }
 }
 
 async fn read_packet(stream: &mut tokio::net::tcp::OwnedReadHalf) -> Option<Packet> {
@@ -237,7 +279,7 @@ async fn proxy(client: TcpStream, broker_port: u16, faults: Arc<Faults>) {
     };
     client.set_nodelay(true).ok();
     broker.set_nodelay(true).ok();
-    let connection = faults.connections.fetch_add(1, Ordering::SeqCst) + 1;
+    let connection = faults.opened.fetch_add(1, Ordering::SeqCst) + 1;
     let cut = faults.cut.lock().expect("cut lock").clone();
     let (mut client_read, mut client_write) = client.into_split();
     let (mut broker_read, mut broker_write) = broker.into_split();
@@ -247,6 +289,12 @@ async fn proxy(client: TcpStream, broker_port: u16, faults: Arc<Faults>) {
         let faults = Arc::clone(&faults);
         async move {
             while let Some(packet) = read_packet(&mut client_read).await {
+                let replies_only = packet.client_id().map(|id| id.ends_with("-replies"));
+                match replies_only {
+                    Some(true) => faults.reply_connections.fetch_add(1, Ordering::SeqCst),
+                    Some(false) => faults.request_connections.fetch_add(1, Ordering::SeqCst),
+                    None => 0,
+                };
                 note(&faults, connection, Direction::ToBroker, &packet, false);
                 if broker_write.write_all(&packet.bytes).await.is_err() {
                     return;

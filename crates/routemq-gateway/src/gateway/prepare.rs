@@ -26,8 +26,11 @@ pub(super) fn prepare(
     let path = route.path.render(|name| params.get(name))?;
     let sends_body = !matches!(route.method, Method::GET | Method::HEAD | Method::DELETE);
     let (body, query) = if sends_body {
-        let bytes = serde_json::to_vec(&ctx.body)
+        let mut bytes = serde_json::to_vec(&ctx.body)
             .map_err(|error| GatewayError::new(ErrorKind::Internal, error.to_string()))?;
+        // The vector grew by doubling; the body lives for the whole call
+        // (and its retries), so it keeps only what it holds.
+        bytes.shrink_to_fit();
         (Some(Bytes::from(bytes)), Vec::new())
     } else {
         (None, query_pairs(&ctx.body))

@@ -10,21 +10,19 @@
 //! pools are separate, so a QoS 0 flood cannot take the slots of QoS 1/2
 //! requests.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use routemq_gateway::{Gateway, Outbound};
+use routemq_gateway::Gateway;
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::AsyncClient;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use super::event_loop::{Delivery, LoopEvent};
 use super::memory::{Held, MemoryBudget};
 use super::message;
-use super::outflow::Outflow;
+use super::replies::Replies;
 use super::session::{Acked, Admission, Session};
 
 /// Slots per worker: QoS 1/2 and QoS 0 requests handled at once, and the
@@ -38,15 +36,10 @@ pub struct Capacity {
 
 pub struct Dispatcher {
     gateway: Arc<Gateway>,
-    client: AsyncClient,
+    replies: Arc<Replies>,
     session: Arc<Session>,
     acked_slots: Arc<Semaphore>,
     qos0_slots: Arc<Semaphore>,
-    /// The largest packet the broker takes (CONNACK's Maximum Packet Size,
-    /// capped by the configured one); kept current by the event loop.
-    max_packet: Arc<AtomicU32>,
-    /// Replies handed to the client, for the stall watch.
-    outflow: Arc<Outflow>,
     memory: MemoryBudget,
     /// Requests being handled, for Prometheus.
     in_flight_gauge: metrics::Gauge,
@@ -56,21 +49,17 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(
         gateway: Arc<Gateway>,
-        client: AsyncClient,
+        replies: Arc<Replies>,
         session: Arc<Session>,
         capacity: Capacity,
-        max_packet: Arc<AtomicU32>,
-        outflow: Arc<Outflow>,
     ) -> Dispatcher {
         metrics::gauge!("routemq_requests_capacity").set(capacity.acked as f64);
         Dispatcher {
             gateway,
-            client,
+            replies,
             session,
             acked_slots: Arc::new(Semaphore::new(capacity.acked)),
             qos0_slots: Arc::new(Semaphore::new(capacity.qos0)),
-            max_packet,
-            outflow,
             memory: MemoryBudget::new(capacity.memory_bytes),
             in_flight_gauge: metrics::gauge!("routemq_requests_in_flight"),
             requests: TaskTracker::new(),
@@ -111,11 +100,9 @@ impl Dispatcher {
         }
         let task = Task {
             gateway: Arc::clone(&self.gateway),
-            client: self.client.clone(),
+            replies: Arc::clone(&self.replies),
             session: Arc::clone(&self.session),
             connection,
-            max_packet: Arc::clone(&self.max_packet),
-            outflow: Arc::clone(&self.outflow),
             gauge: self.in_flight_gauge.clone(),
         };
         if publish.qos == QoS::AtMostOnce {
@@ -150,23 +137,11 @@ impl Dispatcher {
     }
 
     /// Answers a QoS 0 request beyond capacity without running it. The reply
-    /// is queued only if the client's queue has room: shedding never waits.
+    /// is queued only if the reply queue has room: shedding never waits.
     fn shed(&self, publish: &Publish, received_at: Instant) {
         let inbound = message::inbound(publish, received_at);
-        let Some(reply) = self.gateway.shed(&inbound) else {
-            return;
-        };
-        let (topic, payload, properties) = message::into_publish(reply);
-        let queued = self.client.try_publish_with_properties(
-            topic,
-            QoS::AtMostOnce,
-            false,
-            payload,
-            properties,
-        );
-        if queued.is_err() {
-            metrics::counter!("routemq_replies_failed_total", "reason" => "queue_full")
-                .increment(1);
+        if let Some(reply) = self.gateway.shed(&inbound) {
+            self.replies.try_publish(reply);
         }
     }
 }
@@ -186,35 +161,35 @@ fn reply_qos(request: QoS) -> QoS {
 /// What one request's task needs.
 struct Task {
     gateway: Arc<Gateway>,
-    client: AsyncClient,
+    replies: Arc<Replies>,
     session: Arc<Session>,
     /// The connection the request arrived on: only it may carry the ack.
     connection: u64,
-    max_packet: Arc<AtomicU32>,
-    outflow: Arc<Outflow>,
     gauge: metrics::Gauge,
 }
 
 impl Task {
     /// Runs the request holding its slot and its share of the memory
-    /// budget, both given back when it has been answered.
+    /// budget. The slot comes back once it is answered; the budget once its
+    /// reply is written (or at once, when there is none).
     async fn run(
         self,
-        _taken: (OwnedSemaphorePermit, Held),
+        (_slot, held): (OwnedSemaphorePermit, Held),
         publish: Box<Publish>,
         received_at: Instant,
     ) {
         self.gauge.increment(1.0);
-        self.handle(&publish, received_at).await;
+        self.handle(&publish, received_at, held).await;
         self.gauge.decrement(1.0);
     }
 
-    async fn handle(&self, publish: &Publish, received_at: Instant) {
+    async fn handle(&self, publish: &Publish, received_at: Instant, held: Held) {
         let inbound = message::inbound(publish, received_at);
         if let Some(reply) = Box::pin(self.gateway.handle(inbound)).await {
-            self.publish(reply, reply_qos(publish.qos)).await;
+            let qos = reply_qos(publish.qos);
+            self.replies.publish(reply, qos, Some(held)).await;
         }
-        // Acked only now, after the reply is queued ahead of it on the same connection.
+        // Acked only once its reply is queued on the reply connection.
         if publish.qos == QoS::AtMostOnce {
             return;
         }
@@ -224,42 +199,6 @@ impl Task {
                 "answered after its connection dropped; not acked on the new one"
             );
             metrics::counter!("routemq_stale_acks_total").increment(1);
-        }
-    }
-
-    /// Publishes a reply, or a small `502 reply_too_large` in its place when
-    /// the broker would refuse it: handed to rumqttc, an oversized packet
-    /// fails inside its event loop and can drop the connection with every
-    /// other reply in flight.
-    async fn publish(&self, reply: Outbound, qos: QoS) {
-        let limit = self.max_packet.load(Ordering::Relaxed) as usize;
-        let size = if message::packet_size_bound(&reply) <= limit {
-            0
-        } else {
-            message::packet_size(&reply, qos)
-        };
-        let reply = if size > limit {
-            tracing::warn!(
-                size,
-                limit,
-                "reply larger than the broker accepts; answering 502 reply_too_large"
-            );
-            metrics::counter!("routemq_replies_failed_total", "reason" => "too_large").increment(1);
-            reply.too_large(size, limit)
-        } else {
-            reply
-        };
-        let (topic, payload, properties) = message::into_publish(reply);
-        self.outflow.handing();
-        let published = self
-            .client
-            .publish_with_properties(topic, qos, false, payload, properties)
-            .await;
-        if let Err(error) = published {
-            self.outflow.not_handed();
-            metrics::counter!("routemq_replies_failed_total", "reason" => "publish_error")
-                .increment(1);
-            tracing::error!(%error, "could not publish a reply");
         }
     }
 }

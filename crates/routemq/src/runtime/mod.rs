@@ -8,6 +8,8 @@ mod memory;
 mod message;
 mod outflow;
 mod reload;
+mod replies;
+mod reply_loop;
 mod session;
 mod worker;
 

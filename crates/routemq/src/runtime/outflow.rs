@@ -1,16 +1,20 @@
-//! Whether what the worker hands to its MQTT client actually leaves.
+//! What the worker hands to its reply connection, until it is written.
 //!
-//! rumqttc reads its request queue only while the broker's receive maximum
-//! leaves room for another outgoing QoS 1/2 PUBLISH. A slot the broker never
-//! frees (a PUBREC refusal rumqttc 0.25.1 does not handle, an ack lost on the
-//! way, a packet-id collision) stops everything behind it — replies and acks
-//! alike — while the connection itself looks healthy: no error, pings answered.
+//! Every reply is handed over with a stamp — when, and the request's share
+//! of the intake memory budget — under the same lock as its place in
+//! rumqttc's request queue, so stamps and queue keep one order. Each reply
+//! rumqttc writes (its `Outgoing::Publish` event, in that order) takes the
+//! oldest stamp away: a reply waiting to be written still counts against the
+//! budget, and the budget comes back only once the bytes are on their way.
+//! The queue has a fixed number of places ([`Outflow::hand`] waits for one),
+//! so nothing in it is unbounded.
 //!
-//! So each reply and ack handed to the client is stamped, in order, and each
-//! one rumqttc writes out (its `Outgoing` event, in the same order) takes
-//! the oldest stamp away. When the oldest stamp is older than the stall
-//! timeout, the session is stuck: `/readyz` turns 503 and the event loop
-//! drops the connection to start a fresh one. A request waiting on a slow
+//! rumqttc reads its queue only while the broker's receive maximum leaves
+//! room for another QoS 1 PUBLISH. A slot the broker never frees (an ack
+//! lost on the way, a packet-id collision) stops every reply behind it while
+//! the connection looks healthy. When the oldest stamp is older than the
+//! stall timeout the session is stuck: `/readyz` turns 503 and the reply
+//! connection is dropped to start a fresh one. A request waiting on a slow
 //! upstream hands nothing over, so it never looks like a stall.
 
 use std::collections::VecDeque;
@@ -19,40 +23,102 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::memory::Held;
 use crate::telemetry::Readiness;
 
-/// Hand-offs to the MQTT client not yet written to the broker, oldest first.
-#[derive(Default)]
+/// One reply in rumqttc's queue.
+struct Handed {
+    at: Instant,
+    /// Its request's share of the intake budget (none for a shed reply).
+    _held: Option<Held>,
+}
+
+/// Replies handed to the client and not yet written, oldest first.
 pub struct Outflow {
-    waiting: Mutex<VecDeque<Instant>>,
-    /// Wakes the event loop to drop a stuck connection.
+    waiting: Mutex<VecDeque<Handed>>,
+    /// Free places in the client's queue.
+    room: Semaphore,
+    /// Wakes the reply connection's loop to drop a stuck connection.
     pub stalled: Notify,
 }
 
+/// Why the client refused a reply (boxed: rumqttc's error holds the request).
+pub type QueueError = Box<rumqttc::v5::ClientError>;
+
+/// The client's queue had no place, or refused the reply.
+#[derive(Debug)]
+pub struct NotHanded;
+
 impl Outflow {
-    /// A reply or an ack is about to be queued on the client.
-    pub fn handing(&self) {
-        self.waiting.lock().push_back(Instant::now());
+    /// An outflow for a client queue of `places`.
+    pub fn new(places: usize) -> Outflow {
+        Outflow {
+            waiting: Mutex::new(VecDeque::new()),
+            room: Semaphore::new(places),
+            stalled: Notify::new(),
+        }
     }
 
-    /// The hand-off just announced did not reach the client's queue.
-    pub fn not_handed(&self) {
-        self.waiting.lock().pop_back();
+    /// Waits for a place, then queues a reply with `queue` (which must not
+    /// wait: a `try_` call on the client) holding `held` until it is written.
+    pub async fn hand(
+        &self,
+        held: Option<Held>,
+        queue: impl FnOnce() -> Result<(), QueueError>,
+    ) -> Result<(), NotHanded> {
+        let place = self.room.acquire().await.map_err(|_| NotHanded)?;
+        place.forget();
+        self.queue(held, queue)
     }
 
-    /// rumqttc wrote one of them (a PUBLISH, PUBACK or PUBREC) to the network.
+    /// Queues a reply only if a place is free now.
+    pub fn try_hand(
+        &self,
+        queue: impl FnOnce() -> Result<(), QueueError>,
+    ) -> Result<(), NotHanded> {
+        let place = self.room.try_acquire().map_err(|_| NotHanded)?;
+        place.forget();
+        self.queue(None, queue)
+    }
+
+    fn queue(
+        &self,
+        held: Option<Held>,
+        queue: impl FnOnce() -> Result<(), QueueError>,
+    ) -> Result<(), NotHanded> {
+        let mut waiting = self.waiting.lock();
+        if let Err(error) = queue() {
+            self.room.add_permits(1);
+            tracing::error!(%error, "could not queue a reply");
+            return Err(NotHanded);
+        }
+        waiting.push_back(Handed {
+            at: Instant::now(),
+            _held: held,
+        });
+        Ok(())
+    }
+
+    /// rumqttc wrote the oldest reply to the network.
     pub fn sent(&self) {
-        self.waiting.lock().pop_front();
+        if self.waiting.lock().pop_front().is_some() {
+            self.room.add_permits(1);
+        }
     }
 
-    /// The connection was dropped and the client's queue drained with it:
-    /// nothing handed so far will be sent. A stamp taken in the instant
-    /// between the drain and this call is lost, which only delays detection.
-    pub fn forget(&self) {
-        self.waiting.lock().clear();
+    /// Runs `drop_queue` (which empties the client's queue: the connection
+    /// is gone) under the lock hand-offs take, so no reply slips in between;
+    /// returns how many replies were dropped with it.
+    pub fn forget(&self, drop_queue: impl FnOnce()) -> usize {
+        let mut waiting = self.waiting.lock();
+        drop_queue();
+        let dropped = waiting.len();
+        waiting.clear();
+        self.room.add_permits(dropped);
+        dropped
     }
 
     /// A connection is up: what was handed while there was none has waited
@@ -62,17 +128,20 @@ impl Outflow {
         self.waiting
             .lock()
             .iter_mut()
-            .for_each(|stamp| *stamp = now);
+            .for_each(|handed| handed.at = now);
     }
 
     /// How long the oldest hand-off has waited.
     fn oldest_wait(&self) -> Option<Duration> {
-        self.waiting.lock().front().map(Instant::elapsed)
+        self.waiting
+            .lock()
+            .front()
+            .map(|handed| handed.at.elapsed())
     }
 }
 
 /// Checks the outflow a few times per `timeout` until `stop`; a stall is
-/// counted, logged, shown on `/readyz` and ends the connection.
+/// counted, logged, shown on `/readyz` and ends the reply connection.
 pub async fn watch(
     outflow: Arc<Outflow>,
     timeout: Duration,
@@ -84,14 +153,14 @@ pub async fn watch(
         let Some(waited) = outflow.oldest_wait() else {
             continue;
         };
-        let connected = readiness.mqtt_connected.load(Ordering::Relaxed);
+        let connected = readiness.replies_connected.load(Ordering::Relaxed);
         if waited < timeout || !connected || readiness.stalled.load(Ordering::Relaxed) {
             continue;
         }
         metrics::counter!("routemq_mqtt_stalls_total").increment(1);
         tracing::error!(
             waited = ?waited,
-            "the broker connection stopped taking replies and acks; reconnecting"
+            "the broker connection stopped taking replies; reconnecting"
         );
         readiness.set(&readiness.stalled, true);
         outflow.stalled.notify_one();
@@ -102,24 +171,33 @@ pub async fn watch(
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_oldest_unsent_hand_off_is_measured_in_order() {
-        let outflow = Outflow::default();
+    #[tokio::test]
+    async fn the_oldest_unsent_reply_is_measured_in_order_and_places_come_back() {
+        let outflow = Outflow::new(2);
         assert_eq!(outflow.oldest_wait(), None);
-        outflow.handing();
+        outflow.hand(None, || Ok(())).await.expect("a place");
         std::thread::sleep(Duration::from_millis(5));
-        outflow.handing();
+        outflow.try_hand(|| Ok(())).expect("a second place");
+        assert!(outflow.try_hand(|| Ok(())).is_err(), "the queue is full");
         let first = outflow.oldest_wait().expect("waiting");
         outflow.sent();
         let second = outflow.oldest_wait().expect("still one");
         assert!(second < first, "{second:?} < {first:?}");
-        outflow.handing();
-        outflow.not_handed();
-        outflow.sent();
+        outflow.try_hand(|| Ok(())).expect("a place came back");
+        assert_eq!(outflow.forget(|| {}), 2);
         assert_eq!(outflow.oldest_wait(), None);
         outflow.sent();
-        outflow.handing();
-        outflow.forget();
-        assert_eq!(outflow.oldest_wait(), None);
+        let refused = || {
+            Err(Box::new(rumqttc::v5::ClientError::Request(
+                rumqttc::v5::Request::PingReq,
+            )))
+        };
+        assert!(outflow.try_hand(refused).is_err());
+        outflow
+            .try_hand(|| Ok(()))
+            .expect("a refused reply gave its place back");
+        outflow
+            .try_hand(|| Ok(()))
+            .expect("and the others are free");
     }
 }

@@ -17,8 +17,6 @@
 //! can reach a later connection. [`Session::admit`] tells first deliveries
 //! from copies.
 
-use std::sync::Arc;
-
 use fixedbitset::FixedBitSet;
 use parking_lot::Mutex;
 use parking_lot::MutexGuard;
@@ -26,8 +24,6 @@ use parking_lot::MutexGuard;
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
-
-use super::outflow::Outflow;
 
 struct State {
     /// The current connection's number (1 for the first); 0 before any.
@@ -52,8 +48,6 @@ impl Default for State {
 pub struct Session {
     client: AsyncClient,
     state: Mutex<State>,
-    /// Acks handed to the client, for the stall watch.
-    outflow: Arc<Outflow>,
 }
 
 /// Whether a delivery runs.
@@ -75,11 +69,10 @@ pub enum Acked {
 }
 
 impl Session {
-    pub fn new(client: AsyncClient, outflow: Arc<Outflow>) -> Session {
+    pub fn new(client: AsyncClient) -> Session {
         Session {
             client,
             state: Mutex::new(State::default()),
-            outflow,
         }
     }
 
@@ -134,13 +127,12 @@ impl Session {
         if !state.up || state.connection != connection {
             return Acked::Stale;
         }
-        // Queued without waiting, under the lock: the queue has room for
-        // every slot's reply and ack (see `worker::client_queue`).
-        self.outflow.handing();
+        // Queued without waiting, under the lock: the queue has room for an
+        // ack per slot (see `worker::client_queue`), and nothing else the
+        // worker queues there waits on the broker.
         match self.client.try_ack(publish) {
             Ok(()) => Acked::Queued,
             Err(error) => {
-                self.outflow.not_handed();
                 tracing::error!(%error, "could not acknowledge a request");
                 Acked::Failed
             }

@@ -1,4 +1,3 @@
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{Capacity, Dispatcher};
 use super::event_loop::{drive, LoopEvent};
-use super::outflow::{self, Outflow};
 use super::reload::{self, ConfigSource, Reloader};
+use super::replies::{self, Replies};
 use super::session::Session;
 use crate::config::{MqttSettings, WorkerConfig};
 use crate::telemetry::{install_prometheus, serve_probes, Readiness};
@@ -87,6 +86,8 @@ pub async fn run_worker(
     let failed = running.serve_until(&shutdown, background.failed()).await?;
     let Running {
         client,
+        replies,
+        reply_task,
         mut events,
         event_task,
         dispatcher,
@@ -117,8 +118,10 @@ pub async fn run_worker(
     .await;
     background.stop().await;
     client.disconnect().await.ok();
+    replies.disconnect().await;
     drop(events);
-    tokio::time::timeout(Duration::from_secs(2), event_task)
+    let loops = async { tokio::join!(event_task, reply_task) };
+    tokio::time::timeout(Duration::from_secs(2), loops)
         .await
         .ok();
     probes_stop.cancel();
@@ -134,13 +137,16 @@ pub async fn run_worker(
 /// A worker's MQTT side once connected: the client, the events its loop
 /// hands over, and the dispatcher that runs each request.
 struct Running {
+    /// The request connection's client: subscriptions and acks.
     client: AsyncClient,
+    replies: Arc<Replies>,
+    reply_task: JoinHandle<()>,
     events: mpsc::Receiver<LoopEvent>,
     event_task: JoinHandle<()>,
     dispatcher: Dispatcher,
     filters: Vec<Filter>,
     readiness: Arc<Readiness>,
-    /// Stops the stall watch with the connection.
+    /// Stops the reply connection's stall watch with it.
     _watch: tokio_util::sync::DropGuard,
     /// Whether the broker connection is up.
     connected: bool,
@@ -149,7 +155,8 @@ struct Running {
     reload: Option<(Reloader, Signal)>,
 }
 
-/// Starts the MQTT client and its event loop for `gateway`.
+/// Starts the two MQTT connections — requests, and replies
+/// (`replies.rs`) — and their event loops for `gateway`.
 fn connect(
     mqtt: &MqttSettings,
     worker_id: &str,
@@ -166,45 +173,29 @@ fn connect(
         qos0: usize::from(mqtt.max_in_flight_qos0),
         memory_bytes: mqtt.intake_memory_bytes,
     };
-    let (client, event_loop) = AsyncClient::new(
-        mqtt_options(mqtt, client_id)?,
-        client_queue(capacity, filters.len()),
-    );
-    let outflow = Arc::new(Outflow::default());
-    let session = Arc::new(Session::new(client.clone(), Arc::clone(&outflow)));
+    let options = mqtt_options(mqtt, client_id)?;
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
-    let max_packet = Arc::new(AtomicU32::new(mqtt.max_packet_size));
-    let event_task = tokio::spawn(drive(
-        event_loop,
-        events_tx,
-        Arc::clone(&max_packet),
-        mqtt.max_packet_size,
-        Arc::clone(&session),
-        Arc::clone(&outflow),
-    ));
-    let watch_stop = CancellationToken::new();
-    tokio::spawn(outflow::watch(
-        Arc::clone(&outflow),
-        mqtt.stall_timeout,
-        Arc::clone(&readiness),
-        watch_stop.clone(),
-    ));
-    let dispatcher = Dispatcher::new(
-        gateway,
-        client.clone(),
-        session,
-        capacity,
-        max_packet,
-        outflow,
-    );
+    let reply_setup = replies::Setup {
+        options: options.clone(),
+        places: capacity.acked + capacity.qos0,
+        max_packet_size: mqtt.max_packet_size,
+        stall_timeout: mqtt.stall_timeout,
+    };
+    let started = Replies::start(reply_setup, Arc::clone(&readiness), events_tx.clone());
+    let (client, event_loop) = AsyncClient::new(options, client_queue(capacity, filters.len()));
+    let session = Arc::new(Session::new(client.clone()));
+    let event_task = tokio::spawn(drive(event_loop, events_tx, Arc::clone(&session)));
+    let dispatcher = Dispatcher::new(gateway, Arc::clone(&started.replies), session, capacity);
     Ok(Running {
         client,
+        replies: started.replies,
+        reply_task: started.task,
         events,
         event_task,
         dispatcher,
         filters,
         readiness,
-        _watch: watch_stop.drop_guard(),
+        _watch: started.watch,
         connected: false,
         drain_timeout: Duration::ZERO,
         reload: None,
@@ -251,7 +242,6 @@ impl Running {
                         metrics::counter!("routemq_mqtt_reconnects_total").increment(1);
                     }
                     readiness.set(&readiness.mqtt_connected, true);
-                    readiness.set(&readiness.stalled, false);
                     if !session_present {
                         subscribe(&self.client, self.filters.clone());
                     }
@@ -313,11 +303,11 @@ async fn hangup(reload: &mut Option<(Reloader, Signal)>) -> Option<()> {
     }
 }
 
-/// The client's request queue: room for a reply and an ack per slot, the
+/// The request connection's client queue: room for an ack per slot, the
 /// (un)subscriptions and a disconnect, so an ack never waits for room
 /// ([`Session::ack`] queues it without waiting, under a lock).
 fn client_queue(capacity: Capacity, filters: usize) -> usize {
-    2 * (capacity.acked + capacity.qos0) + 2 * filters + 16
+    capacity.acked + 2 * filters + 16
 }
 
 /// Subscribes from a task of its own: the worker's loop never waits on the

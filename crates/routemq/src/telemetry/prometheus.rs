@@ -36,11 +36,14 @@ pub fn install_prometheus() -> anyhow::Result<PrometheusHandle> {
 /// comes and goes and when it starts draining; Redis is asked directly.
 #[derive(Default)]
 pub struct Readiness {
+    /// The connection requests arrive on is up.
     pub mqtt_connected: AtomicBool,
+    /// The connection replies leave on (`runtime/replies.rs`) is up.
+    pub replies_connected: AtomicBool,
     pub subscribed: AtomicBool,
     pub draining: AtomicBool,
-    /// The broker connection stopped taking replies and acks
-    /// (`runtime/outflow.rs`); cleared once a new connection is up.
+    /// The reply connection stopped taking replies (`runtime/outflow.rs`);
+    /// cleared once a new connection is up.
     pub stalled: AtomicBool,
     /// The configuration version the worker runs, reported beside the checks.
     pub config_version: parking_lot::Mutex<String>,
@@ -128,12 +131,16 @@ async fn readyz(State(state): State<ProbeState>) -> impl IntoResponse {
 }
 
 /// Whether the worker should get traffic, and each check behind the answer.
-fn readiness_checks(state: &ProbeState) -> (bool, [(&'static str, bool); 5]) {
+fn readiness_checks(state: &ProbeState) -> (bool, [(&'static str, bool); 6]) {
     let readiness = &state.readiness;
     let checks = [
         (
             "mqtt_connected",
             readiness.mqtt_connected.load(Ordering::Relaxed),
+        ),
+        (
+            "replies_connected",
+            readiness.replies_connected.load(Ordering::Relaxed),
         ),
         ("subscribed", readiness.subscribed.load(Ordering::Relaxed)),
         ("redis_connected", state.redis.is_connected()),

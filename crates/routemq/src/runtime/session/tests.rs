@@ -13,7 +13,7 @@ fn delivery(pkid: u16, dup: bool) -> Publish {
 
 fn session() -> (Session, rumqttc::v5::EventLoop) {
     let (client, event_loop) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), 8);
-    (Session::new(client, Default::default()), event_loop)
+    (Session::new(client), event_loop)
 }
 
 #[test]
