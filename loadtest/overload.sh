@@ -72,7 +72,7 @@ echo "   statuses $(figure herd 'r["statuses"]')  lost $(figure herd 'r["lost"]'
 fi
 if wants fairness; then
 echo "== fairness: a light caller alone and beside a flood of 2000 outstanding, upstream $LATENCY"
-worker fairness
+stub "$LATENCY"; worker fairness
 load light-alone --deadline 60s --rate 20 --duration "$DURATION" --warmup 1s
 load flood --deadline 60s --concurrency 2000 --duration "$DURATION" --warmup 2s & FLOOD=$!
 sleep 3

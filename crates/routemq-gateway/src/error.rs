@@ -45,6 +45,8 @@ pub enum ErrorKind {
     RequestIdReused,
     PayloadTooLarge,
     HeadersTooLarge,
+    /// A GET's payload makes a query string longer than a URL may be.
+    UriTooLong,
     DeadlineExceeded,
     /// The upstream answered 4xx; its status is passed through.
     UpstreamRejected(u16),
@@ -90,6 +92,7 @@ impl ErrorKind {
             ErrorKind::RequestIdReused => 422,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::HeadersTooLarge => 431,
+            ErrorKind::UriTooLong => 414,
             ErrorKind::UpstreamRejected(status) => status,
             ErrorKind::UpstreamError | ErrorKind::ReplyTooLarge => 502,
             ErrorKind::ReplyNotKept => 410,
@@ -115,6 +118,7 @@ impl ErrorKind {
             ErrorKind::RequestIdReused => "request_id_reused",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::UriTooLong => "uri_too_long",
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::UpstreamRejected(_) => "upstream_rejected",
             ErrorKind::UpstreamError => "upstream_error",
@@ -145,6 +149,7 @@ impl ErrorKind {
             | ErrorKind::RequestIdReused
             | ErrorKind::PayloadTooLarge
             | ErrorKind::HeadersTooLarge
+            | ErrorKind::UriTooLong
             | ErrorKind::DeadlineExceeded
             | ErrorKind::Unauthorized
             | ErrorKind::Forbidden
