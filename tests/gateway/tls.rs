@@ -15,7 +15,7 @@ use routemq_gateway::registry;
 use routemq_gateway::tls::TlsFiles;
 use routemq_tests::tls::{mosquitto_tls_listeners, Authority, Pem, TlsRedis};
 use routemq_tests::upstream::fixed_status;
-use routemq_tests::{free_port, Mosquitto, Worker};
+use routemq_tests::{free_port, routemq_with_env, Mosquitto, Worker};
 use serde_json::Value;
 
 use crate::stack::{ask, under_test};
@@ -319,4 +319,47 @@ async fn an_unreachable_broker_and_redis_are_retried_while_readyz_says_503() {
     let body: Value = readyz.json().await.expect("json");
     assert_eq!(body["checks"]["mqtt_connected"], false);
     assert_eq!(body["checks"]["redis_connected"], false);
+}
+
+/// The admin commands read a worker's `[redis]` section with `--config`:
+/// TLS files, client certificate and password file, as the worker does —
+/// and nothing else in it (the broker password it names is not set).
+#[tokio::test]
+async fn admin_commands_reach_a_mutual_tls_redis_through_the_workers_config() {
+    let secured = Secured::start();
+    let files = secured.trusted(Some(&secured.client));
+    let config = secured.config("admin.toml", &files, &files);
+    let config = config.display().to_string();
+    let (bin, url) = (under_test(), secured.redis.url());
+    let admin = |args: &[&str]| routemq_with_env(&bin, args, &url, &[]);
+
+    let refused = admin(&["services", "list"]).expect_err("no CA, no certificate, no password");
+    assert!(refused.contains("TLS certificate was refused"), "{refused}");
+    let register = [
+        "services",
+        "register",
+        "--config",
+        &config,
+        "--service",
+        "admin-service",
+        "--instance-id",
+        "admin-1",
+        "--url",
+        "http://127.0.0.1:9",
+    ];
+    admin(&register).expect("registered over mutual TLS");
+    let listed = admin(&["services", "list", "--json", "--config", &config]).expect("listed");
+    assert!(listed.contains("admin-1"), "{listed}");
+    let created = admin(&["api-keys", "create", "--name", "ops", "--config", &config])
+        .expect("a key created");
+    let keys = admin(&["api-keys", "list", "--config", &config]).expect("keys listed");
+    assert!(keys.contains("ops"), "{created}\n{keys}");
+
+    // An explicit --redis replaces the URL (the TLS files still apply).
+    let elsewhere = format!("rediss://127.0.0.1:{}", free_port());
+    let moved = admin(&[
+        "services", "list", "--config", &config, "--redis", &elsewhere,
+    ])
+    .expect_err("nothing listens there");
+    assert!(moved.contains("cannot reach Redis"), "{moved}");
 }

@@ -7,6 +7,7 @@ use clap::Subcommand;
 use fred::prelude::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use routemq_gateway::middleware::{ApiKeyRecord, ApiKeyStore};
+use routemq_gateway::redis::RedisSettings;
 use serde_json::json;
 
 use super::services::client;
@@ -31,8 +32,8 @@ pub enum ApiKeysCommand {
     Revoke { id: String },
 }
 
-pub async fn api_keys(command: ApiKeysCommand, redis_url: &str) -> anyhow::Result<()> {
-    let redis = client(redis_url).await?;
+pub async fn api_keys(command: ApiKeysCommand, settings: &RedisSettings) -> anyhow::Result<()> {
+    let redis = client(settings).await?;
     let store = ApiKeyStore::new(&redis);
     match command {
         ApiKeysCommand::Create {

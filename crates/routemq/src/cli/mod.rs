@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use routemq_gateway::middleware::MiddlewareKinds;
+use routemq_gateway::redis::RedisSettings;
 use routemq_gateway::RouteTarget;
 use tokio_util::sync::CancellationToken;
 
@@ -27,18 +28,38 @@ struct Cli {
     command: Command,
 }
 
-/// The Redis a registry or API-key command works on.
+/// The Redis an admin command works on.
 #[derive(Args)]
 struct RedisArg {
-    /// Redis URL.
-    #[arg(
-        id = "redis",
-        long = "redis",
-        env = "ROUTEMQ_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        global = true
-    )]
-    url: String,
+    /// Redis URL; replaces the URL `--config` gives (its TLS files and
+    /// credentials still apply). Default: `ROUTEMQ_REDIS_URL`, else
+    /// redis://127.0.0.1:6379.
+    #[arg(id = "redis", long = "redis", global = true)]
+    url: Option<String>,
+    /// A worker's configuration file: its `[redis]` section (URL, TLS,
+    /// username, password_env/password_file) is used as a worker uses it.
+    #[arg(id = "redis_config", long = "config", global = true)]
+    config: Option<PathBuf>,
+}
+
+impl RedisArg {
+    /// The connection settings: `--config`'s `[redis]` resolved as a worker
+    /// resolves it (so `ROUTEMQ_REDIS_URL` overrides its URL there too),
+    /// else `ROUTEMQ_REDIS_URL` or the local default; `--redis` replaces
+    /// the URL either way.
+    fn settings(&self) -> anyhow::Result<RedisSettings> {
+        let mut settings = match &self.config {
+            Some(path) => config::redis_of(path)?,
+            None => RedisSettings::new(
+                std::env::var("ROUTEMQ_REDIS_URL")
+                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
+        };
+        if let Some(url) = &self.url {
+            settings.url.clone_from(url);
+        }
+        Ok(settings)
+    }
 }
 
 #[derive(Subcommand)]
@@ -105,12 +126,8 @@ enum Command {
         /// Also register the instances in Redis, heartbeat them, and deregister on exit.
         #[arg(long)]
         register: bool,
-        #[arg(
-            long,
-            env = "ROUTEMQ_REDIS_URL",
-            default_value = "redis://127.0.0.1:6379"
-        )]
-        redis: String,
+        #[command(flatten)]
+        redis: RedisArg,
         /// Registration ttl, refreshed by heartbeats at a third of it.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
         ttl: Duration,
@@ -203,8 +220,8 @@ async fn run(command: Command, kinds: MiddlewareKinds, traces: bool) -> anyhow::
             write_stdout(SHIPPED_CONFIG);
             Ok(())
         }
-        Command::Services { command, redis } => services::run(command, &redis.url).await,
-        Command::ApiKeys { command, redis } => auth::api_keys(command, &redis.url).await,
+        Command::Services { command, redis } => services::run(command, &redis.settings()?).await,
+        Command::ApiKeys { command, redis } => auth::api_keys(command, &redis.settings()?).await,
         Command::Token {
             config,
             sub,
@@ -227,7 +244,11 @@ async fn run(command: Command, kinds: MiddlewareKinds, traces: bool) -> anyhow::
                 advertise_host,
                 base_port,
             };
-            run_demo(demo, register.then_some(redis), ttl).await
+            let register_in = match register {
+                true => Some(redis.settings()?),
+                false => None,
+            };
+            run_demo(demo, register_in, ttl).await
         }
     }
 }
@@ -318,7 +339,7 @@ struct DemoOptions {
 
 async fn run_demo(
     options: DemoOptions,
-    register_in: Option<String>,
+    register_in: Option<RedisSettings>,
     ttl: Duration,
 ) -> anyhow::Result<()> {
     let DemoOptions {
@@ -352,7 +373,7 @@ async fn run_demo(
         }
     }
     match register_in {
-        Some(redis_url) => services::register_and_heartbeat(&redis_url, &started, ttl, stop).await,
+        Some(redis) => services::register_and_heartbeat(&redis, &started, ttl, stop).await,
         None => {
             stop.cancelled().await;
             Ok(())

@@ -65,8 +65,9 @@ pub enum ServicesCommand {
 /// How long a CLI command waits for Redis before giving up.
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
 
-pub(super) async fn client(url: &str) -> anyhow::Result<Client> {
-    let client = connect(&RedisSettings::new(url)).await?;
+pub(super) async fn client(settings: &RedisSettings) -> anyhow::Result<Client> {
+    let url = shown(&settings.url);
+    let client = connect(settings).await?;
     match tokio::time::timeout(CONNECT_WAIT, client.wait_for_connect()).await {
         Ok(Ok(())) => Ok(client),
         Ok(Err(error)) => anyhow::bail!("cannot reach Redis at {url}: {error}"),
@@ -76,12 +77,24 @@ pub(super) async fn client(url: &str) -> anyhow::Result<Client> {
     }
 }
 
+/// A Redis URL as printed: any password in it replaced.
+fn shown(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[authority_end..]),
+        None => url.to_string(),
+    }
+}
+
 fn parsed_url(url: &str) -> anyhow::Result<reqwest::Url> {
     reqwest::Url::parse(url).map_err(|error| anyhow::anyhow!("--url `{url}` is invalid: {error}"))
 }
 
-pub async fn run(command: ServicesCommand, redis_url: &str) -> anyhow::Result<()> {
-    let redis = client(redis_url).await?;
+pub async fn run(command: ServicesCommand, settings: &RedisSettings) -> anyhow::Result<()> {
+    let redis = client(settings).await?;
     match command {
         ServicesCommand::Register {
             service,
@@ -167,12 +180,12 @@ pub async fn run(command: ServicesCommand, redis_url: &str) -> anyhow::Result<()
 /// Registers the demo instances with a ttl, heartbeats them at a third of it
 /// and deregisters them when `stop` fires.
 pub async fn register_and_heartbeat(
-    redis_url: &str,
+    settings: &RedisSettings,
     instances: &[DemoInstance],
     ttl: Duration,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let redis = client(redis_url).await?;
+    let redis = client(settings).await?;
     for instance in instances {
         let url = instance.url();
         let health_check_url = format!("{url}/health");
@@ -185,7 +198,11 @@ pub async fn register_and_heartbeat(
         };
         registry::register(&redis, &registration).await?;
     }
-    println!("registered {} instances in {redis_url}", instances.len());
+    println!(
+        "registered {} instances in {}",
+        instances.len(),
+        shown(&settings.url)
+    );
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,

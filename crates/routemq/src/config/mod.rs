@@ -2,6 +2,7 @@
 //! then validated into typed values (`validate.rs`). Every error names the
 //! file and line, and a broken file never half-starts a worker.
 
+mod admin;
 mod bounds;
 mod guards;
 mod middleware;
@@ -10,6 +11,7 @@ mod sections;
 mod security;
 mod validate;
 
+pub use admin::redis_of;
 pub use middleware::Secret;
 pub use validate::{load, parse, version_of, ConfigError, Loader, MqttSettings, WorkerConfig};
 
