@@ -76,6 +76,17 @@ async fn credentials_are_verified_and_identity_is_asserted_upstream(cluster: boo
         let reply = ask_with(&client, topic, "", &[("authorization", &authorization)]).await;
         assert_eq!(reply.status, 401, "{case}: {}", reply.json());
         assert_eq!(error_type(&reply), "unauthorized", "{case}");
+        let challenges = reply
+            .user_properties
+            .iter()
+            .filter(|(name, _)| name == "www-authenticate")
+            .count();
+        assert_eq!(challenges, 1, "{case}: one challenge");
+        assert!(
+            reply.json().get("service").is_none(),
+            "{case}: no upstream was chosen: {}",
+            reply.json()
+        );
     }
 
     // Roles per route: delete needs admin.
@@ -85,6 +96,7 @@ async fn credentials_are_verified_and_identity_is_asserted_upstream(cluster: boo
         (reply.status, error_type(&reply).as_str()),
         (403, "forbidden")
     );
+    assert!(reply.json().get("service").is_none(), "{}", reply.json());
     let admin = bearer("root", &["admin"]);
     let reply = ask_with(&client, delete, "", &[("authorization", &admin)]).await;
     assert_eq!(reply.status, 200, "{}", reply.json());

@@ -186,6 +186,18 @@ impl ErrorKind {
         }
     }
 
+    /// Whether an error reply names the upstream service: only when the
+    /// service itself, or the gateway's guard of it, answered — never for a
+    /// refusal made before any upstream was chosen (credentials, limits,
+    /// bad input).
+    pub fn names_service(self) -> bool {
+        match self.side() {
+            Side::Upstream | Side::Guard => true,
+            Side::Downstream => self == ErrorKind::DeadlineExceeded,
+            Side::Internal => self == ErrorKind::ReplyTooLarge,
+        }
+    }
+
     /// Whether the same request may succeed if the client sends it again.
     pub fn retryable(self) -> bool {
         self.retry() != Retry::Never

@@ -226,7 +226,10 @@ impl Gateway {
         };
         let reply = match self.run_chain(plan, &mut ctx, request).await {
             Ok(reply) => reply,
-            Err(error) => Reply::error(&error, request.request_id, service.as_deref()),
+            Err(error) => {
+                let named = service.as_deref().filter(|_| error.kind.names_service());
+                Reply::error(&error, request.request_id, named)
+            }
         };
         Answer {
             reply,
