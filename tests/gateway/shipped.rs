@@ -234,3 +234,49 @@ async fn the_shipped_mosquitto_acl_confines_the_gateway_and_each_client() {
         "the gateway cannot publish outside the reply namespace"
     );
 }
+
+/// Subjects that are e-mail addresses (ASCII or not) are their own reply
+/// level, so the shipped ACL's `replies/%u/#` lets such a user read its
+/// replies. (The older encoded level, still accepted while
+/// `replies.legacy_levels` is on, is no topic this ACL lets them read; the
+/// unit tests of `reply_topics` cover it.)
+#[tokio::test]
+async fn an_email_subject_is_answered_under_its_user_name_with_the_shipped_acl() {
+    let dir = tempfile::tempdir().expect("dir");
+    let users = ["ada.lovelace@example.com", "josé@example.com"];
+    let passwd = passwords(
+        dir.path(),
+        &[
+            ("routemq-gateway", "pw"),
+            (users[0], "pw"),
+            (users[1], "pw"),
+        ],
+    );
+    let mosquitto = Mosquitto::start_with(&format!(
+        "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+        passwd.display(),
+        deploy("mosquitto/acl").display()
+    ));
+    let redis = Redis::start();
+    let gateway_url = format!("mqtt://routemq-gateway:pw@127.0.0.1:{}", mosquitto.port);
+    let _worker = shipped_worker(&gateway_url, &redis);
+    let url = format!("mqtt://127.0.0.1:{}", mosquitto.port);
+    for user in users {
+        let level = routemq_client::reply_level(user);
+        assert_eq!(level, user, "a safe level is used as it is");
+        let client = client_as(
+            &url,
+            Some((user, "pw")),
+            Some(format!("replies/{level}/app")),
+        )
+        .await;
+        let reply = ask_with(
+            &client,
+            "gateway/health",
+            "",
+            &[("authorization", &token(user, &[]))],
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{user}: {}", reply.json());
+    }
+}

@@ -115,11 +115,12 @@ pub struct ClientOptions {
     pub reply_topic: Option<String>,
 }
 
-/// One identity value (a JWT `sub` or `iss`) as the gateway encodes it into
-/// a reply-topic level: bytes outside `A–Z a–z 0–9 - _ .` percent-encoded,
-/// and a value longer than 64 encoded bytes as `~` + its hex SHA-256.
+/// One identity value (a JWT `sub` or `iss`) as the gateway maps it to a
+/// reply-topic level: the value itself when it is a safe level (an e-mail
+/// address, a UUID), else percent-encoded with upper-case hex, or hashed
+/// when long (`docs/protocol.md`, Reply topics).
 pub fn reply_level(value: &str) -> String {
-    routemq_router::encode_level(value)
+    routemq_router::identity_level(value)
 }
 
 /// Replies that matched no waiting request (see [`ClientOptions::track_stray_replies`]).

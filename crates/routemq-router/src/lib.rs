@@ -17,7 +17,9 @@ mod text;
 pub use error::RouteError;
 pub use filter::{filter_matches, is_valid_topic_name, SubscriptionFilter};
 pub use group::{Group, RouteSpec};
-pub use level::{encode_level, MAX_LEVEL_BYTES};
+pub use level::{
+    encode_level, identity_level, is_safe_level, MAX_LEVEL_BYTES, MAX_RAW_LEVEL_BYTES,
+};
 pub use pattern::{Segment, TopicPattern};
 pub use table::{Match, Params, Qos, Route, RouteTable};
 pub use text::{is_allowed_char, is_mqtt_string, topic_levels, MAX_STRING_BYTES};

@@ -7,15 +7,17 @@
 //! `replies/{sub}/#`, a caller whose token says `sub = alice` may only be
 //! answered under `replies/alice/`.
 //!
-//! A placeholder fills exactly one topic level with the value encoded by
-//! [`encode_level`]: bytes outside `A–Z a–z 0–9 - _ .` are percent-encoded
-//! (so `/`, `+`, `#`, `$`, `%` and `~` never appear raw), and a value whose
-//! encoding is longer than 64 bytes is replaced by `~` and the hex
-//! SHA-256 of the raw value. Filters without placeholders match any caller,
-//! anonymous ones included: for those, confinement comes from the broker's
-//! ACLs (`deploy/mosquitto/`, `deploy/emqx/`).
+//! A placeholder fills exactly one topic level with the value mapped by
+//! [`identity_level`]: the value itself when it is a safe level (an e-mail
+//! address, a UUID — what broker ACLs substitute for the user name), else
+//! percent-encoded with upper-case hex, or hashed when long. During a
+//! deprecation window (`legacy_levels`, on by default) the older mapping
+//! that encoded every value ([`encode_level`]) is accepted too. Filters
+//! without placeholders match any caller, anonymous ones included: for
+//! those, confinement comes from the broker's ACLs (`deploy/mosquitto/`,
+//! `deploy/emqx/`).
 
-use routemq_router::{encode_level, filter_matches};
+use routemq_router::{encode_level, filter_matches, identity_level};
 
 use crate::middleware::Identity;
 
@@ -68,6 +70,9 @@ impl Filter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyTopics {
     filters: Vec<Filter>,
+    /// Whether an identity level in the older, always-encoded form is
+    /// accepted beside the canonical one.
+    legacy_levels: bool,
 }
 
 /// How a reply topic fares against the allowlist.
@@ -85,6 +90,7 @@ impl ReplyTopics {
     pub fn any() -> ReplyTopics {
         ReplyTopics {
             filters: vec![Filter::new(vec![Level::Rest])],
+            legacy_levels: true,
         }
     }
 
@@ -97,7 +103,17 @@ impl ReplyTopics {
         if filters.is_empty() {
             return Err("the reply-topic allowlist is empty: no reply could be sent".into());
         }
-        Ok(ReplyTopics { filters })
+        Ok(ReplyTopics {
+            filters,
+            legacy_levels: true,
+        })
+    }
+
+    /// Whether the older identity levels (every value percent-encoded,
+    /// `ada%40example.com`) are still accepted beside the canonical ones.
+    pub fn with_legacy_levels(mut self, accepted: bool) -> ReplyTopics {
+        self.legacy_levels = accepted;
+        self
     }
 
     /// The check made before anything else runs, without an identity.
@@ -120,7 +136,7 @@ impl ReplyTopics {
     pub fn allows(&self, topic: &str, identity: Option<&Identity>) -> bool {
         self.filters
             .iter()
-            .any(|f| matches(&f.levels, topic, identity))
+            .any(|f| matches(&f.levels, topic, identity, self.legacy_levels))
     }
 }
 
@@ -147,26 +163,56 @@ fn parse_filter(filter: &str) -> Result<Vec<Level>, String> {
         .collect()
 }
 
-/// The filter as an MQTT filter, its placeholders bound or, without an
-/// identity, unmatched (a filter needing an identity never matches without one).
-fn matches(filter: &[Level], topic: &str, identity: Option<&Identity>) -> bool {
-    let mut levels = Vec::with_capacity(filter.len());
-    for level in filter {
-        levels.push(match level {
-            Level::Literal(text) => text.clone(),
-            Level::Any => "+".into(),
-            Level::Rest => "#".into(),
-            Level::Subject => match identity {
-                Some(identity) => encode_level(&identity.subject),
-                None => return false,
-            },
-            Level::Issuer => match identity {
-                Some(identity) => encode_level(identity.issuer.as_deref().unwrap_or_default()),
-                None => return false,
-            },
-        });
+/// The filter as MQTT filters, its placeholders bound — to the canonical
+/// level and, with `legacy`, to the older one where it differs — or,
+/// without an identity, unmatched (a filter needing an identity never
+/// matches without one).
+fn matches(filter: &[Level], topic: &str, identity: Option<&Identity>, legacy: bool) -> bool {
+    let mut candidates = vec![String::new()];
+    for (index, level) in filter.iter().enumerate() {
+        let forms = match level {
+            Level::Literal(text) => vec![text.clone()],
+            Level::Any => vec!["+".into()],
+            Level::Rest => vec!["#".into()],
+            Level::Subject | Level::Issuer => {
+                let Some(identity) = identity else {
+                    return false;
+                };
+                let value = match level {
+                    Level::Subject => identity.subject.as_str(),
+                    _ => identity.issuer.as_deref().unwrap_or_default(),
+                };
+                level_forms(value, legacy)
+            }
+        };
+        let separator = if index == 0 { "" } else { "/" };
+        candidates = candidates
+            .iter()
+            .flat_map(|prefix| {
+                forms
+                    .iter()
+                    .map(move |form| format!("{prefix}{separator}{form}"))
+            })
+            .collect();
     }
-    filter_matches(&levels.join("/"), topic)
+    candidates
+        .iter()
+        .any(|candidate| filter_matches(candidate, topic))
+}
+
+/// The levels `value` is accepted as: the canonical one, and the older one
+/// when it differs and is still accepted.
+fn level_forms(value: &str, legacy: bool) -> Vec<String> {
+    let canonical = identity_level(value);
+    if !legacy {
+        return vec![canonical];
+    }
+    let old = encode_level(value);
+    if old == canonical {
+        vec![canonical]
+    } else {
+        vec![canonical, old]
+    }
 }
 
 #[cfg(test)]

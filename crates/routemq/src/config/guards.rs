@@ -12,7 +12,7 @@ use routemq_router::RouteTable;
 
 use std::time::Duration;
 
-use super::raw::{RawGateway, RawService};
+use super::raw::{RawGateway, RawReplies, RawService};
 
 /// Where each service's concurrency limit starts, before its latency is known.
 const INITIAL_IN_FLIGHT: usize = 128;
@@ -59,9 +59,13 @@ pub fn service_limits(
     }
 }
 
-pub fn reply_topics(allow: Option<Vec<String>>) -> Result<ReplyTopics, String> {
-    let allow = allow.unwrap_or_else(|| DEFAULT_REPLY_TOPICS.map(String::from).to_vec());
-    ReplyTopics::parse(&allow).map_err(|message| format!("replies.allow: {message}"))
+pub fn reply_topics(replies: RawReplies) -> Result<ReplyTopics, String> {
+    let allow = replies
+        .allow
+        .unwrap_or_else(|| DEFAULT_REPLY_TOPICS.map(String::from).to_vec());
+    let topics =
+        ReplyTopics::parse(&allow).map_err(|message| format!("replies.allow: {message}"))?;
+    Ok(topics.with_legacy_levels(replies.legacy_levels.unwrap_or(true)))
 }
 
 /// Where replies go when `[replies] allow` is not set: under the caller's

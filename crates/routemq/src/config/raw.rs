@@ -104,6 +104,7 @@ pub struct RawGateway {
 #[serde(deny_unknown_fields)]
 pub struct RawReplies {
     pub allow: Option<Vec<String>>,
+    pub legacy_levels: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

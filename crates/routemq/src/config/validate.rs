@@ -144,7 +144,7 @@ fn parse_with(
     let mqtt = mqtt_settings(raw.mqtt, &mut context).map_err(|message| at(None, message))?;
     let redis = redis_settings(raw.redis, &mut context).map_err(|message| at(None, message))?;
     let service_limits = service_limits(&raw.gateway, &raw.services, mqtt.max_in_flight);
-    let reply_topics = reply_topics(raw.replies.allow).map_err(|message| at(None, message))?;
+    let reply_topics = reply_topics(raw.replies).map_err(|message| at(None, message))?;
     let limits = limits(&raw.limits, &mqtt).map_err(|message| at(None, message))?;
     let (metrics_addr, request_log_length) =
         telemetry(raw.telemetry, env).map_err(|message| at(None, message))?;

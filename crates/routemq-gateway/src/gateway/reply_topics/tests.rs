@@ -59,3 +59,21 @@ fn malformed_filters_are_refused() {
     }
     assert!(ReplyTopics::parse::<&str>(&[]).is_err());
 }
+
+#[test]
+fn an_email_subject_is_its_own_level_and_the_old_form_is_accepted_while_enabled() {
+    let topics = ReplyTopics::parse(&["replies/{sub}/#"]).expect("parses");
+    let ada = user("ada.lovelace@example.com", None);
+    assert!(topics.allows("replies/ada.lovelace@example.com/1", Some(&ada)));
+    assert!(topics.allows("replies/ada.lovelace%40example.com/1", Some(&ada)));
+    assert!(!topics.allows("replies/ada.lovelace%40Example.com/1", Some(&ada)));
+    let org = user("org:ada", None);
+    assert!(topics.allows("replies/org:ada/1", Some(&org)));
+    assert!(
+        !topics.allows("replies/org%3aada/1", Some(&org)),
+        "hex is upper-case"
+    );
+    let strict = topics.with_legacy_levels(false);
+    assert!(strict.allows("replies/ada.lovelace@example.com/1", Some(&ada)));
+    assert!(!strict.allows("replies/ada.lovelace%40example.com/1", Some(&ada)));
+}
