@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod intake;
 mod isolation;
+mod jwks;
 mod lifecycle;
 mod measure;
 mod mw;

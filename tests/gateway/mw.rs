@@ -17,7 +17,7 @@ pub const EC_PRIVATE: &[u8] =
     include_bytes!("../../crates/routemq-gateway/testdata/ec_private.pem");
 const EC_PUBLIC: &str = include_str!("../../crates/routemq-gateway/testdata/ec_public.pem");
 
-const CONFIG: &str = r#"
+pub const CONFIG: &str = r#"
 [auth.jwt]
 hs256_secret_file = "{dir}/jwt.secret"
 public_keys = [{ algorithm = "ES256", file = "{dir}/ec_public.pem" }]
@@ -159,7 +159,7 @@ pub async fn start_one_with_env(env: &[(&str, &str)]) -> MwStack {
     with_upstreams(stack).await
 }
 
-async fn with_upstreams(stack: Stack) -> MwStack {
+pub async fn with_upstreams(stack: Stack) -> MwStack {
     stack.demo_instances("user-service", 1).await;
     let flaky = Arc::new(Switch::default());
     let addr = switchable(Arc::clone(&flaky)).await;

@@ -56,6 +56,8 @@ pub enum ErrorKind {
     NoHealthyInstance,
     /// Redis, where the cluster-wide state lives, cannot be reached.
     StoreUnavailable,
+    /// The identity provider's keys a token needs are not loaded (yet).
+    AuthUnavailable,
     /// No credentials, or credentials that do not verify.
     Unauthorized,
     /// Verified credentials without the required scope or role, or a CORS origin not allowed.
@@ -99,6 +101,7 @@ impl ErrorKind {
             ErrorKind::UpstreamUnavailable
             | ErrorKind::NoHealthyInstance
             | ErrorKind::StoreUnavailable
+            | ErrorKind::AuthUnavailable
             | ErrorKind::CircuitOpen
             | ErrorKind::ServiceOverloaded
             | ErrorKind::Overloaded => 503,
@@ -126,6 +129,7 @@ impl ErrorKind {
             ErrorKind::UpstreamUnavailable => "upstream_unavailable",
             ErrorKind::NoHealthyInstance => "no_healthy_instance",
             ErrorKind::StoreUnavailable => "store_unavailable",
+            ErrorKind::AuthUnavailable => "auth_unavailable",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::RateLimited => "rate_limited",
@@ -162,6 +166,7 @@ impl ErrorKind {
             | ErrorKind::CircuitOpen
             | ErrorKind::ServiceOverloaded => Side::Guard,
             ErrorKind::StoreUnavailable
+            | ErrorKind::AuthUnavailable
             | ErrorKind::Overloaded
             | ErrorKind::ReplyTooLarge
             | ErrorKind::ReplyNotKept
@@ -178,6 +183,7 @@ impl ErrorKind {
             | ErrorKind::RequestInProgress
             | ErrorKind::NoHealthyInstance
             | ErrorKind::StoreUnavailable
+            | ErrorKind::AuthUnavailable
             | ErrorKind::RateLimited
             | ErrorKind::CircuitOpen
             | ErrorKind::ServiceOverloaded

@@ -16,7 +16,7 @@ use super::builder::GatewayConfig;
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
 use crate::middleware::breaker_board::BreakerBoard;
-use crate::middleware::ApiKeys;
+use crate::middleware::{ApiKeys, RemoteJwks};
 use crate::registry::{run_health_probes, ProbeSettings, RegistryCache};
 use crate::request_log::RequestLog;
 
@@ -43,6 +43,7 @@ pub(super) struct BackgroundParts<'a> {
     pub cache: &'a Arc<RegistryCache>,
     pub metrics: &'a Arc<MetricsRecorder>,
     pub api_keys: Option<&'a Arc<ApiKeys>>,
+    pub remote_jwks: Option<&'a Arc<RemoteJwks>>,
     pub request_log: Option<&'a Arc<RequestLog>>,
     pub membership: &'a Arc<Membership>,
     pub breakers: &'a Arc<BreakerBoard>,
@@ -67,6 +68,7 @@ impl BackgroundTasks {
             cache,
             metrics,
             api_keys,
+            remote_jwks,
             request_log,
             membership,
             breakers,
@@ -84,6 +86,12 @@ impl BackgroundTasks {
             background.spawn("api key refresh", async move {
                 api_keys.run_refresh(redis, interval, stop).await
             });
+        }
+        if let Some(remote_jwks) = remote_jwks {
+            background.spawn(
+                "identity provider keys",
+                Arc::clone(remote_jwks).run(stop.clone()),
+            );
         }
         background.spawn(
             "membership",

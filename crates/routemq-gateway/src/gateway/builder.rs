@@ -16,7 +16,7 @@ use super::{Gateway, Limits, ReplyTopics, RouteTarget};
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
 use crate::middleware::breaker_board::BreakerBoard;
-use crate::middleware::{ApiKeys, AuthSettings, MiddlewareConfigs};
+use crate::middleware::{ApiKeys, AuthSettings, MiddlewareConfigs, RemoteJwks, RemoteJwksSettings};
 use crate::process::ProcessId;
 use crate::registry::RegistryCache;
 use crate::request_log::RequestLog;
@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     pub membership: Arc<Membership>,
     pub breakers: Arc<BreakerBoard>,
     pub api_keys: Option<Arc<ApiKeys>>,
+    /// The identity provider's fetched keys (`auth.jwt.jwks_url`).
+    pub remote_jwks: Option<Arc<RemoteJwks>>,
     /// Where answered requests are logged for the Redis lists; `None` disables it.
     pub request_log: Option<Arc<RequestLog>>,
     /// Whether spans are exported: only then is trace context extracted,
@@ -82,6 +84,7 @@ pub(crate) struct FixedSettings {
     metrics_flush_interval: Duration,
     request_log_length: Option<usize>,
     api_keys_refresh: Option<Duration>,
+    remote_jwks: Option<RemoteJwksSettings>,
 }
 
 impl FixedSettings {
@@ -91,6 +94,11 @@ impl FixedSettings {
             metrics_flush_interval: config.metrics_flush_interval,
             request_log_length: config.request_log_length,
             api_keys_refresh: config.auth.api_keys_refresh,
+            remote_jwks: config
+                .auth
+                .jwt
+                .as_ref()
+                .and_then(|jwt| jwt.keys.remote.clone()),
         }
     }
 
@@ -121,6 +129,10 @@ impl FixedSettings {
             (
                 self.api_keys_refresh != other.api_keys_refresh,
                 "auth.api_keys",
+            ),
+            (
+                self.remote_jwks != other.remote_jwks,
+                "auth.jwt.jwks_url (and its jwks_* settings)",
             ),
         ]
         .into_iter()
@@ -202,6 +214,15 @@ impl GatewayBuilder {
                 tracing::warn!(%error, "api keys not readable at start-up, starting with none");
             }
         }
+        let remote_jwks = match config
+            .auth
+            .jwt
+            .as_ref()
+            .and_then(|jwt| jwt.keys.remote.clone())
+        {
+            Some(settings) => Some(Arc::new(RemoteJwks::new(settings)?)),
+            None => None,
+        };
         let request_log = config
             .request_log_length
             .map(|length| Arc::new(RequestLog::new(length, &worker_id)));
@@ -216,6 +237,7 @@ impl GatewayBuilder {
             cache: &cache,
             metrics: &metrics,
             api_keys: api_keys.as_ref(),
+            remote_jwks: remote_jwks.as_ref(),
             request_log: request_log.as_ref(),
             membership: &membership,
             breakers: &breakers,
@@ -228,6 +250,7 @@ impl GatewayBuilder {
             membership,
             breakers,
             api_keys,
+            remote_jwks,
             request_log,
             traces,
             worker_id,

@@ -174,6 +174,7 @@ impl Gateway {
         let authenticator = Arc::new(Authenticator::new(
             config.auth.jwt.clone(),
             shared.api_keys.clone(),
+            shared.remote_jwks.clone(),
         ));
         let process = shared.membership.process().clone();
         let replays = Replays::new(

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::jwt::{JwtSettings, JwtVerifier};
+use super::remote_jwks::RemoteJwks;
 use super::spec::AuthSpec;
 use super::{ApiKeys, Flow, Identity, Middleware, RequestContext};
 use crate::{ErrorKind, GatewayError, Headers};
@@ -40,9 +41,15 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(jwt: Option<JwtSettings>, api_keys: Option<Arc<ApiKeys>>) -> Authenticator {
+    /// `remote` is the identity provider's fetched key set, shared by every
+    /// configuration a worker runs (it outlives reloads).
+    pub fn new(
+        jwt: Option<JwtSettings>,
+        api_keys: Option<Arc<ApiKeys>>,
+        remote: Option<Arc<RemoteJwks>>,
+    ) -> Authenticator {
         Authenticator {
-            jwt: jwt.map(JwtVerifier::new),
+            jwt: jwt.map(|settings| JwtVerifier::new(settings, remote)),
             api_keys,
         }
     }
@@ -76,8 +83,13 @@ impl Authenticator {
                 .map(str::trim)
                 .ok_or_else(|| unauthorized("authorization must be `Bearer <token>`"))?;
             return verifier.verify(token).map_err(|e| {
+                if e.unavailable {
+                    // The keys are being fetched: retry, not re-authenticate.
+                    return GatewayError::new(ErrorKind::AuthUnavailable, e.message)
+                        .with_property("retry-after", "1");
+                }
                 // One challenge (RFC 6750 §3), naming why the token failed.
-                GatewayError::new(ErrorKind::Unauthorized, e.to_string())
+                GatewayError::new(ErrorKind::Unauthorized, e.message)
                     .with_property("www-authenticate", "Bearer error=\"invalid_token\"")
             });
         }

@@ -32,6 +32,7 @@ mod local_limit;
 mod rate_limit;
 mod recent_writes;
 pub mod registry;
+mod remote_jwks;
 mod spec;
 mod transform;
 
@@ -58,6 +59,7 @@ pub use registry::{
     DuplicateKind, Kind, KindContext, MiddlewareConfig, MiddlewareConfigs, MiddlewareKind,
     MiddlewareKinds, Resources,
 };
+pub use remote_jwks::{RemoteJwks, RemoteJwksSettings};
 pub use spec::{
     AuthSpec, BreakerSpec, CorsSpec, FallbackSpec, RateLimitSpec, ResponseTransformSpec,
     TransformSpec,

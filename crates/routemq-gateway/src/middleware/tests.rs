@@ -44,12 +44,15 @@ fn hs256(claims: &Value, secret: &[u8]) -> String {
 }
 
 fn verifier(keys: JwtKeys) -> JwtVerifier {
-    JwtVerifier::new(JwtSettings {
-        keys,
-        issuers: vec!["routemq-tests".into()],
-        audiences: vec!["gateway".into()],
-        leeway: Duration::ZERO,
-    })
+    JwtVerifier::new(
+        JwtSettings {
+            keys,
+            issuers: vec!["routemq-tests".into()],
+            audiences: vec!["gateway".into()],
+            leeway: Duration::ZERO,
+        },
+        None,
+    )
 }
 
 fn hs256_verifier() -> JwtVerifier {

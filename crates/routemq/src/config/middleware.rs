@@ -9,6 +9,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use routemq_gateway::middleware::{
     AuthSettings, JwtKeys, JwtSettings, KindContext, MiddlewareConfigs, MiddlewareKinds,
+    RemoteJwksSettings,
 };
 use serde::Deserialize;
 
@@ -50,7 +51,10 @@ fn jwt_settings(
         let path = config_dir.join(file);
         std::fs::read(&path).map_err(|e| format!("auth.jwt: cannot read `{}`: {e}", path.display()))
     };
-    let mut keys = JwtKeys::default();
+    let mut keys = JwtKeys {
+        remote: remote_jwks(&raw, config_dir)?,
+        ..JwtKeys::default()
+    };
     let secret = secrets.one_of(
         ("auth.jwt.hs256_secret_env", raw.hs256_secret_env),
         ("auth.jwt.hs256_secret_file", raw.hs256_secret_file),
@@ -95,7 +99,7 @@ fn jwt_settings(
     }
     if keys.is_empty() && !secrets.deferred() {
         return Err(
-            "auth.jwt: no key: set hs256_secret_env, hs256_secret_file, public_keys or jwks_file"
+            "auth.jwt: no key: set hs256_secret_env, hs256_secret_file, public_keys, jwks_file or jwks_url"
                 .into(),
         );
     }
@@ -105,6 +109,63 @@ fn jwt_settings(
         audiences: raw.audience.map(OneOrMany::into_vec).unwrap_or_default(),
         leeway: raw.leeway.unwrap_or(Duration::from_secs(30)),
     })
+}
+
+/// `auth.jwt.jwks_url` and its settings: HTTPS, or HTTP to this host only
+/// (a key set read in the clear from elsewhere could be anyone's).
+fn remote_jwks(raw: &RawJwt, config_dir: &Path) -> Result<Option<RemoteJwksSettings>, String> {
+    let Some(url) = &raw.jwks_url else {
+        let set = [
+            raw.jwks_ca_file.is_some(),
+            raw.jwks_min_refresh.is_some(),
+            raw.jwks_max_refresh.is_some(),
+            raw.jwks_max_bytes.is_some(),
+        ];
+        if set.contains(&true) {
+            return Err("auth.jwt: the jwks_* settings need jwks_url".into());
+        }
+        return Ok(None);
+    };
+    let parsed =
+        reqwest::Url::parse(url).map_err(|error| format!("auth.jwt.jwks_url `{url}`: {error}"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(format!(
+                "auth.jwt.jwks_url `{url}`: use https (http only for a loopback host)"
+            ))
+        }
+        other => {
+            return Err(format!(
+                "auth.jwt.jwks_url `{url}`: `{other}` is not http(s)"
+            ))
+        }
+    }
+    let min_refresh = raw.jwks_min_refresh.unwrap_or(Duration::from_secs(30));
+    let max_refresh = raw.jwks_max_refresh.unwrap_or(Duration::from_secs(600));
+    if min_refresh.is_zero() || max_refresh < min_refresh {
+        return Err(
+            "auth.jwt: jwks_min_refresh must be above zero and at most jwks_max_refresh".into(),
+        );
+    }
+    let max_bytes = raw.jwks_max_bytes.unwrap_or(64 * 1024);
+    if max_bytes == 0 {
+        return Err("auth.jwt.jwks_max_bytes must be above zero".into());
+    }
+    Ok(Some(RemoteJwksSettings {
+        url: url.clone(),
+        ca_file: raw.jwks_ca_file.as_ref().map(|file| config_dir.join(file)),
+        min_refresh,
+        max_refresh,
+        max_bytes,
+    }))
 }
 
 /// A string or a list of strings.

@@ -167,6 +167,14 @@ pub struct RawJwt {
     #[serde(default)]
     pub public_keys: Vec<RawPublicKey>,
     pub jwks_file: Option<String>,
+    /// The identity provider's key set URL, fetched and kept current.
+    pub jwks_url: Option<String>,
+    pub jwks_ca_file: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub jwks_min_refresh: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub jwks_max_refresh: Option<Duration>,
+    pub jwks_max_bytes: Option<usize>,
     pub issuer: Option<OneOrMany>,
     pub audience: Option<OneOrMany>,
     #[serde(default, with = "humantime_serde")]

@@ -270,3 +270,37 @@ middleware = ["circuit_breaker"]
     ))
     .expect("rate mode");
 }
+
+#[test]
+fn a_jwks_url_must_be_https_or_loopback_http_with_sane_bounds() {
+    let with = |jwt: &str| {
+        let text = SHIPPED.replace(
+            "hs256_secret_env = \"ROUTEMQ_JWT_HS256_SECRET\"",
+            &format!("hs256_secret_env = \"ROUTEMQ_JWT_HS256_SECRET\"\n{jwt}"),
+        );
+        parse(&text, "gateway.toml", &no_env).map_err(|error| error.to_string())
+    };
+    for accepted in [
+        "jwks_url = \"https://idp.example/jwks.json\"",
+        "jwks_url = \"http://127.0.0.1:8080/jwks\"",
+        "jwks_url = \"http://localhost/jwks\"",
+    ] {
+        let config = with(accepted).expect(accepted);
+        let jwt = config.gateway.auth.jwt.expect("jwt");
+        let remote = jwt.keys.remote.expect("remote");
+        assert_eq!(remote.min_refresh, std::time::Duration::from_secs(30));
+        assert_eq!(remote.max_bytes, 65_536);
+    }
+    for (refused, says) in [
+        ("jwks_url = \"http://idp.example/jwks\"", "use https"),
+        ("jwks_url = \"ftp://idp.example/jwks\"", "is not http(s)"),
+        (
+            "jwks_url = \"https://idp.example/j\"\njwks_min_refresh = \"5m\"\njwks_max_refresh = \"1m\"",
+            "at most jwks_max_refresh",
+        ),
+        ("jwks_max_bytes = 10", "need jwks_url"),
+    ] {
+        let error = with(refused).expect_err(refused);
+        assert!(error.contains(says), "{refused}: {error}");
+    }
+}
