@@ -3,7 +3,7 @@
 //! keys answers 503 and recovers by itself, a rotation is followed without
 //! a reload (the new key accepted, the withdrawn one refused, remembered
 //! tokens included), and a broken, oversized or missing document keeps the
-//! last good keys.
+//! last good keys; and the set is fetched over HTTPS from a private CA.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use axum::Router;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use parking_lot::Mutex;
 use routemq_client::RequestClient;
+use routemq_tests::tls::Authority;
 use routemq_tests::{eventually, upstream, Probes};
 use serde_json::{json, Value};
 
@@ -152,4 +153,81 @@ async fn keys_from_the_identity_provider_follow_a_rotation_and_survive_its_failu
         .await;
         assert_eq!(status_of(&client, &rsa).await.0, 200, "{status}");
     }
+}
+
+/// An HTTPS key-set server with a certificate from `authority`: one
+/// request per connection, answered with `body` (a fixture small enough to
+/// write by hand; no HTTP server crate serves TLS in this suite).
+async fn https_key_server(authority: &Authority, body: String) -> std::net::SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pem = authority.server("idp");
+    let certs = CertificateDer::pem_file_iter(&pem.cert)
+        .expect("cert file")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_file(&pem.key).expect("key");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    upstream::upstreams().spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                tls.write_all(response.as_bytes()).await.ok();
+                tls.shutdown().await.ok();
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn keys_are_fetched_over_https_trusting_the_configured_ca() {
+    let dir = tempfile::tempdir().expect("dir");
+    let authority = Authority::new(dir.path(), "idp-ca");
+    let server = https_key_server(&authority, key_set(&[EC_JWK])).await;
+    let ca = authority.ca.display().to_string();
+    let config = mw::CONFIG.replace(
+        r#"public_keys = [{ algorithm = "ES256", file = "{dir}/ec_public.pem" }]"#,
+        &format!(
+            "jwks_url = \"https://localhost:{}/jwks\"\njwks_ca_file = \"{ca}\"\njwks_min_refresh = \"200ms\"",
+            server.port()
+        ),
+    );
+    let mut stack = Stack::start_with(0, 1, &config, false, &[("jwt.secret", mw::SECRET)]).await;
+    stack.add_worker("worker-0");
+    let stack = mw::with_upstreams(stack).await;
+    let client = stack.stack.client().await;
+    let ec = token(Algorithm::ES256, "ec-1");
+    eventually("the key set over HTTPS", Duration::from_secs(10), || async {
+        (status_of(&client, &ec).await.0 == 200).then_some(())
+    })
+    .await;
 }
