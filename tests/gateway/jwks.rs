@@ -226,8 +226,10 @@ async fn keys_are_fetched_over_https_trusting_the_configured_ca() {
     let stack = mw::with_upstreams(stack).await;
     let client = stack.stack.client().await;
     let ec = token(Algorithm::ES256, "ec-1");
-    eventually("the key set over HTTPS", Duration::from_secs(10), || async {
-        (status_of(&client, &ec).await.0 == 200).then_some(())
-    })
+    eventually(
+        "the key set over HTTPS",
+        Duration::from_secs(10),
+        || async { (status_of(&client, &ec).await.0 == 200).then_some(()) },
+    )
     .await;
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod balancing;
+mod browser;
 mod bursts;
 mod deploy;
 mod edge;

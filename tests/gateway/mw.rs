@@ -15,7 +15,7 @@ pub const SECRET: &str = "middleware-tests-secret-0123456789abcdef";
 /// A P-256 key pair the shared config trusts for ES256 tokens.
 pub const EC_PRIVATE: &[u8] =
     include_bytes!("../../crates/routemq-gateway/testdata/ec_private.pem");
-const EC_PUBLIC: &str = include_str!("../../crates/routemq-gateway/testdata/ec_public.pem");
+pub const EC_PUBLIC: &str = include_str!("../../crates/routemq-gateway/testdata/ec_public.pem");
 
 pub const CONFIG: &str = r#"
 [auth.jwt]
