@@ -123,6 +123,39 @@ fn passwords(dir: &std::path::Path, users: &[(&str, &str)]) -> PathBuf {
     file
 }
 
+/// Mosquitto with the shipped ACL and a password file (`routemq-gateway`
+/// and `users`, all with password `pw`), Redis, and a worker on the shipped
+/// config connected as `routemq-gateway`.
+struct Secured {
+    mosquitto: Mosquitto,
+    _redis: Redis,
+    _worker: Worker,
+    _dir: tempfile::TempDir,
+}
+
+impl Secured {
+    fn start(users: &[&str]) -> Secured {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut all = vec![("routemq-gateway", "pw")];
+        all.extend(users.iter().map(|user| (*user, "pw")));
+        let passwd = passwords(dir.path(), &all);
+        let mosquitto = Mosquitto::start_with(&format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+            passwd.display(),
+            deploy("mosquitto/acl").display()
+        ));
+        let redis = Redis::start();
+        let gateway_url = format!("mqtt://routemq-gateway:pw@127.0.0.1:{}", mosquitto.port);
+        let worker = shipped_worker(&gateway_url, &redis);
+        Secured {
+            mosquitto,
+            _redis: redis,
+            _worker: worker,
+            _dir: dir,
+        }
+    }
+}
+
 /// Connects as `user` and reports whether the broker accepted a QoS 1
 /// PUBLISH to `topic` (Mosquitto answers a denied one with a failure PUBACK).
 async fn may_publish(port: u16, user: &str, topic: &str) -> bool {
@@ -148,24 +181,8 @@ async fn may_publish(port: u16, user: &str, topic: &str) -> bool {
 
 #[tokio::test]
 async fn the_shipped_mosquitto_acl_confines_the_gateway_and_each_client() {
-    let dir = tempfile::tempdir().expect("dir");
-    let passwd = passwords(
-        dir.path(),
-        &[
-            ("routemq-gateway", "pw"),
-            ("alice", "pw"),
-            ("bob", "pw"),
-            ("routemq-gateway-probe", "pw"),
-        ],
-    );
-    let mosquitto = Mosquitto::start_with(&format!(
-        "allow_anonymous false\npassword_file {}\nacl_file {}\n",
-        passwd.display(),
-        deploy("mosquitto/acl").display()
-    ));
-    let redis = Redis::start();
-    let gateway_url = format!("mqtt://routemq-gateway:pw@127.0.0.1:{}", mosquitto.port);
-    let _worker = shipped_worker(&gateway_url, &redis);
+    let secured = Secured::start(&["alice", "bob", "routemq-gateway-probe"]);
+    let mosquitto = &secured.mosquitto;
 
     let alice_url = format!("mqtt://alice:pw@127.0.0.1:{}", mosquitto.port);
     let alice = client_as(&alice_url, None, Some("replies/alice/app".into())).await;
@@ -242,25 +259,9 @@ async fn the_shipped_mosquitto_acl_confines_the_gateway_and_each_client() {
 /// unit tests of `reply_topics` cover it.)
 #[tokio::test]
 async fn an_email_subject_is_answered_under_its_user_name_with_the_shipped_acl() {
-    let dir = tempfile::tempdir().expect("dir");
     let users = ["ada.lovelace@example.com", "josé@example.com"];
-    let passwd = passwords(
-        dir.path(),
-        &[
-            ("routemq-gateway", "pw"),
-            (users[0], "pw"),
-            (users[1], "pw"),
-        ],
-    );
-    let mosquitto = Mosquitto::start_with(&format!(
-        "allow_anonymous false\npassword_file {}\nacl_file {}\n",
-        passwd.display(),
-        deploy("mosquitto/acl").display()
-    ));
-    let redis = Redis::start();
-    let gateway_url = format!("mqtt://routemq-gateway:pw@127.0.0.1:{}", mosquitto.port);
-    let _worker = shipped_worker(&gateway_url, &redis);
-    let url = format!("mqtt://127.0.0.1:{}", mosquitto.port);
+    let secured = Secured::start(&users);
+    let url = format!("mqtt://127.0.0.1:{}", secured.mosquitto.port);
     for user in users {
         let level = routemq_client::reply_level(user);
         assert_eq!(level, user, "a safe level is used as it is");

@@ -14,16 +14,11 @@ use super::bounds;
 use super::middleware::Secrets;
 use super::raw::RawConfig;
 use super::sections::{redis_settings, Context};
-use super::validate::{line_of, ConfigError};
+use super::validate::{line_of, read, ConfigError};
 
 /// The `[redis]` settings of the configuration file at `path`.
 pub fn redis_of(path: &Path) -> Result<RedisSettings, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-        file: file.clone(),
-        line: None,
-        message: format!("cannot read the file: {error}"),
-    })?;
+    let (text, file) = read(path)?;
     redis_in(&text, &file, &|name| std::env::var(name).ok())
 }
 

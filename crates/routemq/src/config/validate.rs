@@ -79,12 +79,7 @@ impl Loader {
 
     /// Reads and validates a file; `ROUTEMQ_MQTT_URL` and `ROUTEMQ_REDIS_URL` override its addresses.
     pub fn load(&self, path: &Path) -> Result<WorkerConfig, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            file: file.clone(),
-            line: None,
-            message: format!("cannot read the file: {error}"),
-        })?;
+        let (text, file) = read(path)?;
         self.parse(&text, &file, &|name| std::env::var(name).ok())
     }
 
@@ -98,6 +93,17 @@ impl Loader {
         let mut secrets = Secrets::new(env, !self.defer_secrets);
         parse_with(text, file, env, &mut secrets, &self.kinds)
     }
+}
+
+/// A configuration file's text, and its name as errors print it.
+pub(super) fn read(path: &Path) -> Result<(String, String), ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+        file: file.clone(),
+        line: None,
+        message: format!("cannot read the file: {error}"),
+    })?;
+    Ok((text, file))
 }
 
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
