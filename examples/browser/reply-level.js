@@ -14,7 +14,7 @@ export async function replyLevel(value) {
     const c = String.fromCharCode(b);
     encoded += /[A-Za-z0-9._-]/.test(c) ? c : "%" + b.toString(16).toUpperCase().padStart(2, "0");
   }
-  if (encoded === "") return "%00";
+  if (encoded === "") return "~";
   if (encoded.length <= 64) return encoded;
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return "~" + [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");

@@ -45,7 +45,7 @@ pub fn is_safe_level(value: &str) -> bool {
 
 /// One value as exactly one topic level, every byte outside
 /// `A–Z a–z 0–9 - _ .` percent-encoded with upper-case hex (so `/`, `+`,
-/// `#`, `$`, `%` and `~` never appear raw), the empty value as `%00`, and a
+/// `#`, `$`, `%` and `~` never appear raw), the empty value as `~` (a NUL is `%00`), and a
 /// value whose encoding is longer than [`MAX_LEVEL_BYTES`] as `~` and the
 /// hex SHA-256 of the raw value. [`identity_level`] uses it for values that
 /// are not safe levels; it was the whole mapping before, and the gateway
@@ -60,7 +60,7 @@ pub fn encode_level(value: &str) -> String {
         }
     }
     if encoded.is_empty() {
-        return "%00".into();
+        return "~".into();
     }
     if encoded.len() > MAX_LEVEL_BYTES {
         let digest = Sha256::digest(value.as_bytes());
