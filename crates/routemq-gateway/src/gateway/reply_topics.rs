@@ -163,56 +163,39 @@ fn parse_filter(filter: &str) -> Result<Vec<Level>, String> {
         .collect()
 }
 
-/// The filter as MQTT filters, its placeholders bound — to the canonical
-/// level and, with `legacy`, to the older one where it differs — or,
-/// without an identity, unmatched (a filter needing an identity never
-/// matches without one).
+/// Whether `topic` matches the filter with its placeholders bound to
+/// `identity`'s canonical levels or, with `legacy`, to its older ones; a
+/// filter needing an identity never matches without one.
 fn matches(filter: &[Level], topic: &str, identity: Option<&Identity>, legacy: bool) -> bool {
-    let mut candidates = vec![String::new()];
-    for (index, level) in filter.iter().enumerate() {
-        let forms = match level {
-            Level::Literal(text) => vec![text.clone()],
-            Level::Any => vec!["+".into()],
-            Level::Rest => vec!["#".into()],
-            Level::Subject | Level::Issuer => {
-                let Some(identity) = identity else {
-                    return false;
-                };
-                let value = match level {
-                    Level::Subject => identity.subject.as_str(),
-                    _ => identity.issuer.as_deref().unwrap_or_default(),
-                };
-                level_forms(value, legacy)
-            }
-        };
-        let separator = if index == 0 { "" } else { "/" };
-        candidates = candidates
-            .iter()
-            .flat_map(|prefix| {
-                forms
-                    .iter()
-                    .map(move |form| format!("{prefix}{separator}{form}"))
-            })
-            .collect();
+    let Some(bound) = bind(filter, identity, identity_level) else {
+        return false;
+    };
+    if filter_matches(&bound, topic) {
+        return true;
     }
-    candidates
-        .iter()
-        .any(|candidate| filter_matches(candidate, topic))
+    legacy
+        && bind(filter, identity, encode_level)
+            .is_some_and(|old| old != bound && filter_matches(&old, topic))
 }
 
-/// The levels `value` is accepted as: the canonical one, and the older one
-/// when it differs and is still accepted.
-fn level_forms(value: &str, legacy: bool) -> Vec<String> {
-    let canonical = identity_level(value);
-    if !legacy {
-        return vec![canonical];
+/// The filter as an MQTT filter, each placeholder filled by `level` of the
+/// identity's value; `None` when it has a placeholder and there is no identity.
+fn bind(
+    filter: &[Level],
+    identity: Option<&Identity>,
+    level: fn(&str) -> String,
+) -> Option<String> {
+    let mut levels = Vec::with_capacity(filter.len());
+    for part in filter {
+        levels.push(match part {
+            Level::Literal(text) => text.clone(),
+            Level::Any => "+".into(),
+            Level::Rest => "#".into(),
+            Level::Subject => level(&identity?.subject),
+            Level::Issuer => level(identity?.issuer.as_deref().unwrap_or_default()),
+        });
     }
-    let old = encode_level(value);
-    if old == canonical {
-        vec![canonical]
-    } else {
-        vec![canonical, old]
-    }
+    Some(levels.join("/"))
 }
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ impl Task {
         let inbound = message::inbound(publish, received_at);
         if let Some(reply) = Box::pin(self.gateway.handle(inbound)).await {
             let qos = reply_qos(publish.qos);
-            self.replies.publish(reply, qos, Some(held)).await;
+            self.replies.publish(reply, qos, held).await;
         }
         // Acked only once its reply is queued on the reply connection.
         if publish.qos == QoS::AtMostOnce {

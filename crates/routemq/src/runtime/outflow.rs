@@ -66,12 +66,12 @@ impl Outflow {
     /// wait: a `try_` call on the client) holding `held` until it is written.
     pub async fn hand(
         &self,
-        held: Option<Held>,
+        held: Held,
         queue: impl FnOnce() -> Result<(), QueueError>,
     ) -> Result<(), NotHanded> {
         let place = self.room.acquire().await.map_err(|_| NotHanded)?;
         place.forget();
-        self.queue(held, queue)
+        self.queue(Some(held), queue)
     }
 
     /// Queues a reply only if a place is free now.
@@ -169,13 +169,20 @@ pub async fn watch(
 
 #[cfg(test)]
 mod tests {
+    use rumqttc::v5::mqttbytes::v5::Publish;
+    use rumqttc::v5::mqttbytes::QoS;
+
+    use super::super::memory::MemoryBudget;
     use super::*;
 
     #[tokio::test]
     async fn the_oldest_unsent_reply_is_measured_in_order_and_places_come_back() {
         let outflow = Outflow::new(2);
         assert_eq!(outflow.oldest_wait(), None);
-        outflow.hand(None, || Ok(())).await.expect("a place");
+        let budget = MemoryBudget::new(1 << 20);
+        let request = Publish::new("api/x", QoS::AtLeastOnce, "", None);
+        let held = budget.try_take(&request).expect("fits");
+        outflow.hand(held, || Ok(())).await.expect("a place");
         std::thread::sleep(Duration::from_millis(5));
         outflow.try_hand(|| Ok(())).expect("a second place");
         assert!(outflow.try_hand(|| Ok(())).is_err(), "the queue is full");

@@ -116,7 +116,7 @@ impl Replies {
     /// would refuse it: handed to rumqttc, an oversized packet fails inside
     /// its event loop and drops the connection with every reply in flight.
     /// Waits while the queue is full.
-    pub async fn publish(&self, reply: Outbound, qos: QoS, held: Option<Held>) {
+    pub async fn publish(&self, reply: Outbound, qos: QoS, held: Held) {
         let limit = self.max_packet.load(Ordering::Relaxed) as usize;
         let size = if message::packet_size_bound(&reply) <= limit {
             0
