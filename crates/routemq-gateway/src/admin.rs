@@ -6,9 +6,10 @@ use fred::prelude::*;
 use futures::future::join_all;
 use serde_json::{json, Map, Value};
 
-use crate::gateway::{Builtin, Gateway};
+use crate::gateway::Gateway;
 use crate::middleware::BreakerState;
 use crate::redis::scripts;
+use crate::route::Builtin;
 use crate::{metrics, ErrorKind, GatewayError, Reply};
 
 impl Gateway {
@@ -50,7 +51,7 @@ impl Gateway {
             200,
             json!({
                 "status": if redis_ok { "healthy" } else { "degraded" },
-                "timestamp": crate::unix_time().as_secs_f64(),
+                "timestamp": crate::clock::unix_time().as_secs_f64(),
                 "version": env!("CARGO_PKG_VERSION"),
                 "worker": {
                     "id": self.shared.worker_id,
@@ -92,7 +93,7 @@ impl Gateway {
                 "status": "success",
                 "count": services.len(),
                 "services": services,
-                "timestamp": crate::unix_time().as_secs_f64(),
+                "timestamp": crate::clock::unix_time().as_secs_f64(),
             }),
         )
     }
@@ -100,7 +101,7 @@ impl Gateway {
     async fn metrics_report(&self, request_id: &str) -> Reply {
         match metrics::read_report(&self.shared.redis).await {
             Ok(mut report) => {
-                report["timestamp"] = json!(crate::unix_time().as_secs_f64());
+                report["timestamp"] = json!(crate::clock::unix_time().as_secs_f64());
                 Reply::raw(200, report)
             }
             Err(error) => {

@@ -1,7 +1,5 @@
 use std::fmt;
 
-use crate::middleware::Outcome;
-
 /// Which side of the gateway a failure came from, as in pingora: it tells an
 /// operator where to look, and with [`Retry`] it decides what the gateway
 /// does about the failure ([`ErrorKind::retries_elsewhere`],
@@ -284,3 +282,14 @@ impl fmt::Display for GatewayError {
 }
 
 impl std::error::Error for GatewayError {}
+
+/// How the upstream call went, for whoever admitted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered (2xx, or a 4xx it chose to give).
+    Success,
+    /// 5xx, timeout or refused connection.
+    Failure,
+    /// The request never reached the upstream (another middleware refused it).
+    NotSent,
+}

@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod clock;
+mod digest;
 mod error;
 mod every;
 mod gateway;
@@ -21,34 +23,17 @@ mod replay;
 mod reply;
 mod request;
 pub mod request_log;
+pub mod route;
 pub mod tls;
 pub mod upstream;
 
+pub use clock::unix_time;
 pub use error::{ErrorKind, GatewayError, Retry, Side};
 pub use every::Every;
 pub use gateway::{
-    encode_level, BackgroundTasks, Builtin, ForwardRoute, Gateway, GatewayBuilder, GatewayConfig,
-    Limits, RegistrySettings, ReloadRefused, ReplyTopics, RouteTarget,
+    encode_level, BackgroundTasks, Gateway, GatewayBuilder, GatewayConfig, RegistrySettings,
+    ReloadRefused, ReplyTopics,
 };
 pub use reply::{Outbound, Reply};
 pub use request::{Headers, Inbound, ReplyAddress};
-
-/// Time since the Unix epoch by the wall clock, for timestamps people and
-/// other systems read (log entries, key records, token claims); zero if the
-/// clock is set before 1970. Durations and deadlines use `Instant` instead.
-pub fn unix_time() -> std::time::Duration {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
-/// Lower-case hex of a digest, for Redis keys and fingerprints.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
-}
+pub use route::{Builtin, ForwardRoute, Limits, RouteTarget};

@@ -142,7 +142,7 @@ impl RequestLog {
     }
 
     pub fn record(&self, record: &LogRecord<'_>) {
-        let timestamp = crate::unix_time().as_secs_f64();
+        let timestamp = crate::clock::unix_time().as_secs_f64();
         let mut buffer = self.buffer.lock();
         if buffer.entries.len() < self.cap {
             buffer.entries.push(Entry::new(timestamp, record));

@@ -5,8 +5,9 @@ use super::pipeline::Admitted;
 use super::Gateway;
 use crate::middleware::{ChainRun, Identity, RequestContext};
 use crate::replay::{Attempt, Claim};
+use crate::route::ForwardRoute;
 use crate::upstream::PreparedCall;
-use crate::{ErrorKind, ForwardRoute, GatewayError};
+use crate::{ErrorKind, GatewayError};
 
 impl Gateway {
     /// The claim's verdict on a request the chain admitted.

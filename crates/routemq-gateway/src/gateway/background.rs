@@ -7,18 +7,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use fred::prelude::Client;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::builder::GatewayConfig;
-use crate::membership::Membership;
-use crate::metrics::MetricsRecorder;
-use crate::middleware::breaker_board::BreakerBoard;
-use crate::middleware::{ApiKeys, RemoteJwks};
-use crate::registry::{run_health_probes, ProbeSettings, RegistryCache};
-use crate::request_log::RequestLog;
+use super::shared::Shared;
+use crate::registry::{run_health_probes, ProbeSettings};
 
 /// The background tasks of one gateway. Stop them after the requests have
 /// drained, so the last flushes count every answered request.
@@ -35,20 +29,6 @@ struct Failure {
     task: Arc<Mutex<Option<&'static str>>>,
 }
 
-/// What the background tasks work on, shared with the pipeline.
-pub(super) struct BackgroundParts<'a> {
-    pub config: &'a GatewayConfig,
-    pub redis: &'a Client,
-    pub http: &'a reqwest::Client,
-    pub cache: &'a Arc<RegistryCache>,
-    pub metrics: &'a Arc<MetricsRecorder>,
-    pub api_keys: Option<&'a Arc<ApiKeys>>,
-    pub remote_jwks: Option<&'a Arc<RemoteJwks>>,
-    pub request_log: Option<&'a Arc<RequestLog>>,
-    pub membership: &'a Arc<Membership>,
-    pub breakers: &'a Arc<BreakerBoard>,
-}
-
 impl BackgroundTasks {
     fn new() -> BackgroundTasks {
         BackgroundTasks {
@@ -60,9 +40,8 @@ impl BackgroundTasks {
 
     /// Request-log and metric flushes, API-key and registry refreshes,
     /// health probes and live-worker membership.
-    pub(super) fn start(parts: BackgroundParts<'_>) -> BackgroundTasks {
-        let BackgroundParts {
-            config,
+    pub(super) fn start(shared: &Shared) -> BackgroundTasks {
+        let Shared {
             redis,
             http,
             cache,
@@ -72,16 +51,18 @@ impl BackgroundTasks {
             request_log,
             membership,
             breakers,
-        } = parts;
+            fixed,
+            ..
+        } = shared;
         let background = BackgroundTasks::new();
-        let (stop, flush) = (&background.stop, config.metrics_flush_interval);
+        let (stop, flush) = (&background.stop, fixed.metrics_flush_interval);
         if let Some(log) = request_log {
             let (log, redis, stop) = (Arc::clone(log), redis.clone(), stop.clone());
             background.spawn("request log flush", async move {
                 log.run_flush(redis, flush, stop).await
             });
         }
-        if let (Some(api_keys), Some(interval)) = (api_keys, config.auth.api_keys_refresh) {
+        if let (Some(api_keys), Some(interval)) = (api_keys, fixed.api_keys_refresh) {
             let (api_keys, redis, stop) = (Arc::clone(api_keys), redis.clone(), stop.clone());
             background.spawn("api key refresh", async move {
                 api_keys.run_refresh(redis, interval, stop).await
@@ -101,7 +82,7 @@ impl BackgroundTasks {
             "breaker board",
             Arc::clone(breakers).run(redis.clone(), stop.clone()),
         );
-        let registry = config.registry;
+        let registry = fixed.registry;
         background.spawn(
             "registry refresh",
             Arc::clone(cache).run_refresh(redis.clone(), registry.refresh_interval, stop.clone()),

@@ -27,14 +27,15 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::prepare::prepare;
-use super::{address, Gateway, Plan, RouteTarget};
+use super::{address, Gateway, Plan};
 use crate::middleware::{ChainRun, Flow, Outcome, RequestContext};
 use crate::replay::{Claim, Kept, Ticket};
 use crate::request::{is_acceptable_request_id, parse_payload, take_payload_address};
 use crate::request_log::LogRecord;
+use crate::route::{ForwardRoute, RouteTarget};
 use crate::upstream::{PreparedCall, UpstreamResponse};
 use crate::{observe, ReplyAddress};
-use crate::{ErrorKind, ForwardRoute, GatewayError, Headers, Inbound, Outbound, Reply};
+use crate::{ErrorKind, GatewayError, Headers, Inbound, Outbound, Reply};
 
 /// One request on its way through [`Gateway::handle`].
 struct Request<'r> {

@@ -11,8 +11,9 @@ use routemq_router::Params;
 
 use crate::middleware::RequestContext;
 use crate::request::query_pairs;
+use crate::route::ForwardRoute;
 use crate::upstream::{Caller, PreparedCall};
-use crate::{ErrorKind, ForwardRoute, GatewayError};
+use crate::{ErrorKind, GatewayError};
 
 /// Builds the upstream call once: path, query or body, and headers,
 /// including the identity the chain verified.

@@ -32,7 +32,7 @@ pub struct ApiKeyRecord {
 /// SHA-256 of a key, lower-case hex. Keys are long random strings, so a
 /// fast unsalted hash is enough: there is nothing to brute-force.
 pub fn hash_api_key(key: &str) -> String {
-    crate::hex(&Sha256::digest(key.as_bytes()))
+    crate::digest::hex(&Sha256::digest(key.as_bytes()))
 }
 
 #[derive(Default)]
@@ -116,7 +116,7 @@ impl<'a> ApiKeyStore<'a> {
             name: name.to_string(),
             scopes: scopes.to_vec(),
             roles: roles.to_vec(),
-            created_at: crate::unix_time().as_secs(),
+            created_at: crate::clock::unix_time().as_secs(),
         };
         let encoded = serde_json::to_string(&record)
             .map_err(|error| Error::new(ErrorKind::Parse, error.to_string()))?;

@@ -112,7 +112,7 @@ impl Fallback {
         ctx: &RequestContext<'_>,
         call: &PreparedCall,
     ) -> Option<(u16, Box<RawValue>)> {
-        let hash = crate::hex(&request_hash(ctx, call));
+        let hash = crate::digest::hex(&request_hash(ctx, call));
         for key in [
             keys::fallback_entry(service, &hash),
             keys::fallback_cache(service, &hash),
@@ -157,7 +157,7 @@ impl Middleware for Fallback {
         if !recent.due(hash, Instant::now()) {
             return;
         }
-        let key = keys::fallback_entry(&route.service, &crate::hex(&hash));
+        let key = keys::fallback_entry(&route.service, &crate::digest::hex(&hash));
         let stored = CachedReply {
             status: response.status,
             body: response.body.get().into(),

@@ -143,7 +143,7 @@ impl JwtVerifier {
     /// token speaks for; a token verified before is answered from memory
     /// until its `exp` (plus the leeway) passes.
     pub fn verify(&self, token: &str) -> Result<Identity, TokenRejected> {
-        let now = crate::unix_time().as_secs();
+        let now = crate::clock::unix_time().as_secs();
         if let Some(known) = self.verified.lock().get(token) {
             if now <= known.valid_until && self.current(known.generation) {
                 return Ok(known.identity.clone());

@@ -43,8 +43,10 @@ use futures::future::BoxFuture;
 use routemq_router::Params;
 use serde_json::Value;
 
+pub use crate::error::Outcome;
+use crate::route::ForwardRoute;
 use crate::upstream::{PreparedCall, UpstreamResponse};
-use crate::{ForwardRoute, GatewayError, Headers, Reply};
+use crate::{GatewayError, Headers, Reply};
 
 pub use api_keys::{hash_api_key, ApiKeyRecord, ApiKeyStore, ApiKeys};
 pub use auth::{AuthMethod, AuthSettings, Authenticator};
@@ -121,26 +123,18 @@ impl RequestContext<'_> {
     /// key or a log line.
     pub fn client_key(&self, trust_client_id: bool) -> String {
         if let Some(identity) = &self.identity {
-            return format!("id:{}", short_hash(&identity.caller_key()));
+            return format!("id:{}", crate::digest::short_hash(&identity.caller_key()));
         }
         if trust_client_id {
             if let Some(client_id) = self.headers.get("x-client-id") {
-                return format!("client:{}", short_hash(client_id));
+                return format!("client:{}", crate::digest::short_hash(client_id));
             }
         }
         match self.response_topic {
-            Some(topic) => format!("reply:{}", short_hash(topic)),
+            Some(topic) => format!("reply:{}", crate::digest::short_hash(topic)),
             None => "anonymous".to_string(),
         }
     }
-}
-
-/// The first 128 bits of a SHA-256, in hex: short enough for a key, long
-/// enough that no client can find a collision.
-pub(crate) fn short_hash(value: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(value.as_bytes());
-    crate::hex(&digest[..16])
 }
 
 /// What a request filter decided.
@@ -156,17 +150,6 @@ pub enum Flow {
 pub struct Admitted {
     pub properties: Vec<(String, String)>,
     pub permit: Option<Box<dyn Permit>>,
-}
-
-/// How the upstream call went, for whoever admitted it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The upstream answered (2xx, or a 4xx it chose to give).
-    Success,
-    /// 5xx, timeout or refused connection.
-    Failure,
-    /// The request never reached the upstream (another middleware refused it).
-    NotSent,
 }
 
 /// A claim on shared state that must be settled, exactly once, with the outcome.

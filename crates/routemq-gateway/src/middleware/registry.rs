@@ -17,8 +17,8 @@ use super::{AuthMethod, Authenticator, Middleware};
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
 use crate::process::ProcessId;
+use crate::route::ForwardRoute;
 use crate::upstream::Forwarder;
-use crate::ForwardRoute;
 
 /// What running middleware share with the rest of the worker.
 pub struct Resources {

@@ -14,7 +14,7 @@ use super::{
     Transform,
 };
 use crate::redis::scripts::BreakerLimits;
-use crate::ForwardRoute;
+use crate::route::ForwardRoute;
 
 #[derive(Debug, Clone)]
 pub struct CorsSpec {

@@ -230,11 +230,11 @@ fn scope(caller: Option<&str>, topic: &str, request_id: &str) -> String {
         sha2::Digest::update(&mut hasher, (part.len() as u64).to_be_bytes());
         sha2::Digest::update(&mut hasher, part.as_bytes());
     }
-    crate::hex(&sha2::Digest::finalize(hasher))
+    crate::digest::hex(&sha2::Digest::finalize(hasher))
 }
 
 fn fingerprint(payload: &[u8]) -> String {
-    crate::hex(&Sha1::digest(payload))
+    crate::digest::hex(&Sha1::digest(payload))
 }
 
 #[cfg(test)]
