@@ -334,7 +334,6 @@ async fn a_worker_learns_of_a_breaker_opening_elsewhere() {
     println!("breaker opening learned: announced {announced:?}, missed announcement {missed:?}");
     // The stated bound: one refresh interval, plus a Redis command timeout
     // and a request's round trip — with room for a busy machine.
-    let bound =
-        routemq_gateway::middleware::breaker_board::REFRESH_INTERVAL + Duration::from_secs(2);
+    let bound = routemq_gateway::middleware::BREAKER_REFRESH_INTERVAL + Duration::from_secs(2);
     assert!(missed <= bound, "within {bound:?}: {missed:?}");
 }

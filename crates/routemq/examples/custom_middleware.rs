@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use routemq_gateway::middleware::{
-    registry, Flow, Kind, Middleware, MiddlewareConfig, MiddlewareKinds, RequestContext, Resources,
+    kinds, Flow, Kind, Middleware, MiddlewareConfig, MiddlewareKinds, RequestContext, Resources,
 };
 use routemq_gateway::{ErrorKind, GatewayError};
 use serde::Deserialize;
@@ -80,7 +80,7 @@ impl Middleware for RequireTenant {
 fn main() -> ExitCode {
     let mut kinds = MiddlewareKinds::default();
     let require_tenant = Kind::new("require_tenant", |table, _context| {
-        let config: RequireTenantConfig = registry::settings(table)?;
+        let config: RequireTenantConfig = kinds::settings(table)?;
         if config.property.is_empty() {
             return Err("property may not be empty".to_string());
         }

@@ -11,7 +11,7 @@ use fred::prelude::Client;
 use super::config::{GatewayConfig, RegistrySettings};
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
-use crate::middleware::breaker_board::BreakerBoard;
+use crate::middleware::BreakerBoard;
 use crate::middleware::{ApiKeys, RemoteJwks, RemoteJwksSettings};
 use crate::process::ProcessId;
 use crate::registry::RegistryCache;
@@ -159,7 +159,7 @@ impl Shared {
             traces,
             worker_id,
             started: Instant::now(),
-            fixed: FixedSettings::of(&config),
+            fixed: FixedSettings::of(config),
         })
     }
 }

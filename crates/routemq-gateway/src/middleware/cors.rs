@@ -3,10 +3,14 @@
 //! as reply user properties. A request whose `method` property is `OPTIONS`
 //! is a preflight and is answered here, without the upstream.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
 use serde_json::json;
 
-use super::spec::CorsSpec;
-use super::{Flow, Middleware, RequestContext};
+use super::kinds::{settings, Kind};
+use super::{Flow, Middleware, MiddlewareConfig, MiddlewareKind, RequestContext, Resources};
 use crate::{ErrorKind, GatewayError, Reply};
 
 pub struct Cors {
@@ -121,4 +125,64 @@ impl Middleware for Cors {
         }
         Ok(Flow::Continue)
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct CorsSpec {
+    /// Allowed origins; `*` allows any.
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: Duration,
+}
+
+impl MiddlewareConfig for CorsSpec {
+    fn build(&self, name: &str, _: &Resources) -> Arc<dyn Middleware> {
+        Arc::new(Cors::new(name.to_string(), self.clone()))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCors {
+    #[serde(default)]
+    allow_origins: Vec<String>,
+    allow_methods: Option<Vec<String>>,
+    allow_headers: Option<Vec<String>>,
+    #[serde(default)]
+    expose_headers: Vec<String>,
+    #[serde(default)]
+    allow_credentials: bool,
+    #[serde(default, with = "humantime_serde")]
+    max_age: Option<Duration>,
+}
+
+fn validate(raw: RawCors) -> Result<CorsSpec, String> {
+    if raw.allow_origins.is_empty() {
+        return Err("allow_origins is empty".into());
+    }
+    if raw.allow_credentials && raw.allow_origins.iter().any(|o| o == "*") {
+        return Err("allow_credentials cannot be combined with the `*` origin".into());
+    }
+    let strings = |names: &[&str]| names.iter().map(|name| name.to_string()).collect();
+    Ok(CorsSpec {
+        allow_origins: raw.allow_origins,
+        allow_methods: raw
+            .allow_methods
+            .unwrap_or_else(|| strings(&["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])),
+        allow_headers: raw.allow_headers.unwrap_or_else(|| {
+            strings(&["authorization", "content-type", "x-api-key", "x-request-id"])
+        }),
+        expose_headers: raw.expose_headers,
+        allow_credentials: raw.allow_credentials,
+        max_age: raw.max_age.unwrap_or(Duration::from_secs(600)),
+    })
+}
+
+pub(super) fn kind() -> Arc<dyn MiddlewareKind> {
+    Arc::new(Kind::new("cors", |table, _| {
+        Ok(Arc::new(validate(settings(table)?)?))
+    }))
 }

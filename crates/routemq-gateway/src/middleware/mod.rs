@@ -16,57 +16,74 @@
 //! 4. [`Middleware::fallback`] — when the upstream could not answer, a chance
 //!    to answer instead (cached reply, fallback service).
 //!
-//! Kinds are registered by name in [`MiddlewareKinds`]; see [`registry`].
+//! Kinds are registered by name in [`MiddlewareKinds`]; see [`kinds`]. Each
+//! built-in kind is one module — its raw table, validated spec, behaviour
+//! and registration — the way a custom kind is (`examples/custom_middleware.rs`).
 
-mod api_keys;
 mod auth;
 mod breaker;
-pub mod breaker_board;
 mod chain;
 mod cors;
+mod fail_mode;
 mod fallback;
-mod jwt;
-mod kinds;
-mod limit_batch;
-mod local_limit;
+pub mod kinds;
 mod rate_limit;
-mod recent_writes;
-pub mod registry;
-mod remote_jwks;
-mod spec;
 mod transform;
 
 #[cfg(test)]
 mod tests;
 
+use std::fmt;
+use std::sync::Arc;
+
+use fred::prelude::Client;
 use futures::future::BoxFuture;
 use routemq_router::Params;
 use serde_json::Value;
 
 pub use crate::error::Outcome;
+use crate::membership::Membership;
+use crate::metrics::MetricsRecorder;
+use crate::process::ProcessId;
 use crate::route::ForwardRoute;
-use crate::upstream::{PreparedCall, UpstreamResponse};
+use crate::upstream::{Forwarder, PreparedCall, UpstreamResponse};
 use crate::{GatewayError, Headers, Reply};
 
-pub use api_keys::{hash_api_key, ApiKeyRecord, ApiKeyStore, ApiKeys};
-pub use auth::{AuthMethod, AuthSettings, Authenticator};
-pub use breaker::{BreakerState, CircuitBreaker};
+pub use auth::{
+    hash_api_key, ApiKeyRecord, ApiKeyStore, ApiKeys, AuthMethod, AuthSettings, AuthSpec,
+    Authenticator, JwtKeys, JwtSettings, RemoteJwks, RemoteJwksSettings,
+};
+pub use breaker::{
+    BreakerBoard, BreakerSpec, BreakerState, CircuitBreaker, BREAKER_REFRESH_INTERVAL,
+};
 pub use chain::{Chain, ChainRun};
-pub use cors::Cors;
-pub use fallback::Fallback;
-pub use jwt::{JwtKeys, JwtSettings};
-pub use local_limit::{LocalLimit, LocalVerdict};
-pub use rate_limit::{Algorithm, FailMode, RateLimit};
-pub use registry::{
-    DuplicateKind, Kind, KindContext, MiddlewareConfig, MiddlewareConfigs, MiddlewareKind,
-    MiddlewareKinds, Resources,
-};
-pub use remote_jwks::{RemoteJwks, RemoteJwksSettings};
-pub use spec::{
-    AuthSpec, BreakerSpec, CorsSpec, FallbackSpec, RateLimitSpec, ResponseTransformSpec,
-    TransformSpec,
-};
-pub use transform::{ResponseTransform, Transform};
+pub use cors::{Cors, CorsSpec};
+pub use fail_mode::FailMode;
+pub use fallback::{CacheSettings, Fallback, FallbackSpec};
+pub use kinds::{DuplicateKind, Kind, MiddlewareKinds};
+pub use rate_limit::{Algorithm, LocalLimit, LocalVerdict, RateLimit, RateLimitSpec};
+pub use transform::{ResponseTransform, ResponseTransformSpec, Transform, TransformSpec};
+
+impl Default for MiddlewareKinds {
+    /// The built-in kinds.
+    fn default() -> Self {
+        let mut kinds = MiddlewareKinds::empty();
+        for kind in [
+            cors::kind(),
+            auth::kind(),
+            rate_limit::kind(),
+            transform::kind(),
+            transform::response_kind(),
+            breaker::kind(),
+            fallback::kind(),
+        ] {
+            kinds
+                .register_shared(kind)
+                .expect("the built-in kinds have distinct names");
+        }
+        kinds
+    }
+}
 
 /// Who sent a request, as established by verified credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +164,7 @@ pub enum Flow {
 /// A passed admission: reply properties to add and, for a circuit breaker,
 /// a permit to settle once the upstream call's outcome is known.
 #[derive(Default)]
-pub struct Admitted {
+pub struct Grant {
     pub properties: Vec<(String, String)>,
     pub permit: Option<Box<dyn Permit>>,
 }
@@ -157,7 +174,8 @@ pub trait Permit: Send {
     fn settle(self: Box<Self>, outcome: Outcome);
 }
 
-pub type Admission<'a> = BoxFuture<'a, Result<Admitted, GatewayError>>;
+/// What [`Middleware::admit`] returns: a grant, or the error that refuses.
+pub type GrantFuture<'a> = BoxFuture<'a, Result<Grant, GatewayError>>;
 
 /// One middleware. Implement the phases you need; the rest pass requests on.
 pub trait Middleware: Send + Sync {
@@ -170,7 +188,7 @@ pub trait Middleware: Send + Sync {
     }
 
     /// A decision on cluster-wide state, run concurrently with the chain's other admissions.
-    fn admit<'a>(&'a self, _ctx: &'a RequestContext<'_>) -> Option<Admission<'a>> {
+    fn admit<'a>(&'a self, _ctx: &'a RequestContext<'_>) -> Option<GrantFuture<'a>> {
         None
     }
 
@@ -202,4 +220,53 @@ pub trait Middleware: Send + Sync {
     ) -> Option<BoxFuture<'a, Option<Reply>>> {
         None
     }
+}
+
+/// What running middleware share with the rest of the worker.
+pub struct Resources {
+    pub redis: Client,
+    pub authenticator: Arc<Authenticator>,
+    pub metrics: Arc<MetricsRecorder>,
+    pub forwarder: Arc<Forwarder>,
+    /// This run of the worker, for ids that must not repeat across restarts.
+    pub process: ProcessId,
+    /// The live workers, for per-worker shares of cluster limits.
+    pub membership: Arc<Membership>,
+    /// Every breaker's state as this worker knows it (kept across reloads).
+    pub breakers: Arc<BreakerBoard>,
+}
+
+/// Validated middleware by the name routes refer to them by.
+pub type MiddlewareConfigs = std::collections::HashMap<String, Arc<dyn MiddlewareConfig>>;
+
+/// What a kind may consult while it validates a table.
+pub struct KindContext<'a> {
+    /// The credential methods `[auth]` configures.
+    pub auth_methods: &'a [AuthMethod],
+}
+
+/// A validated `[middleware.NAME]` table.
+pub trait MiddlewareConfig: Send + Sync + fmt::Debug {
+    /// The running middleware; one per configured name, shared by its routes.
+    fn build(&self, name: &str, resources: &Resources) -> Arc<dyn Middleware>;
+
+    /// Checks a forwarding route that runs this middleware, for settings
+    /// that only make sense against the route (a breaker's probe lease must
+    /// outlast the route's timeout).
+    fn check_route(&self, _route: &ForwardRoute) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// One middleware kind: its name in configuration and how its table is validated.
+pub trait MiddlewareKind: Send + Sync {
+    fn kind(&self) -> &'static str;
+
+    /// Validates the table's fields (without `kind`); the message names the
+    /// problem, the caller adds where it is.
+    fn configure(
+        &self,
+        settings: toml::Table,
+        context: &KindContext<'_>,
+    ) -> Result<Arc<dyn MiddlewareConfig>, String>;
 }

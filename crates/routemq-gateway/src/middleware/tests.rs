@@ -5,9 +5,9 @@ use jsonwebtoken::{encode, Algorithm, DecodingKey, EncodingKey, Header};
 use routemq_router::{Group, Qos, RouteTable};
 use serde_json::{json, Value};
 
-use super::jwt::{JwtKeys, JwtSettings, JwtVerifier};
-use super::spec::{CorsSpec, TransformSpec};
+use super::auth::JwtVerifier;
 use super::{AuthMethod, Cors, Flow, Middleware, RequestContext, Transform};
+use super::{CorsSpec, JwtKeys, JwtSettings, TransformSpec};
 use crate::{ErrorKind, Headers};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";

@@ -3,10 +3,14 @@
 //! successful reply (`response_transform`), in that order. String values may name topic
 //! parameters (`"{action}"`), so the reference's v2 transform is config.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::spec::TransformSpec;
-use super::{Flow, Middleware, RequestContext};
+use super::kinds::{settings, Kind};
+use super::{Flow, Middleware, MiddlewareConfig, MiddlewareKind, RequestContext, Resources};
 use crate::upstream::UpstreamResponse;
 use crate::{ErrorKind, GatewayError};
 
@@ -131,4 +135,70 @@ fn render<'p>(template: &str, param: impl Fn(&str) -> Option<&'p str>) -> String
     }
     out.push_str(rest);
     out
+}
+
+/// Rename, remove, set and add top-level fields of a JSON object, in that order.
+#[derive(Debug, Clone, Default)]
+pub struct TransformSpec {
+    pub rename: Vec<(String, String)>,
+    pub remove: Vec<String>,
+    /// String values may contain `{param}`.
+    pub set: Vec<(String, Value)>,
+    /// Like `set`, only when the field is absent.
+    pub add: Vec<(String, Value)>,
+}
+
+impl MiddlewareConfig for TransformSpec {
+    fn build(&self, name: &str, _: &Resources) -> Arc<dyn Middleware> {
+        Arc::new(Transform::new(name.to_string(), self.clone()))
+    }
+}
+
+/// A [`TransformSpec`] applied to the upstream's successful JSON reply.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseTransformSpec(pub TransformSpec);
+
+impl MiddlewareConfig for ResponseTransformSpec {
+    fn build(&self, name: &str, _: &Resources) -> Arc<dyn Middleware> {
+        Arc::new(ResponseTransform::new(name.to_string(), self.0.clone()))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransform {
+    #[serde(default)]
+    rename: BTreeMap<String, String>,
+    #[serde(default)]
+    remove: Vec<String>,
+    #[serde(default)]
+    set: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    add: BTreeMap<String, serde_json::Value>,
+}
+
+impl From<RawTransform> for TransformSpec {
+    fn from(raw: RawTransform) -> TransformSpec {
+        TransformSpec {
+            rename: raw.rename.into_iter().collect(),
+            remove: raw.remove,
+            set: raw.set.into_iter().collect(),
+            add: raw.add.into_iter().collect(),
+        }
+    }
+}
+
+pub(super) fn kind() -> Arc<dyn MiddlewareKind> {
+    Arc::new(Kind::new("transform", |table, _| {
+        Ok(Arc::new(TransformSpec::from(settings::<RawTransform>(
+            table,
+        )?)))
+    }))
+}
+
+pub(super) fn response_kind() -> Arc<dyn MiddlewareKind> {
+    Arc::new(Kind::new("response_transform", |table, _| {
+        let spec = TransformSpec::from(settings::<RawTransform>(table)?);
+        Ok(Arc::new(ResponseTransformSpec(spec)))
+    }))
 }

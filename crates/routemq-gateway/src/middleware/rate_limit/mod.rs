@@ -11,25 +11,22 @@ use std::time::Duration;
 use fred::prelude::Client;
 use futures::FutureExt;
 
-use super::limit_batch::LimitBatcher;
-use super::local_limit::{LocalLimit, LocalVerdict};
-use super::spec::RateLimitSpec;
-use super::{Admission, Admitted, Middleware, RequestContext};
+mod batch;
+mod config;
+mod local;
+
+use batch::LimitBatcher;
+pub(super) use config::kind;
+pub use config::RateLimitSpec;
+pub use local::{LocalLimit, LocalVerdict};
+
 use crate::membership::Membership;
 use crate::metrics::MetricsRecorder;
+use crate::middleware::{FailMode, Grant, GrantFuture, Middleware, RequestContext};
 use crate::process::AttemptIds;
 use crate::redis::keys;
 use crate::redis::scripts::{Limit, LimitScript};
 use crate::{ErrorKind, GatewayError};
-
-/// What a limiter does when Redis cannot answer in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailMode {
-    /// Keep serving; a rate limiter then applies its local per-worker limit.
-    Open,
-    /// Refuse with 503 until Redis is back.
-    Closed,
-}
 
 /// How a limiter counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +83,7 @@ impl RateLimit {
         }
     }
 
-    async fn check(&self, client_key: String) -> Result<Admitted, GatewayError> {
+    async fn check(&self, client_key: String) -> Result<Grant, GatewayError> {
         let attempt = self.attempts.next();
         let limit = self.spec.limit;
         let (script, key) = match self.spec.algorithm {
@@ -110,7 +107,7 @@ impl RateLimit {
             ),
         ];
         if verdict.admitted {
-            return Ok(Admitted {
+            return Ok(Grant {
                 properties,
                 permit: None,
             });
@@ -143,7 +140,7 @@ impl RateLimit {
         &self,
         client_key: String,
         error: &dyn std::fmt::Display,
-    ) -> Result<Admitted, GatewayError> {
+    ) -> Result<Grant, GatewayError> {
         tracing::warn!(limiter = %self.name, %error, policy = ?self.spec.on_redis_error, "rate limit store unavailable");
         match self.spec.on_redis_error {
             FailMode::Closed => Err(GatewayError::new(
@@ -151,7 +148,7 @@ impl RateLimit {
                 "rate limit store unavailable",
             )),
             FailMode::Open => match self.local.check(&client_key, self.membership.workers()) {
-                LocalVerdict::Admitted { share } => Ok(Admitted {
+                LocalVerdict::Grant { share } => Ok(Grant {
                     properties: vec![("x-ratelimit-limit".to_string(), share.to_string())],
                     permit: None,
                 }),
@@ -179,7 +176,7 @@ impl Middleware for RateLimit {
         &self.name
     }
 
-    fn admit<'a>(&'a self, ctx: &'a RequestContext<'_>) -> Option<Admission<'a>> {
+    fn admit<'a>(&'a self, ctx: &'a RequestContext<'_>) -> Option<GrantFuture<'a>> {
         Some(
             self.check(ctx.client_key(self.spec.trust_client_id))
                 .boxed(),

@@ -21,9 +21,14 @@ use reqwest::Method;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use super::recent_writes::RecentWrites;
-use super::spec::FallbackSpec;
-use super::{Middleware, RequestContext};
+mod config;
+mod recent_writes;
+
+pub(super) use config::kind;
+pub use config::{CacheSettings, FallbackSpec};
+use recent_writes::RecentWrites;
+
+use crate::middleware::{Middleware, RequestContext};
 use crate::redis::records::CachedReply;
 use crate::redis::{keys, scripts};
 use crate::reply::Source;

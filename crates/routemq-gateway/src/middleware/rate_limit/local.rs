@@ -46,7 +46,7 @@ pub struct LocalLimit<C: Clock = DefaultClock> {
 /// The local verdict: admitted, or refused until `retry_after` has passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalVerdict {
-    Admitted { share: u32 },
+    Grant { share: u32 },
     Refused { share: u32, retry_after: Duration },
 }
 
@@ -99,7 +99,7 @@ impl<C: Clock + Clone> LocalLimit<C> {
             OVERFLOW_KEY
         };
         match share.limiter.check_key(&key.to_string()) {
-            Ok(_) => LocalVerdict::Admitted { share: share.share },
+            Ok(_) => LocalVerdict::Grant { share: share.share },
             Err(not_until) => LocalVerdict::Refused {
                 share: share.share,
                 retry_after: not_until.wait_time_from(self.clock.now()),
@@ -162,10 +162,7 @@ mod tests {
         let mut admitted = Vec::new();
         let mut now = Duration::ZERO;
         while now < total {
-            if matches!(
-                limit.check("client", workers),
-                LocalVerdict::Admitted { .. }
-            ) {
+            if matches!(limit.check("client", workers), LocalVerdict::Grant { .. }) {
                 admitted.push(now);
             }
             clock.advance(step);
@@ -220,14 +217,14 @@ mod tests {
         let local = LocalLimit::with_clock(2, Duration::from_secs(60), None, clock.clone());
         assert!(matches!(
             local.check("c", 1),
-            LocalVerdict::Admitted { share: 2 }
+            LocalVerdict::Grant { share: 2 }
         ));
         let LocalVerdict::Refused { retry_after, .. } = local.check("c", 1) else {
             panic!("the burst of one is spent");
         };
         assert_eq!(retry_after, Duration::from_secs(30));
         clock.advance(retry_after);
-        assert!(matches!(local.check("c", 1), LocalVerdict::Admitted { .. }));
+        assert!(matches!(local.check("c", 1), LocalVerdict::Grant { .. }));
     }
 
     #[test]
@@ -236,11 +233,11 @@ mod tests {
         let local = LocalLimit::with_clock(100, Duration::from_secs(60), Some(20), clock.clone());
         assert!(matches!(
             local.check("c", 1),
-            LocalVerdict::Admitted { share: 20 }
+            LocalVerdict::Grant { share: 20 }
         ));
         assert!(matches!(
             local.check("c", 10),
-            LocalVerdict::Admitted { share: 10 }
+            LocalVerdict::Grant { share: 10 }
         ));
     }
 }

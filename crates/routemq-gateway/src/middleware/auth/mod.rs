@@ -3,10 +3,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::jwt::{JwtSettings, JwtVerifier};
-use super::remote_jwks::RemoteJwks;
-use super::spec::AuthSpec;
-use super::{ApiKeys, Flow, Identity, Middleware, RequestContext};
+mod api_keys;
+mod config;
+mod jwt;
+mod remote_jwks;
+
+pub use api_keys::{hash_api_key, ApiKeyRecord, ApiKeyStore, ApiKeys};
+pub(super) use config::kind;
+pub use config::AuthSpec;
+pub(crate) use jwt::JwtVerifier;
+pub use jwt::{JwtKeys, JwtSettings};
+pub use remote_jwks::{RemoteJwks, RemoteJwksSettings};
+
+use crate::middleware::{Flow, Identity, Middleware, RequestContext};
 use crate::{ErrorKind, GatewayError, Headers};
 
 /// How a client proved who it is.

@@ -15,7 +15,8 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 
 use super::remote_jwks::{RemoteJwks, RemoteJwksSettings};
-use super::{AuthMethod, Identity};
+use super::AuthMethod;
+use crate::middleware::Identity;
 
 /// Verification keys, from the environment or files, never from the config.
 #[derive(Clone, Default)]

@@ -19,9 +19,17 @@ use std::time::{Duration, Instant};
 use fred::prelude::Client;
 use futures::FutureExt;
 
-use super::breaker_board::{BreakerBoard, Local};
-use super::spec::BreakerSpec;
-use super::{Admission, Admitted, FailMode, Middleware, Outcome, Permit, RequestContext};
+mod board;
+mod config;
+
+use board::Local;
+pub use board::{BreakerBoard, REFRESH_INTERVAL as BREAKER_REFRESH_INTERVAL};
+pub(super) use config::kind;
+pub use config::BreakerSpec;
+
+use crate::middleware::{
+    FailMode, Grant, GrantFuture, Middleware, Outcome, Permit, RequestContext,
+};
 use crate::process::{AttemptIds, ProcessId};
 use crate::redis::scripts::{self, BreakerLimits, CallOutcome};
 use crate::{ErrorKind, GatewayError};
@@ -151,7 +159,7 @@ impl CircuitBreaker {
         }
     }
 
-    async fn check(&self, service: String) -> Result<Admitted, GatewayError> {
+    async fn check(&self, service: String) -> Result<Grant, GatewayError> {
         let attempt = self.attempts.next();
         let limits = self.limits;
         match self.board.get(&service) {
@@ -176,7 +184,7 @@ impl CircuitBreaker {
             Err(error) => {
                 tracing::warn!(breaker = %self.name, %service, %error, policy = ?self.on_redis_error, "circuit breaker store unavailable");
                 return match self.on_redis_error {
-                    FailMode::Open => Ok(Admitted::default()),
+                    FailMode::Open => Ok(Grant::default()),
                     FailMode::Closed => Err(GatewayError::new(
                         ErrorKind::StoreUnavailable,
                         "circuit breaker store unavailable",
@@ -196,7 +204,7 @@ impl CircuitBreaker {
         Ok(self.admitted(service, attempt, verdict.probe))
     }
 
-    fn admitted(&self, service: String, attempt: String, probe: bool) -> Admitted {
+    fn admitted(&self, service: String, attempt: String, probe: bool) -> Grant {
         let permit = BreakerPermit {
             redis: self.redis.clone(),
             service,
@@ -206,7 +214,7 @@ impl CircuitBreaker {
             successes: self.successes.clone(),
             board: Arc::clone(&self.board),
         };
-        Admitted {
+        Grant {
             properties: Vec::new(),
             permit: Some(Box::new(permit)),
         }
@@ -228,7 +236,7 @@ impl Middleware for CircuitBreaker {
         &self.name
     }
 
-    fn admit<'a>(&'a self, ctx: &'a RequestContext<'_>) -> Option<Admission<'a>> {
+    fn admit<'a>(&'a self, ctx: &'a RequestContext<'_>) -> Option<GrantFuture<'a>> {
         let service = ctx.route?.service.clone();
         Some(self.check(service).boxed())
     }
