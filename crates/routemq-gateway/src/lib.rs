@@ -6,7 +6,6 @@
 //! forwarding and metrics — lives here, with its Redis scripts in `scripts/`.
 #![forbid(unsafe_code)]
 
-mod admin;
 mod clock;
 mod digest;
 mod error;

@@ -1,13 +1,23 @@
-mod address;
-mod admission;
+//! One worker's gateway: the request pipeline and what it owns. A request
+//! passes through [`Gateway::handle`] ([`pipeline`]), which calls the small
+//! types below in phase order, each owning its data: the [`Exchange`](exchange::Exchange) of
+//! one request, the [`ReplyPolicy`] for reply addresses, the route
+//! [`Limits`], the [`Plan`]s with their middleware chains, the
+//! [`RetryClaims`], the upstream [`Forwarder`] and the [`Builtins`].
+
 mod background;
 mod builder;
-mod checks;
+mod builtins;
 mod config;
+mod exchange;
 mod pipeline;
+mod plan;
 mod prepare;
+mod reply_policy;
 mod reply_topics;
+mod retry_claim;
 mod shared;
+mod shed;
 mod telemetry;
 
 pub use background::BackgroundTasks;
@@ -17,47 +27,43 @@ pub use reply_topics::ReplyTopics;
 pub use routemq_router::encode_level;
 pub(crate) use shared::{FixedSettings, Shared};
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use metrics::SharedString;
 use routemq_router::{RouteTable, SubscriptionFilter};
 
-use crate::middleware::{Authenticator, Chain, Middleware, MiddlewareConfigs, Resources};
+use builtins::Builtins;
+use plan::Plan;
+use reply_policy::ReplyPolicy;
+use retry_claim::RetryClaims;
+
+use crate::middleware::{Authenticator, Resources};
 use crate::registry::Balancer;
 use crate::replay::Replays;
-use crate::route::{Limits, RouteTarget};
+use crate::route::Limits;
 use crate::upstream::{Bulkheads, Forwarder, ServiceLimits};
+use crate::{Inbound, Outbound};
 
 /// One worker's request pipeline. Stateless apart from read caches and
 /// metric counters, so any number of identical workers behave as one.
 ///
 /// A reload builds a new `Gateway` from the running one
 /// ([`Gateway::reconfigured`]): the routes, middleware and limits are new,
-/// what [`Shared`] holds carries over, and requests in flight finish on the
+/// what the shared state holds carries over, and requests in flight finish on the
 /// gateway they started on.
 pub struct Gateway {
-    pub(crate) shared: Shared,
-    pub(crate) routes: RouteTable<Plan>,
+    shared: Shared,
+    routes: RouteTable<Plan>,
     forwarder: Arc<Forwarder>,
     /// What the forwarder was built from: a reload with the same settings
     /// keeps it, so bulkhead slots held by calls in flight stay counted.
     forwarder_settings: (ServiceLimits, usize, u32),
-    replays: Replays,
+    claims: RetryClaims,
     limits: Limits,
-    reply_topics: ReplyTopics,
+    reply_policy: ReplyPolicy,
     authenticator: Arc<Authenticator>,
-    refusal_warnings: [address::WarnEverySecond; address::REFUSALS],
+    builtins: Builtins,
     /// Which configuration this is (a hash of its file).
     version: String,
-}
-
-/// A route's target and the middleware chain it runs.
-pub(crate) struct Plan {
-    target: RouteTarget,
-    chain: Chain,
-    /// The route's pattern, as a metrics label and span name.
-    label: SharedString,
 }
 
 /// Why a new configuration was not applied; the running one stays.
@@ -87,19 +93,7 @@ impl Gateway {
             Some(previous) if previous.forwarder_settings == forwarder_settings => {
                 Arc::clone(&previous.forwarder)
             }
-            _ => {
-                let balancer = Arc::new(Balancer::new(
-                    Arc::clone(&shared.cache),
-                    shared.redis.clone(),
-                    config.round_robin_lease,
-                ));
-                Arc::new(Forwarder::new(
-                    shared.http.clone(),
-                    balancer,
-                    Bulkheads::new(config.service_limits),
-                    config.limits.max_response_bytes,
-                ))
-            }
+            _ => forwarder(&shared, &config),
         };
         let authenticator = Arc::new(Authenticator::new(
             config.auth.jwt.clone(),
@@ -122,17 +116,23 @@ impl Gateway {
             membership: Arc::clone(&shared.membership),
             breakers: Arc::clone(&shared.breakers),
         };
-        let routes = plans(config.routes, &config.middleware, &resources)?;
+        let routes = plan::plans(config.routes, &config.middleware, &resources)?;
+        let reply_policy = ReplyPolicy::new(
+            &config.limits,
+            routes.filters(),
+            config.reply_topics,
+            shared.started,
+        );
         Ok(Gateway {
+            builtins: Builtins::new(&shared, &config.version),
             shared,
             routes,
             forwarder,
             forwarder_settings,
-            replays,
+            claims: RetryClaims::new(replays),
             limits: config.limits,
-            reply_topics: config.reply_topics,
+            reply_policy,
             authenticator,
-            refusal_warnings: Default::default(),
             version: config.version,
         })
     }
@@ -157,48 +157,26 @@ impl Gateway {
     pub fn filters(&self) -> &[SubscriptionFilter] {
         self.routes.filters()
     }
+
+    /// The answer to a request the worker sheds at capacity without running
+    /// it: `503 overloaded`, if it names a usable MQTT 5 Response Topic.
+    /// Counted in `routemq_requests_shed_total`.
+    pub fn shed(&self, inbound: &Inbound) -> Option<Outbound> {
+        shed::answer(&self.reply_policy, &self.authenticator, inbound)
+    }
 }
 
-/// Each route's target with its chain: one middleware instance per
-/// configured name, shared by every route naming it.
-fn plans(
-    routes: RouteTable<RouteTarget>,
-    middleware: &MiddlewareConfigs,
-    resources: &Resources,
-) -> Result<RouteTable<Plan>, String> {
-    let instances: HashMap<&str, Arc<dyn Middleware>> = middleware
-        .iter()
-        .map(|(name, spec)| (name.as_str(), spec.build(name, resources)))
-        .collect();
-    if crate::observe::metrics_enabled() {
-        // Each service's bulkhead refusals exist from the first scrape.
-        for route in routes.routes() {
-            if let RouteTarget::Forward(forward) = &route.target {
-                for reason in crate::upstream::BULKHEAD_REFUSALS {
-                    metrics::counter!(
-                        "routemq_service_overloaded_total",
-                        "service" => forward.service.clone(),
-                        "reason" => reason
-                    )
-                    .increment(0);
-                }
-            }
-        }
-    }
-    routes.try_map_targets(|route| {
-        let chain = route
-            .middleware
-            .iter()
-            .map(|name| {
-                instances.get(name.as_str()).cloned().ok_or_else(|| {
-                    format!("route `{}`: unknown middleware `{name}`", route.pattern)
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok::<Plan, String>(Plan {
-            target: route.target.clone(),
-            chain: Chain::new(chain),
-            label: SharedString::from_owned(route.pattern.to_string()),
-        })
-    })
+/// A forwarder on the shared connections and registry cache.
+fn forwarder(shared: &Shared, config: &GatewayConfig) -> Arc<Forwarder> {
+    let balancer = Arc::new(Balancer::new(
+        Arc::clone(&shared.cache),
+        shared.redis.clone(),
+        config.round_robin_lease,
+    ));
+    Arc::new(Forwarder::new(
+        shared.http.clone(),
+        balancer,
+        Bulkheads::new(config.service_limits.clone()),
+        config.limits.max_response_bytes,
+    ))
 }

@@ -15,71 +15,32 @@
 //! 7. **reply** — the envelope is built once, its properties gathered here;
 //! 8. **logging and metrics**.
 //!
-//! What an error leads to — another instance, breaker evidence, a fallback —
+//! Each phase works on the request's [`Exchange`]; an error stays a
+//! [`GatewayError`] until the reply phase renders it, once. What an error leads to — another instance, breaker evidence, a fallback —
 //! is decided by the error itself ([`crate::ErrorKind`]), not here.
 
 use std::time::Instant;
 
-use metrics::SharedString;
 use reqwest::header::{HeaderName, HeaderValue};
 use routemq_router::Match;
 use serde_json::Value;
 use tracing::Instrument;
 
+use super::exchange::Exchange;
 use super::prepare::prepare;
-use super::{address, Gateway, Plan};
-use crate::middleware::{ChainRun, Flow, Outcome, RequestContext};
-use crate::replay::{Claim, Kept, Ticket};
-use crate::request::{is_acceptable_request_id, parse_payload, take_payload_address};
+use super::reply_policy::truncated;
+use super::retry_claim::{Proceed, RetryClaims};
+use super::{telemetry, Gateway, Plan};
+use crate::middleware::{Credentials, Flow, Outcome, RequestContext};
+use crate::observe;
+use crate::request::{parse_payload, take_payload_address};
 use crate::request_log::LogRecord;
-use crate::route::{ForwardRoute, RouteTarget};
+use crate::route::{Builtin, ForwardRoute, RouteTarget};
 use crate::upstream::{PreparedCall, UpstreamResponse};
-use crate::{observe, ReplyAddress};
-use crate::{ErrorKind, GatewayError, Headers, Inbound, Outbound, Reply};
+use crate::{ErrorKind, GatewayError, Headers, Inbound, Outbound, Reply, ReplyAddress};
 
-/// One request on its way through [`Gateway::handle`].
-struct Request<'r> {
-    inbound: &'r Inbound,
-    /// The topic, when it is valid UTF-8 within the length limit.
-    topic: Option<&'r str>,
-    headers: &'r Headers,
-    request_id: &'r str,
-    /// The client chose the request id, so a retry can be recognised.
-    retry_safe_id: bool,
-    started: Instant,
-}
-
-/// An answer, where it came from, and what the chain adds to it.
-pub(super) struct Answer {
-    pub(super) reply: Reply,
-    pub(super) service: Option<String>,
-    /// The matched route's pattern; `None` before a route matched.
-    pub(super) route: Option<SharedString>,
-    /// Reply properties the chain added (CORS, rate-limit counters).
-    properties: Vec<(String, String)>,
-}
-
-impl Answer {
-    fn early(error: GatewayError, request_id: &str) -> Answer {
-        Answer {
-            reply: Reply::error(&error, request_id, None),
-            service: None,
-            route: None,
-            properties: Vec::new(),
-        }
-    }
-}
-
-/// Admission's verdict on a request that may go upstream.
-pub(super) enum Admitted {
-    Run {
-        permits: ChainRun,
-        /// The safe-retry claim, to finish with the upstream's answer.
-        ticket: Option<Ticket>,
-    },
-    /// A retry of a request already answered: its stored reply.
-    Replayed(Reply),
-}
+/// Phases 1–6 end here: an answer, or the error the reply phase renders.
+type Answer = Result<Reply, GatewayError>;
 
 impl Gateway {
     /// Handles one request and returns the reply to publish, or `None` when
@@ -87,157 +48,108 @@ impl Gateway {
     pub async fn handle(&self, inbound: Inbound) -> Option<Outbound> {
         let started = Instant::now();
         let headers = Headers::from_properties(&inbound.user_properties);
-        let client_request_id = headers
-            .get("x-request-id")
-            .filter(|id| is_acceptable_request_id(id));
-        let request_id = client_request_id
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let credentials = Credentials::new(&self.authenticator, &headers);
+        let max_topic_bytes = self.limits.max_topic_bytes;
+        let mut exchange =
+            Exchange::new(&inbound, &headers, &credentials, max_topic_bytes, started);
         // Phase 2 first: it is pure, and its template names the span.
-        let topic = Some(&inbound.topic)
-            .filter(|topic| topic.len() <= self.limits.max_topic_bytes)
-            .and_then(|topic| std::str::from_utf8(topic).ok());
-        let found = topic.and_then(|topic| self.routes.find(topic));
+        let found = exchange.topic.and_then(|topic| self.routes.find(topic));
         let template = found.as_ref().map(|found| &found.route.target.label);
-        let (span, sampling) = self.request_span(&inbound, &headers, &request_id, template);
-        let request = Request {
-            inbound: &inbound,
-            topic,
-            headers: &headers,
-            request_id: &request_id,
-            retry_safe_id: client_request_id.is_some(),
-            started,
+        let (span, sampling) = telemetry::request_span(self.shared.traces, &exchange, template);
+        let served = async {
+            let answer = self.serve(&mut exchange, found).await?;
+            self.reply(exchange, answer, sampling.trace_id.as_deref())
         };
-        let served = self.serve(request, found, sampling.trace_id.as_deref());
         observe::with_sampling(sampling.sampled, served.instrument(span)).await
     }
 
-    async fn serve(
-        &self,
-        request: Request<'_>,
-        found: Option<Match<'_, Plan>>,
-        trace_id: Option<&str>,
-    ) -> Option<Outbound> {
+    /// Phases 1 to 6; `None` when the reply address was refused: then
+    /// nothing runs and nothing is published.
+    async fn serve(&self, ex: &mut Exchange<'_>, found: Option<Match<'_, Plan>>) -> Option<Answer> {
         // 1. Decode and validate.
-        let (address, decoded) = self.decode(&request)?;
-        let answer = match decoded {
-            Ok(body) => {
-                let reply_topic = address.as_ref().map(|address| address.topic.as_str());
-                self.answer(&request, found, body, reply_topic).await
-            }
-            Err(error) => Answer::early(error, request.request_id),
+        let body = match self.decode(ex)? {
+            Ok(body) => body,
+            Err(error) => return Some(Err(error)),
         };
-        // 7. Reply, 8. logging and metrics.
-        self.reply(&request, address, answer, trace_id)
+        // 2. Route.
+        let (Some(found), Some(topic)) = (found, ex.topic) else {
+            let topic = ex.topic.unwrap_or_default();
+            let message = format!("no route for topic `{topic}`");
+            return Some(Err(GatewayError::new(ErrorKind::RouteNotFound, message)));
+        };
+        if let Err(error) = self.limits.check_params(&found.params) {
+            return Some(Err(error));
+        }
+        let plan = &found.route.target;
+        ex.route = Some(plan.label.clone());
+        ex.service = plan.target.forward().map(|route| route.service.clone());
+        let mut ctx = RequestContext {
+            request_id: &ex.request_id,
+            topic,
+            params: &found.params,
+            headers: ex.headers,
+            credentials: ex.credentials,
+            response_topic: ex.address.as_ref().map(|address| address.topic.as_str()),
+            route: plan.target.forward(),
+            body,
+            identity: None,
+            reply_properties: Vec::new(),
+        };
+        let answer = self.run_chain(plan, &mut ctx, ex).await;
+        let properties = ctx.reply_properties;
+        ex.reply_properties = properties;
+        Some(answer)
     }
 
     /// The reply address and the body, or why the request is answered with
     /// an error. `None`: the address was refused, so nothing is answered.
     /// The Response Topic is checked before anything is parsed; an address
     /// in the payload (`reply_to`) once the payload is.
-    #[allow(clippy::type_complexity)]
-    fn decode(
-        &self,
-        request: &Request<'_>,
-    ) -> Option<(Option<ReplyAddress>, Result<Value, GatewayError>)> {
-        let inbound = request.inbound;
-        let mut address = inbound.response_topic.clone().map(|topic| ReplyAddress {
-            topic,
-            correlation_data: inbound.correlation_data.clone(),
-            from_payload: false,
-        });
-        if let Some(address) = &address {
-            self.admit_reply_address(address, request)?;
+    fn decode(&self, ex: &mut Exchange<'_>) -> Option<Result<Value, GatewayError>> {
+        let inbound = ex.inbound;
+        if let Some(topic) = &inbound.response_topic {
+            let address = ReplyAddress {
+                topic: topic.clone(),
+                correlation_data: inbound.correlation_data.clone(),
+                from_payload: false,
+            };
+            ex.address = Some(self.accepted(address, ex)?);
         }
-        if let Err(error) = self.check_limits(inbound, request.headers) {
-            return Some((address, Err(error)));
-        }
-        if request.topic.is_none() {
-            let error = GatewayError::new(ErrorKind::InvalidTopic, "topic is not valid UTF-8");
-            return Some((address, Err(error)));
-        }
-        let mut body = match parse_payload(&inbound.payload) {
+        let mut body = match self.validated_body(ex) {
             Ok(body) => body,
-            Err(error) => return Some((address, Err(error))),
+            Err(error) => return Some(Err(error)),
         };
-        if address.is_none() {
-            address = take_payload_address(&mut body);
-            if let Some(address) = &address {
-                self.admit_reply_address(address, request)?;
+        if ex.address.is_none() {
+            if let Some(address) = take_payload_address(&mut body) {
+                ex.address = Some(self.accepted(address, ex)?);
             }
         }
         if inbound
             .deadline()
             .is_some_and(|deadline| Instant::now() >= deadline)
         {
-            let error = GatewayError::new(
-                ErrorKind::DeadlineExceeded,
-                "the request expired before it was processed",
-            );
-            return Some((address, Err(error)));
+            let message = "the request expired before it was processed";
+            return Some(Err(GatewayError::new(ErrorKind::DeadlineExceeded, message)));
         }
-        Some((address, Ok(body)))
+        Some(Ok(body))
     }
 
-    fn admit_reply_address(&self, address: &ReplyAddress, request: &Request<'_>) -> Option<()> {
-        match self.check_reply_topic(&address.topic, request.headers) {
-            Ok(()) => Some(()),
-            Err(refusal) => {
-                self.note_refused_reply(refusal, request.request_id, &address.topic);
-                None
-            }
-        }
+    fn accepted(&self, address: ReplyAddress, ex: &Exchange<'_>) -> Option<ReplyAddress> {
+        self.reply_policy
+            .accept(&address, &ex.request_id, ex.credentials)
+            .then_some(address)
     }
 
-    async fn answer(
-        &self,
-        request: &Request<'_>,
-        found: Option<Match<'_, Plan>>,
-        body: Value,
-        reply_topic: Option<&str>,
-    ) -> Answer {
-        // 2. Route.
-        let (Some(found), Some(topic)) = (found, request.topic) else {
-            let topic = request.topic.unwrap_or_default();
-            let error = GatewayError::new(
-                ErrorKind::RouteNotFound,
-                format!("no route for topic `{topic}`"),
-            );
-            return Answer::early(error, request.request_id);
-        };
-        if let Err(error) = self.check_params(&found.params) {
-            return Answer::early(error, request.request_id);
+    /// The request within its limits, on a UTF-8 topic, with a JSON body.
+    fn validated_body(&self, ex: &Exchange<'_>) -> Result<Value, GatewayError> {
+        self.limits.check_request(ex.inbound, ex.headers)?;
+        if ex.topic.is_none() {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidTopic,
+                "topic is not valid UTF-8",
+            ));
         }
-        let plan = &found.route.target;
-        let route = match &plan.target {
-            RouteTarget::Forward(route) => Some(route),
-            RouteTarget::Builtin(_) => None,
-        };
-        let service = route.map(|route| route.service.clone());
-        let mut ctx = RequestContext {
-            request_id: request.request_id,
-            topic,
-            params: &found.params,
-            headers: request.headers,
-            response_topic: reply_topic,
-            route,
-            body,
-            identity: None,
-            reply_properties: Vec::new(),
-        };
-        let reply = match self.run_chain(plan, &mut ctx, request).await {
-            Ok(reply) => reply,
-            Err(error) => {
-                let named = service.as_deref().filter(|_| error.kind.names_service());
-                Reply::error(&error, request.request_id, named)
-            }
-        };
-        Answer {
-            reply,
-            service,
-            route: Some(plan.label.clone()),
-            properties: ctx.reply_properties,
-        }
+        parse_payload(&ex.inbound.payload)
     }
 
     /// Phases 3 to 6 for a matched route.
@@ -245,30 +157,48 @@ impl Gateway {
         &self,
         plan: &Plan,
         ctx: &mut RequestContext<'_>,
-        request: &Request<'_>,
-    ) -> Result<Reply, GatewayError> {
+        ex: &Exchange<'_>,
+    ) -> Answer {
         // 3. Request filters.
         if let Flow::Respond(reply) = plan.chain.request_filter(ctx)? {
             return Ok(reply);
         }
-        let route = match &plan.target {
-            RouteTarget::Builtin(builtin) => {
-                let (mut properties, permits) = plan.chain.admit(ctx).await;
-                ctx.reply_properties.append(&mut properties);
-                let _permits = permits?;
-                // Boxed: kept out of the request future, which every request moves.
-                return Ok(Box::pin(self.builtin(*builtin, ctx.request_id)).await);
-            }
-            RouteTarget::Forward(route) => route,
-        };
-        let mut call = prepare(route, ctx, request.inbound.deadline())?;
+        match &plan.target {
+            RouteTarget::Builtin(builtin) => self.run_builtin(plan, ctx, *builtin).await,
+            RouteTarget::Forward(route) => self.forward(plan, ctx, route, ex).await,
+        }
+    }
+
+    /// Phase 4 for a built-in route, then its answer.
+    async fn run_builtin(
+        &self,
+        plan: &Plan,
+        ctx: &mut RequestContext<'_>,
+        builtin: Builtin,
+    ) -> Answer {
+        let (properties, permits) = plan.chain.admit(ctx).await;
+        ctx.reply_properties.extend(properties);
+        let _permits = permits?;
+        // Boxed: kept out of the request future, which every request moves.
+        Box::pin(self.builtins.answer(builtin)).await
+    }
+
+    /// Phases 4 to 6 for a forwarding route.
+    async fn forward(
+        &self,
+        plan: &Plan,
+        ctx: &mut RequestContext<'_>,
+        route: &ForwardRoute,
+        ex: &Exchange<'_>,
+    ) -> Answer {
+        let mut call = prepare(route, ctx, ex.inbound.deadline())?;
 
         // 4. Admission.
-        let (properties, admitted) = self.admit(plan, ctx, route, &call, request).await;
+        let (properties, proceed) = self.admit(plan, ctx, route, &call, ex.retry_safe_id).await;
         ctx.reply_properties.extend(properties);
-        let (mut permits, ticket) = match admitted {
-            Ok(Admitted::Run { permits, ticket }) => (permits, ticket),
-            Ok(Admitted::Replayed(reply)) => return Ok(reply),
+        let (mut permits, ticket) = match proceed {
+            Ok(Proceed::Call { permits, ticket }) => (permits, ticket),
+            Ok(Proceed::Replay(reply)) => return Ok(reply),
             Err(error) => return self.fall_back(plan, ctx, &call, error).await,
         };
         if let Some(ticket) = &ticket {
@@ -290,21 +220,10 @@ impl Gateway {
 
         // 6. Response filters; the answer is kept for retries, a fallback is not.
         let result =
-            result.and_then(|response| self.upstream_reply(plan, ctx, &call, response, started));
-        let mut result = result;
-        if let Some(ticket) = ticket {
-            let stored = match &result {
-                Ok(reply) => reply.clone(),
-                Err(error) => Reply::error(error, ctx.request_id, Some(&route.service)),
-            };
-            if self.replays.finish(ticket, &stored) == Kept::TooLarge {
-                if let Ok(reply) = &mut result {
-                    reply
-                        .properties
-                        .push(("x-replay".into(), "not-kept".into()));
-                }
-            }
-        }
+            result.and_then(|response| upstream_reply(plan, ctx, &call, response, started));
+        let result = self
+            .claims
+            .answered(ticket, result, ctx.request_id, &route.service);
         match result {
             Ok(reply) => Ok(reply),
             Err(error) => self.fall_back(plan, ctx, &call, error).await,
@@ -312,54 +231,28 @@ impl Gateway {
     }
 
     /// The chain's admissions and the safe-retry claim, concurrently. A
-    /// refusal by the chain wins over the claim's verdict; a claim taken for
-    /// a refused request is released at once.
+    /// refusal by the chain wins over the claim's verdict.
     async fn admit(
         &self,
         plan: &Plan,
         ctx: &RequestContext<'_>,
         route: &ForwardRoute,
         call: &PreparedCall,
-        request: &Request<'_>,
-    ) -> (Vec<(String, String)>, Result<Admitted, GatewayError>) {
+        retry_safe_id: bool,
+    ) -> (Vec<(String, String)>, Result<Proceed, GatewayError>) {
         let ((properties, permits), claim) = futures::join!(
             plan.chain.admit(ctx),
-            self.claim(ctx, route, call, request.retry_safe_id)
+            self.claims.claim(ctx, route, call, retry_safe_id)
         );
-        let admitted = match permits {
-            Ok(permits) => self.claimed(permits, claim),
+        let proceed = match permits {
+            Ok(permits) => RetryClaims::proceed(permits, claim),
             Err(error) => {
-                if let Claim::Fresh(ticket) = claim {
-                    let refused = Reply::error(&error, ctx.request_id, Some(&route.service));
-                    self.replays.finish(ticket, &refused);
-                }
+                self.claims
+                    .refused(claim, &error, ctx.request_id, &route.service);
                 Err(error)
             }
         };
-        (properties, admitted)
-    }
-
-    /// The upstream's answer through the response filters, as a reply.
-    fn upstream_reply(
-        &self,
-        plan: &Plan,
-        ctx: &RequestContext<'_>,
-        call: &PreparedCall,
-        mut response: UpstreamResponse,
-        started: Instant,
-    ) -> Result<Reply, GatewayError> {
-        plan.chain.response_filter(ctx, &mut response)?;
-        plan.chain.upstream_response(ctx, call, &response);
-        let service = ctx.route.map(|route| route.service.as_str());
-        let mut reply = Reply::success(
-            response.status,
-            &response.body,
-            ctx.request_id,
-            service.unwrap_or_default(),
-            started.elapsed().as_secs_f64(),
-        );
-        reply.properties = response.properties;
-        Ok(reply)
+        (properties, proceed)
     }
 
     /// A fallback's reply if the error allows one and the chain has one, else the error.
@@ -369,7 +262,7 @@ impl Gateway {
         ctx: &RequestContext<'_>,
         call: &PreparedCall,
         error: GatewayError,
-    ) -> Result<Reply, GatewayError> {
+    ) -> Answer {
         match plan.chain.fallback(ctx, call, &error).await {
             Some(reply) => {
                 tracing::info!(request_id = ctx.request_id, error = %error, "fallback answered");
@@ -379,36 +272,18 @@ impl Gateway {
         }
     }
 
-    /// Phases 7 and 8: the reply's properties in one place, the metrics and
-    /// the request log, and the message to publish.
-    fn reply(
-        &self,
-        request: &Request<'_>,
-        address: Option<ReplyAddress>,
-        answer: Answer,
-        trace_id: Option<&str>,
-    ) -> Option<Outbound> {
-        let status = answer.reply.status;
-        let elapsed = request.started.elapsed();
-        self.shared
-            .metrics
-            .record(answer.service.as_deref(), status, elapsed);
-        self.observe_answer(&answer, elapsed);
-        let topic = String::from_utf8_lossy(&request.inbound.topic);
-        if let Some(log) = &self.shared.request_log {
-            log.record(&LogRecord {
-                request_id: request.request_id,
-                trace_id,
-                topic: &topic,
-                route: answer.route.as_ref(),
-                service: answer.service.as_deref(),
-                status,
-                duration: elapsed,
-            });
-        }
-        let request_id = request.request_id;
-        let topic = address::truncated(&topic);
-        let Some(address) = address else {
+    /// Phases 7 and 8: the error rendered (once), the reply's properties in
+    /// one place, the metrics and the request log, and the message to publish.
+    fn reply(&self, ex: Exchange<'_>, answer: Answer, trace_id: Option<&str>) -> Option<Outbound> {
+        let mut reply = answer.unwrap_or_else(|error| {
+            let named = ex.service.as_deref().filter(|_| error.kind.names_service());
+            Reply::error(&error, &ex.request_id, named)
+        });
+        self.record(&ex, reply.status, trace_id);
+        let (request_id, status) = (ex.request_id.as_str(), reply.status);
+        let topic = ex.topic_text();
+        let topic = truncated(&topic);
+        let Some(address) = ex.address else {
             tracing::info!(
                 request_id,
                 trace_id,
@@ -419,16 +294,54 @@ impl Gateway {
             return None;
         };
         tracing::debug!(request_id, trace_id, ?topic, status, "request answered");
-        let Answer {
-            mut reply,
-            properties: mut chain_properties,
-            ..
-        } = answer;
-        chain_properties.append(&mut reply.properties);
+        let mut properties = ex.reply_properties;
+        properties.append(&mut reply.properties);
         if let Some(trace_id) = trace_id {
-            chain_properties.push(("x-trace-id".to_string(), trace_id.to_string()));
+            properties.push(("x-trace-id".to_string(), trace_id.to_string()));
         }
-        reply.properties = chain_properties;
+        reply.properties = properties;
         Some(Outbound::new(address, reply, request_id))
     }
+
+    /// Phase 8: counters, histograms, span attributes and the request log.
+    fn record(&self, ex: &Exchange<'_>, status: u16, trace_id: Option<&str>) {
+        let elapsed = ex.started.elapsed();
+        self.shared
+            .metrics
+            .record(ex.service.as_deref(), status, elapsed);
+        telemetry::observe_answer(self.shared.traces, ex, status, elapsed);
+        if let Some(log) = &self.shared.request_log {
+            log.record(&LogRecord {
+                request_id: &ex.request_id,
+                trace_id,
+                topic: &ex.topic_text(),
+                route: ex.route.as_ref(),
+                service: ex.service.as_deref(),
+                status,
+                duration: elapsed,
+            });
+        }
+    }
+}
+
+/// The upstream's answer through the response filters, as a reply.
+fn upstream_reply(
+    plan: &Plan,
+    ctx: &RequestContext<'_>,
+    call: &PreparedCall,
+    mut response: UpstreamResponse,
+    started: Instant,
+) -> Answer {
+    plan.chain.response_filter(ctx, &mut response)?;
+    plan.chain.upstream_response(ctx, call, &response);
+    let service = ctx.route.map(|route| route.service.as_str());
+    let mut reply = Reply::success(
+        response.status,
+        &response.body,
+        ctx.request_id,
+        service.unwrap_or_default(),
+        started.elapsed().as_secs_f64(),
+    );
+    reply.properties = response.properties;
+    Ok(reply)
 }

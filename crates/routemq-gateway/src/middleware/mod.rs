@@ -51,7 +51,7 @@ use crate::{GatewayError, Headers, Reply};
 
 pub use auth::{
     hash_api_key, ApiKeyRecord, ApiKeyStore, ApiKeys, AuthMethod, AuthSettings, AuthSpec,
-    Authenticator, JwtKeys, JwtSettings, RemoteJwks, RemoteJwksSettings,
+    Authenticator, Credentials, JwtKeys, JwtSettings, RemoteJwks, RemoteJwksSettings,
 };
 pub use breaker::{
     BreakerBoard, BreakerSpec, BreakerState, CircuitBreaker, BREAKER_REFRESH_INTERVAL,
@@ -120,6 +120,8 @@ pub struct RequestContext<'r> {
     pub topic: &'r str,
     pub params: &'r Params<'r>,
     pub headers: &'r Headers,
+    /// The caller's credentials, verified once for the whole request.
+    pub credentials: &'r Credentials<'r>,
     /// The response topic, used as the client's identity when it has no credentials.
     pub response_topic: Option<&'r str>,
     /// `None` for the gateway's own routes.

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::auth::JwtVerifier;
 use super::{AuthMethod, Cors, Flow, Middleware, RequestContext, Transform};
-use super::{CorsSpec, JwtKeys, JwtSettings, TransformSpec};
+use super::{Authenticator, CorsSpec, Credentials, JwtKeys, JwtSettings, TransformSpec};
 use crate::{ErrorKind, Headers};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -257,11 +257,14 @@ fn with_context<T>(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<Vec<_>>(),
     );
+    let authenticator = Authenticator::new(None, None, None);
+    let credentials = Credentials::new(&authenticator, &headers);
     let mut ctx = RequestContext {
         request_id: "req-1",
         topic,
         params: &found.params,
         headers: &headers,
+        credentials: &credentials,
         response_topic: None,
         route: None,
         body,

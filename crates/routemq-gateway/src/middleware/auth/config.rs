@@ -20,9 +20,8 @@ pub struct AuthSpec {
 }
 
 impl MiddlewareConfig for AuthSpec {
-    fn build(&self, name: &str, resources: &Resources) -> Arc<dyn Middleware> {
-        let authenticator = Arc::clone(&resources.authenticator);
-        Arc::new(Auth::new(name.to_string(), authenticator, self.clone()))
+    fn build(&self, name: &str, _: &Resources) -> Arc<dyn Middleware> {
+        Arc::new(Auth::new(name.to_string(), self.clone()))
     }
 }
 

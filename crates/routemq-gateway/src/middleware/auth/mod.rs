@@ -1,6 +1,6 @@
 //! Authentication (JWT bearer token or API key) and authorization (scopes, roles).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 mod api_keys;
@@ -63,16 +63,9 @@ impl Authenticator {
         }
     }
 
-    /// Verifies the request's credentials. A request that presents
-    /// credentials of a method the route does not accept is refused rather
-    /// than treated as anonymous.
-    /// The caller's verified identity by any configured method, if its
-    /// credentials verify; the reply-topic check binds placeholders to it.
-    pub fn identify(&self, headers: &Headers) -> Option<Identity> {
-        self.authenticate(headers, &[AuthMethod::Jwt, AuthMethod::ApiKey])
-            .ok()
-    }
-
+    /// Verifies the request's credentials by the methods given. A request
+    /// that presents credentials of a method not among them is refused
+    /// rather than treated as anonymous.
     fn authenticate(
         &self,
         headers: &Headers,
@@ -127,6 +120,54 @@ impl Authenticator {
     }
 }
 
+/// One request's credentials, verified at most once however many ask: the
+/// reply-address check (to bind `{sub}` topics) and every auth middleware
+/// of the chain read the same verification.
+pub struct Credentials<'r> {
+    authenticator: &'r Authenticator,
+    headers: &'r Headers,
+    /// The verification by every configured method.
+    verified: OnceLock<Result<Identity, GatewayError>>,
+}
+
+impl<'r> Credentials<'r> {
+    pub fn new(authenticator: &'r Authenticator, headers: &'r Headers) -> Credentials<'r> {
+        Credentials {
+            authenticator,
+            headers,
+            verified: OnceLock::new(),
+        }
+    }
+
+    fn verified(&self) -> &Result<Identity, GatewayError> {
+        const ALL: [AuthMethod; 2] = [AuthMethod::Jwt, AuthMethod::ApiKey];
+        self.verified
+            .get_or_init(|| self.authenticator.authenticate(self.headers, &ALL))
+    }
+
+    /// The caller's verified identity by any configured method, if its
+    /// credentials verify; the reply-topic check binds placeholders to it.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.verified().as_ref().ok()
+    }
+
+    /// The identity, if the credentials presented are of a method in
+    /// `methods` and verify: what an auth middleware requires.
+    pub fn verify(&self, methods: &[AuthMethod]) -> Result<Identity, GatewayError> {
+        let authenticator = self.authenticator;
+        if self.headers.get("authorization").is_some() {
+            if !(methods.contains(&AuthMethod::Jwt) && authenticator.jwt.is_some()) {
+                return Err(unauthorized("bearer tokens are not accepted here"));
+            }
+        } else if self.headers.get("x-api-key").is_some()
+            && !(methods.contains(&AuthMethod::ApiKey) && authenticator.api_keys.is_some())
+        {
+            return Err(unauthorized("API keys are not accepted here"));
+        }
+        self.verified().clone()
+    }
+}
+
 fn unauthorized(message: impl Into<String>) -> GatewayError {
     GatewayError::new(ErrorKind::Unauthorized, message).with_property("www-authenticate", "Bearer")
 }
@@ -136,17 +177,12 @@ fn unauthorized(message: impl Into<String>) -> GatewayError {
 /// the identity the first established and only checks its own requirements.
 pub struct Auth {
     name: String,
-    authenticator: Arc<Authenticator>,
     spec: AuthSpec,
 }
 
 impl Auth {
-    pub fn new(name: String, authenticator: Arc<Authenticator>, spec: AuthSpec) -> Auth {
-        Auth {
-            name,
-            authenticator,
-            spec,
-        }
+    pub fn new(name: String, spec: AuthSpec) -> Auth {
+        Auth { name, spec }
     }
 
     fn authorize(&self, identity: &Identity) -> Result<(), GatewayError> {
@@ -194,10 +230,7 @@ impl Middleware for Auth {
             }
             Some(_) => {}
             None => {
-                let identity = self
-                    .authenticator
-                    .authenticate(ctx.headers, &self.spec.methods)?;
-                ctx.identity = Some(identity);
+                ctx.identity = Some(ctx.credentials.verify(&self.spec.methods)?);
             }
         }
         if let Some(identity) = &ctx.identity {

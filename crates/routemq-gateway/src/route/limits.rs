@@ -1,17 +1,49 @@
-//! Bounds every request must stay within before any work is done on it.
+//! Bounds every request must stay within before any work is done on it:
+//! beyond them it gets a typed error, before anything runs.
 
 use routemq_router::Params;
 
-use super::Gateway;
 use crate::{ErrorKind, GatewayError, Headers, Inbound};
 
-impl Gateway {
-    pub(super) fn check_limits(
+/// Bounds on what a request may carry; beyond them it gets a typed error.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_payload_bytes: usize,
+    pub max_user_properties: usize,
+    /// Sum of user-property names and values.
+    pub max_header_bytes: usize,
+    pub max_param_bytes: usize,
+    pub max_response_bytes: usize,
+    /// Request and reply topics; a longer request topic gets 400, a longer
+    /// reply topic is refused.
+    pub max_topic_bytes: usize,
+    /// Levels of a reply topic: a deeper one is refused before anything
+    /// runs (Mosquitto disconnects a publisher beyond 200, EMQX's default
+    /// `max_topic_levels` is 128).
+    pub max_topic_levels: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload_bytes: 256 * 1024,
+            max_user_properties: 64,
+            max_header_bytes: 16 * 1024,
+            max_param_bytes: 256,
+            max_response_bytes: 4 * 1024 * 1024,
+            max_topic_bytes: 512,
+            max_topic_levels: 128,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn check_request(
         &self,
         inbound: &Inbound,
         headers: &Headers,
     ) -> Result<(), GatewayError> {
-        let limits = &self.limits;
+        let limits = self;
         if inbound.topic.len() > limits.max_topic_bytes {
             return Err(GatewayError::new(
                 ErrorKind::InvalidTopic,
@@ -58,14 +90,14 @@ impl Gateway {
         Ok(())
     }
 
-    pub(super) fn check_params(&self, params: &Params<'_>) -> Result<(), GatewayError> {
+    pub(crate) fn check_params(&self, params: &Params<'_>) -> Result<(), GatewayError> {
         for (name, value) in params.iter() {
-            if value.len() > self.limits.max_param_bytes {
+            if value.len() > self.max_param_bytes {
                 return Err(GatewayError::new(
                     ErrorKind::InvalidParam,
                     format!(
                         "parameter `{name}` is longer than {} bytes",
-                        self.limits.max_param_bytes
+                        self.max_param_bytes
                     ),
                 ));
             }

@@ -1,4 +1,5 @@
-//! Whether a request's reply address may be used, checked before anything
+//! Whether a request's reply address may be used (the reply-address
+//! policy), checked before anything
 //! else runs: a refused address means the request is not run and nothing
 //! is published; the refusal is counted and logged (at most once a second
 //! per worker, so a flood of them cannot flood the log).
@@ -6,12 +7,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use routemq_router::{filter_matches, is_valid_topic_name, topic_levels};
+use routemq_router::{filter_matches, is_valid_topic_name, topic_levels, SubscriptionFilter};
 
-use super::reply_topics::Verdict;
-use super::Gateway;
-use crate::request::is_acceptable_request_id;
-use crate::{ErrorKind, GatewayError, Headers, Inbound, Outbound, Reply, ReplyAddress};
+use super::reply_topics::{ReplyTopics, Verdict};
+use crate::middleware::Credentials;
+use crate::route::Limits;
+use crate::ReplyAddress;
 
 /// Why a reply address was refused; the `reason` label of
 /// `routemq_reply_topic_refused_total`.
@@ -82,88 +83,88 @@ impl WarnEverySecond {
     }
 }
 
-impl Gateway {
-    /// Checks a reply address: its shape, the allowlist, and — for filters
+/// Where replies may go: the address's shape, the gateway's own filters,
+/// the allowlist and, for `{sub}` filters, the caller's verified identity.
+/// Owns its refusal counting and rate-limited warnings.
+pub(super) struct ReplyPolicy {
+    max_topic_bytes: usize,
+    max_topic_levels: usize,
+    /// The filters the gateway serves: a reply there would come back in as a request.
+    served: Vec<SubscriptionFilter>,
+    reply_topics: ReplyTopics,
+    warnings: [WarnEverySecond; REFUSALS],
+    /// When the worker started: the warnings' clock.
+    started: Instant,
+}
+
+impl ReplyPolicy {
+    pub(super) fn new(
+        limits: &Limits,
+        served: &[SubscriptionFilter],
+        reply_topics: ReplyTopics,
+        started: Instant,
+    ) -> ReplyPolicy {
+        ReplyPolicy {
+            max_topic_bytes: limits.max_topic_bytes,
+            max_topic_levels: limits.max_topic_levels,
+            served: served.to_vec(),
+            reply_topics,
+            warnings: Default::default(),
+            started,
+        }
+    }
+
+    /// Whether replies may go to `address`; a refusal is counted and logged.
+    pub(super) fn accept(
+        &self,
+        address: &ReplyAddress,
+        request_id: &str,
+        credentials: &Credentials<'_>,
+    ) -> bool {
+        match self.check(&address.topic, credentials) {
+            Ok(()) => true,
+            Err(refusal) => {
+                self.note_refused(refusal, request_id, &address.topic);
+                false
+            }
+        }
+    }
+
+    /// Checks a reply topic: its shape, the allowlist, and — for filters
     /// bound to an identity — the caller's verified credentials.
-    pub(crate) fn check_reply_topic(&self, topic: &str, headers: &Headers) -> Result<(), Refusal> {
-        if topic.len() > self.limits.max_topic_bytes {
+    fn check(&self, topic: &str, credentials: &Credentials<'_>) -> Result<(), Refusal> {
+        if topic.len() > self.max_topic_bytes {
             return Err(Refusal::TooLong);
         }
         if !is_valid_topic_name(topic) {
             return Err(Refusal::Invalid);
         }
-        if topic_levels(topic) > self.limits.max_topic_levels {
+        if topic_levels(topic) > self.max_topic_levels {
             return Err(Refusal::TooDeep);
         }
         if topic.starts_with('$') {
             return Err(Refusal::Reserved);
         }
-        // A topic the gateway serves would loop the reply back in as a request.
-        if self
-            .routes
-            .filters()
-            .iter()
-            .any(|f| filter_matches(&f.filter, topic))
-        {
+        if self.served.iter().any(|f| filter_matches(&f.filter, topic)) {
             return Err(Refusal::Served);
         }
         match self.reply_topics.precheck(topic) {
             Verdict::Allowed => Ok(()),
             Verdict::Refused => Err(Refusal::NotAllowed),
-            Verdict::NeedsIdentity => {
-                let identity = self.authenticator.identify(headers);
-                if self.reply_topics.allows(topic, identity.as_ref()) {
-                    Ok(())
-                } else {
-                    Err(Refusal::NotBound)
-                }
+            Verdict::NeedsIdentity if self.reply_topics.allows(topic, credentials.identity()) => {
+                Ok(())
             }
+            Verdict::NeedsIdentity => Err(Refusal::NotBound),
         }
-    }
-
-    /// The answer to a request the worker sheds at capacity without running
-    /// it: `503 overloaded`, if it names a usable MQTT 5 Response Topic
-    /// (a payload `reply_to` is not parsed for a shed request). Counted in
-    /// `routemq_requests_shed_total`.
-    pub fn shed(&self, inbound: &Inbound) -> Option<Outbound> {
-        metrics::counter!("routemq_requests_shed_total").increment(1);
-        let topic = inbound.response_topic.clone()?;
-        let headers = Headers::from_properties(&inbound.user_properties);
-        if let Err(refusal) = self.check_reply_topic(&topic, &headers) {
-            let request_id = headers.get("x-request-id").unwrap_or_default();
-            self.note_refused_reply(refusal, request_id, &topic);
-            return None;
-        }
-        let request_id = headers
-            .get("x-request-id")
-            .filter(|id| is_acceptable_request_id(id))
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let error = GatewayError::new(
-            ErrorKind::Overloaded,
-            "the worker is at capacity; retry later",
-        )
-        .with_property("retry-after", "1");
-        let address = ReplyAddress {
-            topic,
-            correlation_data: inbound.correlation_data.clone(),
-            from_payload: false,
-        };
-        Some(Outbound::new(
-            address,
-            Reply::error(&error, &request_id, None),
-            &request_id,
-        ))
     }
 
     /// Counts and (rate-limited) logs a refused reply address.
-    pub(crate) fn note_refused_reply(&self, refusal: Refusal, request_id: &str, topic: &str) {
+    fn note_refused(&self, refusal: Refusal, request_id: &str, topic: &str) {
         if crate::observe::metrics_enabled() {
             metrics::counter!("routemq_reply_topic_refused_total", "reason" => refusal.as_str())
                 .increment(1);
         }
-        let warnings = &self.refusal_warnings[refusal as usize];
-        if let Some(held_back) = warnings.may_warn(self.shared.started) {
+        if let Some(held_back) = self.warnings[refusal as usize].may_warn(self.started) {
             tracing::warn!(
                 request_id,
                 reply_topic = ?truncated(topic),

@@ -2,22 +2,47 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use fred::prelude::*;
 use futures::future::join_all;
 use serde_json::{json, Map, Value};
 
-use crate::gateway::Gateway;
+use super::Shared;
 use crate::middleware::BreakerState;
 use crate::redis::scripts;
+use crate::registry::RegistryCache;
 use crate::route::Builtin;
 use crate::{metrics, ErrorKind, GatewayError, Reply};
 
-impl Gateway {
-    pub(crate) async fn builtin(&self, builtin: Builtin, request_id: &str) -> Reply {
+/// What the built-in routes read: Redis, the registry cache, and who this
+/// worker is.
+pub(super) struct Builtins {
+    redis: Client,
+    cache: Arc<RegistryCache>,
+    worker_id: String,
+    started: Instant,
+    /// Which configuration the worker runs.
+    version: String,
+}
+
+impl Builtins {
+    pub(super) fn new(shared: &Shared, version: &str) -> Builtins {
+        Builtins {
+            redis: shared.redis.clone(),
+            cache: Arc::clone(&shared.cache),
+            worker_id: shared.worker_id.clone(),
+            started: shared.started,
+            version: version.to_string(),
+        }
+    }
+
+    pub(super) async fn answer(&self, builtin: Builtin) -> Result<Reply, GatewayError> {
         match builtin {
-            Builtin::Health => self.health().await,
-            Builtin::Services => self.services().await,
-            Builtin::Metrics => self.metrics_report(request_id).await,
+            Builtin::Health => Ok(self.health().await),
+            Builtin::Services => Ok(self.services().await),
+            Builtin::Metrics => self.metrics_report().await,
         }
     }
 
@@ -28,7 +53,7 @@ impl Gateway {
         services: impl Iterator<Item = &'a String>,
     ) -> HashMap<String, &'static str> {
         let reads = services.map(|service| async move {
-            let state = scripts::breaker_state(&self.shared.redis, service).await;
+            let state = scripts::breaker_state(&self.redis, service).await;
             let state = match state {
                 Ok(state) => BreakerState::parse(state.as_deref().unwrap_or("closed")).as_str(),
                 Err(_) => "unknown",
@@ -39,8 +64,8 @@ impl Gateway {
     }
 
     async fn health(&self) -> Reply {
-        let redis_ok = self.shared.redis.ping::<String>(None).await.is_ok();
-        let snapshot = self.shared.cache.snapshot();
+        let redis_ok = self.redis.ping::<String>(None).await.is_ok();
+        let snapshot = self.cache.snapshot();
         let breakers = self.breaker_states(snapshot.services.keys()).await;
         let services: Map<String, Value> = snapshot
             .services
@@ -54,9 +79,9 @@ impl Gateway {
                 "timestamp": crate::clock::unix_time().as_secs_f64(),
                 "version": env!("CARGO_PKG_VERSION"),
                 "worker": {
-                    "id": self.shared.worker_id,
-                    "uptime_seconds": self.shared.started.elapsed().as_secs_f64(),
-                    "config_version": self.version(),
+                    "id": self.worker_id,
+                    "uptime_seconds": self.started.elapsed().as_secs_f64(),
+                    "config_version": self.version,
                 },
                 "services": services,
                 "circuit_breakers": breakers,
@@ -66,7 +91,7 @@ impl Gateway {
     }
 
     async fn services(&self) -> Reply {
-        let snapshot = self.shared.cache.snapshot();
+        let snapshot = self.cache.snapshot();
         let breakers = self.breaker_states(snapshot.services.keys()).await;
         let services: Vec<Value> = snapshot
             .services
@@ -98,19 +123,14 @@ impl Gateway {
         )
     }
 
-    async fn metrics_report(&self, request_id: &str) -> Reply {
-        match metrics::read_report(&self.shared.redis).await {
-            Ok(mut report) => {
-                report["timestamp"] = json!(crate::clock::unix_time().as_secs_f64());
-                Reply::raw(200, report)
-            }
-            Err(error) => {
-                let error = GatewayError::new(
-                    ErrorKind::StoreUnavailable,
-                    format!("metrics unavailable: {error}"),
-                );
-                Reply::error(&error, request_id, None)
-            }
-        }
+    async fn metrics_report(&self) -> Result<Reply, GatewayError> {
+        let mut report = metrics::read_report(&self.redis).await.map_err(|error| {
+            GatewayError::new(
+                ErrorKind::StoreUnavailable,
+                format!("metrics unavailable: {error}"),
+            )
+        })?;
+        report["timestamp"] = json!(crate::clock::unix_time().as_secs_f64());
+        Ok(Reply::raw(200, report))
     }
 }
