@@ -41,71 +41,88 @@ impl BackgroundTasks {
     /// Request-log and metric flushes, API-key and registry refreshes,
     /// health probes and live-worker membership.
     pub(super) fn start(shared: &Shared) -> BackgroundTasks {
-        let Shared {
-            redis,
-            http,
-            cache,
-            metrics,
-            api_keys,
-            remote_jwks,
-            request_log,
-            membership,
-            breakers,
-            fixed,
-            ..
-        } = shared;
         let background = BackgroundTasks::new();
-        let (stop, flush) = (&background.stop, fixed.metrics_flush_interval);
-        if let Some(log) = request_log {
-            let (log, redis, stop) = (Arc::clone(log), redis.clone(), stop.clone());
-            background.spawn("request log flush", async move {
+        background.start_flushes(shared);
+        background.start_credentials(shared);
+        background.start_cluster(shared);
+        background
+    }
+
+    /// The request log's and the metrics' flushes to Redis.
+    fn start_flushes(&self, shared: &Shared) {
+        let flush = shared.fixed.metrics_flush_interval;
+        if let Some(log) = &shared.request_log {
+            let (log, redis, stop) = (Arc::clone(log), shared.redis.clone(), self.stop.clone());
+            self.spawn("request log flush", async move {
                 log.run_flush(redis, flush, stop).await
             });
         }
-        if let (Some(api_keys), Some(interval)) = (api_keys, fixed.api_keys_refresh) {
-            let (api_keys, redis, stop) = (Arc::clone(api_keys), redis.clone(), stop.clone());
-            background.spawn("api key refresh", async move {
+        let (metrics, redis, stop) = (
+            Arc::clone(&shared.metrics),
+            shared.redis.clone(),
+            self.stop.clone(),
+        );
+        self.spawn("metrics flush", async move {
+            metrics.run_flush(redis, flush, stop).await
+        });
+    }
+
+    /// API keys and the identity provider's keys, kept current.
+    fn start_credentials(&self, shared: &Shared) {
+        if let (Some(api_keys), Some(interval)) = (&shared.api_keys, shared.fixed.api_keys_refresh)
+        {
+            let (api_keys, redis, stop) = (
+                Arc::clone(api_keys),
+                shared.redis.clone(),
+                self.stop.clone(),
+            );
+            self.spawn("api key refresh", async move {
                 api_keys.run_refresh(redis, interval, stop).await
             });
         }
-        if let Some(remote_jwks) = remote_jwks {
-            background.spawn(
+        if let Some(remote_jwks) = &shared.remote_jwks {
+            self.spawn(
                 "identity provider keys",
-                Arc::clone(remote_jwks).run(stop.clone()),
+                Arc::clone(remote_jwks).run(self.stop.clone()),
             );
         }
-        background.spawn(
+    }
+
+    /// Membership, the breaker board, the registry cache and health probes.
+    fn start_cluster(&self, shared: &Shared) {
+        let (redis, stop, registry) = (&shared.redis, &self.stop, shared.fixed.registry);
+        let membership = &shared.membership;
+        self.spawn(
             "membership",
             Arc::clone(membership).run(redis.clone(), stop.clone()),
         );
-        background.spawn(
+        self.spawn(
             "breaker board",
-            Arc::clone(breakers).run(redis.clone(), stop.clone()),
+            Arc::clone(&shared.breakers).run(redis.clone(), stop.clone()),
         );
-        let registry = fixed.registry;
-        background.spawn(
+        self.spawn(
             "registry refresh",
-            Arc::clone(cache).run_refresh(redis.clone(), registry.refresh_interval, stop.clone()),
-        );
-        background.spawn(
-            "health probes",
-            run_health_probes(
+            Arc::clone(&shared.cache).run_refresh(
                 redis.clone(),
-                Arc::clone(cache),
-                http.clone(),
-                Arc::clone(membership),
-                ProbeSettings {
-                    interval: registry.health_check_interval,
-                    timeout: registry.health_check_timeout,
-                },
+                registry.refresh_interval,
                 stop.clone(),
             ),
         );
-        let (flushed, flush_redis, flush_stop) = (Arc::clone(metrics), redis.clone(), stop.clone());
-        background.spawn("metrics flush", async move {
-            flushed.run_flush(flush_redis, flush, flush_stop).await
-        });
-        background
+        let probes = ProbeSettings {
+            interval: registry.health_check_interval,
+            timeout: registry.health_check_timeout,
+        };
+        self.spawn(
+            "health probes",
+            run_health_probes(
+                redis.clone(),
+                Arc::clone(&shared.cache),
+                shared.http.clone(),
+                Arc::clone(membership),
+                probes,
+                stop.clone(),
+            ),
+        );
     }
 
     /// Runs `task` in its own tokio task, watched: a panic is logged with

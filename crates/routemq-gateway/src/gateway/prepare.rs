@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT};
 use reqwest::Method;
 use routemq_router::Params;
 
-use crate::middleware::RequestContext;
+use crate::middleware::{Identity, RequestContext};
 use crate::request::query_pairs;
 use crate::route::ForwardRoute;
 use crate::upstream::{Caller, PreparedCall};
@@ -38,6 +38,22 @@ pub(super) fn prepare(
         refuse_overlong_query(&path, &query)?;
         (None, query)
     };
+    let headers = headers(route, ctx)?;
+    Ok(PreparedCall {
+        method: route.method.clone(),
+        path,
+        query,
+        body,
+        headers,
+        timeout,
+        deadline_bound: timeout < route.timeout,
+        caller: caller(ctx),
+    })
+}
+
+/// The headers the upstream gets: those the route forwards, the request
+/// id, the service, and the identity the chain verified.
+fn headers(route: &ForwardRoute, ctx: &RequestContext<'_>) -> Result<HeaderMap, GatewayError> {
     let mut headers = HeaderMap::new();
     route.headers.apply(ctx.headers, &mut headers)?;
     headers.insert(
@@ -50,45 +66,42 @@ pub(super) fn prepare(
     );
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     if let Some(identity) = &ctx.identity {
-        let identity_header = |value: &str| {
-            header_value(value).map_err(|_| {
-                GatewayError::new(
-                    ErrorKind::Unauthorized,
-                    "credential claims contain characters not allowed in HTTP headers",
-                )
-            })
-        };
-        headers.insert(
-            HeaderName::from_static("x-user-id"),
-            identity_header(&identity.subject)?,
-        );
-        headers.insert(
-            HeaderName::from_static("x-user-auth"),
-            HeaderValue::from_static(identity.method.as_str()),
-        );
-        if !identity.scopes.is_empty() {
-            headers.insert(
-                HeaderName::from_static("x-user-scopes"),
-                identity_header(&identity.scopes.join(" "))?,
-            );
-        }
-        if !identity.roles.is_empty() {
-            headers.insert(
-                HeaderName::from_static("x-user-roles"),
-                identity_header(&identity.roles.join(","))?,
-            );
-        }
+        identity_headers(identity, &mut headers)?;
     }
-    Ok(PreparedCall {
-        method: route.method.clone(),
-        path,
-        query,
-        body,
-        headers,
-        timeout,
-        deadline_bound: timeout < route.timeout,
-        caller: caller(ctx),
-    })
+    Ok(headers)
+}
+
+/// `X-User-ID`, `X-User-Auth`, `X-User-Scopes`, `X-User-Roles`.
+fn identity_headers(identity: &Identity, headers: &mut HeaderMap) -> Result<(), GatewayError> {
+    let identity_header = |value: &str| {
+        header_value(value).map_err(|_| {
+            GatewayError::new(
+                ErrorKind::Unauthorized,
+                "credential claims contain characters not allowed in HTTP headers",
+            )
+        })
+    };
+    headers.insert(
+        HeaderName::from_static("x-user-id"),
+        identity_header(&identity.subject)?,
+    );
+    headers.insert(
+        HeaderName::from_static("x-user-auth"),
+        HeaderValue::from_static(identity.method.as_str()),
+    );
+    if !identity.scopes.is_empty() {
+        headers.insert(
+            HeaderName::from_static("x-user-scopes"),
+            identity_header(&identity.scopes.join(" "))?,
+        );
+    }
+    if !identity.roles.is_empty() {
+        headers.insert(
+            HeaderName::from_static("x-user-roles"),
+            identity_header(&identity.roles.join(","))?,
+        );
+    }
+    Ok(())
 }
 
 /// The longest path and query an upstream URL may have: the HTTP client

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use super::{forward, Bulkheads, Caller, UpstreamRequest, UpstreamResponse};
 use crate::observe;
-use crate::registry::Balancer;
+use crate::registry::{Balancer, Instance};
 use crate::{ErrorKind, GatewayError};
 
 /// An upstream call with everything but the instance decided: built once per
@@ -108,24 +108,7 @@ impl Forwarder {
                 .balancer
                 .pick(service, refused_instance.as_deref())
                 .await?;
-            let span = if observe::children_sampled() {
-                tracing::debug_span!(
-                    "http.client",
-                    otel.name = %call.method,
-                    otel.kind = "client",
-                    http.request.method = %call.method,
-                    server.address = instance.base_url.host_str().unwrap_or_default(),
-                    server.port = instance.base_url.port_or_known_default().unwrap_or_default(),
-                    url.path = %call.path,
-                    routemq.service = service,
-                    routemq.instance = %instance.instance_id,
-                    http.response.status_code = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                    error.type = tracing::field::Empty,
-                )
-            } else {
-                tracing::Span::none()
-            };
+            let span = attempt_span(call, &instance, service);
             let mut headers = call.headers.clone();
             // An unsampled request still passes its (unsampled) context on.
             let context_source = if span.is_disabled() {
@@ -165,6 +148,28 @@ impl Forwarder {
     pub fn has_healthy_instance(&self, service: &str) -> bool {
         self.balancer.has_healthy_instance(service)
     }
+}
+
+/// The client span of one upstream attempt; disabled (free) unless the
+/// request is sampled.
+fn attempt_span(call: &PreparedCall, instance: &Instance, service: &str) -> tracing::Span {
+    if !observe::children_sampled() {
+        return tracing::Span::none();
+    }
+    tracing::debug_span!(
+        "http.client",
+        otel.name = %call.method,
+        otel.kind = "client",
+        http.request.method = %call.method,
+        server.address = instance.base_url.host_str().unwrap_or_default(),
+        server.port = instance.base_url.port_or_known_default().unwrap_or_default(),
+        url.path = %call.path,
+        routemq.service = service,
+        routemq.instance = %instance.instance_id,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// Span attributes and latency metrics of one upstream attempt.

@@ -37,13 +37,49 @@ pub struct OutOfBounds {
     pub message: String,
 }
 
+/// A setting's key, value and the rule it must keep.
+type Setting = (&'static [&'static str], Value, Rule);
+
 /// Every bounded setting of `raw`, or the first one out of bounds.
 pub fn check(raw: &RawConfig) -> Result<(), OutOfBounds> {
-    use Value::{Count, Duration as Period};
-    let count = |value: Option<u64>| Count(value);
     let settings: Vec<(Vec<String>, Value, Rule)> = [
+        connection_settings(raw),
+        gateway_settings(raw),
+        background_settings(raw),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(key, value, rule)| (key.iter().map(|k| k.to_string()).collect(), value, rule))
+    .chain(raw.auth.api_keys.iter().map(|keys| {
+        let key = vec!["auth".into(), "api_keys".into(), "refresh_interval".into()];
+        (key, Value::Duration(keys.refresh_interval), Rule::Positive)
+    }))
+    .chain(raw.services.iter().map(|(name, service)| {
+        let key = vec!["services".into(), name.clone(), "max_in_flight".into()];
         (
-            &["mqtt", "keep_alive"][..],
+            key,
+            Value::Count(service.max_in_flight.map(as_u64)),
+            Rule::AtLeastOne,
+        )
+    }))
+    .collect();
+    for (key, value, rule) in settings {
+        if let Some(problem) = violation(&value, rule) {
+            return Err(OutOfBounds {
+                message: format!("{} {problem}", key.join(".")),
+                key,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `[mqtt]` and `[redis]`.
+fn connection_settings(raw: &RawConfig) -> Vec<Setting> {
+    use Value::{Count, Duration as Period};
+    vec![
+        (
+            &["mqtt", "keep_alive"],
             Period(raw.mqtt.keep_alive),
             Rule::Between(secs(5), secs(65_535)),
         ),
@@ -54,22 +90,22 @@ pub fn check(raw: &RawConfig) -> Result<(), OutOfBounds> {
         ),
         (
             &["mqtt", "max_packet_size"],
-            count(raw.mqtt.max_packet_size.map(u64::from)),
+            Count(raw.mqtt.max_packet_size.map(u64::from)),
             Rule::AtLeastOne,
         ),
         (
             &["mqtt", "max_in_flight"],
-            count(raw.mqtt.max_in_flight.map(u64::from)),
+            Count(raw.mqtt.max_in_flight.map(u64::from)),
             Rule::AtLeastOne,
         ),
         (
             &["mqtt", "max_in_flight_qos0"],
-            count(raw.mqtt.max_in_flight_qos0.map(u64::from)),
+            Count(raw.mqtt.max_in_flight_qos0.map(u64::from)),
             Rule::AtLeastOne,
         ),
         (
             &["mqtt", "intake_memory_bytes"],
-            count(raw.mqtt.intake_memory_bytes.map(as_u64)),
+            Count(raw.mqtt.intake_memory_bytes.map(as_u64)),
             Rule::CountBetween(1 << 20, u64::MAX),
         ),
         (
@@ -77,24 +113,31 @@ pub fn check(raw: &RawConfig) -> Result<(), OutOfBounds> {
             Period(raw.redis.command_timeout),
             Rule::Between(Duration::from_millis(1), Duration::from_millis(500)),
         ),
+    ]
+}
+
+/// `[gateway]` and `[limits]`.
+fn gateway_settings(raw: &RawConfig) -> Vec<Setting> {
+    use Value::{Count, Duration as Period};
+    vec![
         (
             &["gateway", "round_robin_lease"],
-            count(raw.gateway.round_robin_lease.map(u64::from)),
+            Count(raw.gateway.round_robin_lease.map(u64::from)),
             Rule::AtLeastOne,
         ),
         (
             &["gateway", "service_max_in_flight"],
-            count(raw.gateway.service_max_in_flight.map(as_u64)),
+            Count(raw.gateway.service_max_in_flight.map(as_u64)),
             Rule::AtLeastOne,
         ),
         (
             &["gateway", "service_min_in_flight"],
-            count(raw.gateway.service_min_in_flight.map(as_u64)),
+            Count(raw.gateway.service_min_in_flight.map(as_u64)),
             Rule::AtLeastOne,
         ),
         (
             &["gateway", "service_max_held"],
-            count(raw.gateway.service_max_held.map(as_u64)),
+            Count(raw.gateway.service_max_held.map(as_u64)),
             Rule::AtLeastOne,
         ),
         (
@@ -104,24 +147,31 @@ pub fn check(raw: &RawConfig) -> Result<(), OutOfBounds> {
         ),
         (
             &["limits", "max_param_bytes"],
-            count(raw.limits.max_param_bytes.map(as_u64)),
+            Count(raw.limits.max_param_bytes.map(as_u64)),
             Rule::AtLeastOne,
         ),
         (
             &["limits", "max_response_bytes"],
-            count(raw.limits.max_response_bytes.map(as_u64)),
+            Count(raw.limits.max_response_bytes.map(as_u64)),
             Rule::AtLeastOne,
         ),
         (
             &["limits", "max_topic_bytes"],
-            count(raw.limits.max_topic_bytes.map(as_u64)),
+            Count(raw.limits.max_topic_bytes.map(as_u64)),
             Rule::CountBetween(1, 65_535),
         ),
         (
             &["limits", "max_topic_levels"],
-            count(raw.limits.max_topic_levels.map(as_u64)),
+            Count(raw.limits.max_topic_levels.map(as_u64)),
             Rule::AtLeastOne,
         ),
+    ]
+}
+
+/// `[registry]`, `[metrics]` and `[telemetry]`.
+fn background_settings(raw: &RawConfig) -> Vec<Setting> {
+    use Value::{Count, Duration as Period};
+    vec![
         (
             &["registry", "refresh_interval"],
             Period(raw.registry.refresh_interval),
@@ -144,34 +194,10 @@ pub fn check(raw: &RawConfig) -> Result<(), OutOfBounds> {
         ),
         (
             &["telemetry", "request_log_length"],
-            count(raw.telemetry.request_log_length.map(as_u64)),
+            Count(raw.telemetry.request_log_length.map(as_u64)),
             Rule::AtLeastOne,
         ),
     ]
-    .into_iter()
-    .map(|(key, value, rule)| (key.iter().map(|k| k.to_string()).collect(), value, rule))
-    .chain(raw.auth.api_keys.iter().map(|keys| {
-        let key = vec!["auth".into(), "api_keys".into(), "refresh_interval".into()];
-        (key, Period(keys.refresh_interval), Rule::Positive)
-    }))
-    .chain(raw.services.iter().map(|(name, service)| {
-        let key = vec!["services".into(), name.clone(), "max_in_flight".into()];
-        (
-            key,
-            count(service.max_in_flight.map(as_u64)),
-            Rule::AtLeastOne,
-        )
-    }))
-    .collect();
-    for (key, value, rule) in settings {
-        if let Some(problem) = violation(&value, rule) {
-            return Err(OutOfBounds {
-                message: format!("{} {problem}", key.join(".")),
-                key,
-            });
-        }
-    }
-    Ok(())
 }
 
 fn secs(seconds: u64) -> Duration {

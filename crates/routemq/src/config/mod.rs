@@ -7,6 +7,7 @@ mod bounds;
 mod guards;
 mod middleware;
 mod raw;
+mod routes;
 mod sections;
 mod security;
 mod validate;

@@ -1,22 +1,18 @@
-use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
-use reqwest::Method;
 use routemq_gateway::redis::RedisSettings;
-use routemq_gateway::upstream::{HeaderPolicy, PathTemplate};
-use routemq_gateway::{Builtin, ForwardRoute, GatewayConfig, RouteTarget};
-use routemq_router::{Group, Qos, RouteSpec, RouteTable, TopicPattern};
+use routemq_gateway::GatewayConfig;
 use thiserror::Error;
-use toml::Spanned;
 
-use routemq_gateway::middleware::{MiddlewareConfigs, MiddlewareKinds};
+use routemq_gateway::middleware::MiddlewareKinds;
 
 use super::bounds;
-use super::guards::{check_routes_against_middleware, reply_topics, service_limits};
+use super::guards::{reply_topics, service_limits};
 use super::middleware::{auth_settings, middleware_configs, Secret, Secrets};
-use super::raw::{RawConfig, RawGroup, RawInherited, RawRoute};
+use super::raw::RawConfig;
+use super::routes::route_table;
 pub use super::sections::MqttSettings;
 use super::sections::{
     limits, mqtt_settings, redis_settings, registry_settings, telemetry, Context,
@@ -106,8 +102,6 @@ pub(super) fn read(path: &Path) -> Result<(String, String), ConfigError> {
     Ok((text, file))
 }
 
-const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// [`Loader::load`] with the built-in middleware kinds, secrets required.
 pub fn load(path: &Path) -> Result<WorkerConfig, ConfigError> {
     Loader::default().load(path)
@@ -158,40 +152,7 @@ fn parse_with(
     let middleware = middleware_configs(raw.middleware, &auth, kinds)
         .map_err(|(span, message)| at(Some(span), message))?;
 
-    let mut lines = HashMap::new();
-    let mut root = Group::root();
-    let inherited = RawInherited::default();
-    let known = Known {
-        middleware: &middleware,
-        at: &at,
-    };
-    for route in raw.routes {
-        root = root.route_spec(route_spec(route, "", &inherited, &mut lines, &known)?);
-    }
-    for group in raw.groups {
-        root = root.group(group_spec(group, "", &inherited, &mut lines, &known)?);
-    }
-    let routes = RouteTable::build(root).map_err(|error| {
-        let line = lines.get(error.pattern()).copied();
-        ConfigError {
-            file: file.to_string(),
-            line,
-            message: error.to_string(),
-        }
-    })?;
-    if routes.routes().is_empty() {
-        return Err(at(None, "no routes are configured".into()));
-    }
-    check_routes_against_middleware(&routes, &middleware).map_err(|message| {
-        let line = lines
-            .get(message.split('`').nth(1).unwrap_or_default())
-            .copied();
-        ConfigError {
-            file: file.to_string(),
-            line,
-            message,
-        }
-    })?;
+    let routes = route_table(raw.routes, raw.groups, &middleware, &at, file)?;
 
     let registry = registry_settings(&raw.registry);
     let gateway = GatewayConfig {
@@ -233,183 +194,6 @@ pub fn version_of(text: &str) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
-}
-
-type At<'a> = dyn Fn(Option<Range<usize>>, String) -> ConfigError + 'a;
-
-/// What route validation checks names against, and how it reports errors.
-struct Known<'a> {
-    middleware: &'a MiddlewareConfigs,
-    at: &'a At<'a>,
-}
-
-impl Known<'_> {
-    fn check_middleware(&self, names: &[String]) -> Result<(), String> {
-        match names
-            .iter()
-            .find(|name| !self.middleware.contains_key(*name))
-        {
-            None => Ok(()),
-            Some(name) => Err(format!(
-                "middleware `{name}` is not defined: add a [middleware.{name}] table"
-            )),
-        }
-    }
-}
-
-fn group_spec(
-    spanned: Spanned<RawGroup>,
-    parent_prefix: &str,
-    parent: &RawInherited,
-    lines: &mut HashMap<String, usize>,
-    known: &Known<'_>,
-) -> Result<Group<RouteTarget>, ConfigError> {
-    let at = known.at;
-    let span = spanned.span();
-    let raw = spanned.into_inner();
-    let prefix = join(parent_prefix, &raw.prefix);
-    if let Some(line) = at(Some(span.clone()), String::new()).line {
-        lines.entry(prefix.clone()).or_insert(line);
-    }
-    known
-        .check_middleware(&raw.middleware)
-        .map_err(|message| at(Some(span.clone()), format!("group `{prefix}`: {message}")))?;
-    let inherited = RawInherited {
-        service: raw.service.or_else(|| parent.service.clone()),
-        timeout: raw.timeout.or(parent.timeout),
-        forward_headers: raw
-            .forward_headers
-            .or_else(|| parent.forward_headers.clone()),
-        anonymous_replay: raw.anonymous_replay.or(parent.anonymous_replay),
-    };
-    let mut group = Group::new(raw.prefix).middleware(raw.middleware);
-    for route in raw.routes {
-        group = group.route_spec(route_spec(route, &prefix, &inherited, lines, known)?);
-    }
-    for child in raw.groups {
-        group = group.group(group_spec(child, &prefix, &inherited, lines, known)?);
-    }
-    Ok(group)
-}
-
-fn route_spec(
-    spanned: Spanned<RawRoute>,
-    prefix: &str,
-    inherited: &RawInherited,
-    lines: &mut HashMap<String, usize>,
-    known: &Known<'_>,
-) -> Result<RouteSpec<RouteTarget>, ConfigError> {
-    let at = known.at;
-    let span = spanned.span();
-    let raw = spanned.into_inner();
-    let full_topic = join(prefix, &raw.topic);
-    let error = |message: String| {
-        at(
-            Some(span.clone()),
-            format!("route `{full_topic}`: {message}"),
-        )
-    };
-    if let Some(line) = at(Some(span.clone()), String::new()).line {
-        lines.insert(full_topic.clone(), line);
-    }
-    let pattern =
-        TopicPattern::parse(&full_topic).map_err(|e| at(Some(span.clone()), e.to_string()))?;
-    known.check_middleware(&raw.middleware).map_err(&error)?;
-    let qos = match raw.qos {
-        None => Qos::AtLeastOnce,
-        Some(level) => Qos::from_u8(level)
-            .ok_or_else(|| error(format!("qos must be 0, 1 or 2, not {level}")))?,
-    };
-    let target = match raw.handler {
-        Some(handler) => {
-            if raw.service.is_some() || raw.path.is_some() || raw.method.is_some() {
-                return Err(error(
-                    "a `handler` route takes no service, method or path".into(),
-                ));
-            }
-            RouteTarget::Builtin(match handler.as_str() {
-                "health" => Builtin::Health,
-                "services" => Builtin::Services,
-                "metrics" => Builtin::Metrics,
-                other => {
-                    return Err(error(format!(
-                        "unknown handler `{other}` (known: health, services, metrics)"
-                    )))
-                }
-            })
-        }
-        None => {
-            let service = raw
-                .service
-                .or_else(|| inherited.service.clone())
-                .ok_or_else(|| {
-                    error("no `service` on the route or its groups, and no `handler`".into())
-                })?;
-            let path = raw
-                .path
-                .ok_or_else(|| error("a forwarding route needs an upstream `path`".into()))?;
-            let path = PathTemplate::parse(&path).map_err(|e| error(e.to_string()))?;
-            let topic_params: Vec<&str> = pattern.param_names().collect();
-            if let Some(missing) = path.param_names().find(|name| !topic_params.contains(name)) {
-                return Err(error(format!(
-                    "path parameter `{{{missing}}}` is not in the topic"
-                )));
-            }
-            let method = raw
-                .method
-                .unwrap_or_else(|| "POST".into())
-                .to_ascii_uppercase();
-            let method = match method.as_str() {
-                "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => {
-                    Method::from_bytes(method.as_bytes())
-                        .map_err(|_| error(format!("invalid method `{method}`")))?
-                }
-                other => {
-                    return Err(error(format!(
-                        "method must be GET, POST, PUT, PATCH or DELETE, not `{other}`"
-                    )))
-                }
-            };
-            let forward_headers = raw
-                .forward_headers
-                .or_else(|| inherited.forward_headers.clone())
-                .unwrap_or_default();
-            let headers =
-                HeaderPolicy::new(forward_headers.iter().map(String::as_str)).map_err(&error)?;
-            let timeout = raw
-                .timeout
-                .or(inherited.timeout)
-                .unwrap_or(DEFAULT_ROUTE_TIMEOUT);
-            if timeout.is_zero() {
-                return Err(error("timeout must be above zero".into()));
-            }
-            RouteTarget::Forward(ForwardRoute {
-                service,
-                method,
-                path,
-                timeout,
-                headers,
-                anonymous_replay: raw
-                    .anonymous_replay
-                    .or(inherited.anonymous_replay)
-                    .unwrap_or(false),
-            })
-        }
-    };
-    Ok(RouteSpec {
-        topic: raw.topic,
-        qos,
-        middleware: raw.middleware,
-        target,
-    })
-}
-
-fn join(prefix: &str, topic: &str) -> String {
-    match (prefix.is_empty(), topic.is_empty()) {
-        (true, _) => topic.to_string(),
-        (false, true) => prefix.to_string(),
-        (false, false) => format!("{prefix}/{topic}"),
-    }
 }
 
 pub(super) fn line_of(text: &str, offset: usize) -> usize {

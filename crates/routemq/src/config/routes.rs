@@ -1,0 +1,246 @@
+//! The route table of a config file: groups and routes validated, each
+//! error on its line, then built and checked as a whole (conflicts, the
+//! middleware each route runs).
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use reqwest::Method;
+use routemq_gateway::middleware::MiddlewareConfigs;
+use routemq_gateway::upstream::{HeaderPolicy, PathTemplate};
+use routemq_gateway::{Builtin, ForwardRoute, RouteTarget};
+use routemq_router::{Group, Qos, RouteSpec, RouteTable, TopicPattern};
+use toml::Spanned;
+
+use super::guards::check_routes_against_middleware;
+use super::raw::{RawGroup, RawInherited, RawRoute};
+use super::validate::ConfigError;
+
+const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The routes and groups of a file, as one table.
+pub(super) fn route_table(
+    routes: Vec<Spanned<RawRoute>>,
+    groups: Vec<Spanned<RawGroup>>,
+    middleware: &MiddlewareConfigs,
+    at: &At<'_>,
+    file: &str,
+) -> Result<RouteTable<RouteTarget>, ConfigError> {
+    let mut lines = HashMap::new();
+    let mut root = Group::root();
+    let inherited = RawInherited::default();
+    let known = Known { middleware, at };
+    for route in routes {
+        root = root.route_spec(route_spec(route, "", &inherited, &mut lines, &known)?);
+    }
+    for group in groups {
+        root = root.group(group_spec(group, "", &inherited, &mut lines, &known)?);
+    }
+    let routes = RouteTable::build(root).map_err(|error| {
+        let line = lines.get(error.pattern()).copied();
+        ConfigError {
+            file: file.to_string(),
+            line,
+            message: error.to_string(),
+        }
+    })?;
+    if routes.routes().is_empty() {
+        return Err(at(None, "no routes are configured".into()));
+    }
+    check_routes_against_middleware(&routes, middleware).map_err(|message| {
+        let line = lines
+            .get(message.split('`').nth(1).unwrap_or_default())
+            .copied();
+        ConfigError {
+            file: file.to_string(),
+            line,
+            message,
+        }
+    })?;
+    Ok(routes)
+}
+
+pub(super) type At<'a> = dyn Fn(Option<Range<usize>>, String) -> ConfigError + 'a;
+
+/// What route validation checks names against, and how it reports errors.
+struct Known<'a> {
+    middleware: &'a MiddlewareConfigs,
+    at: &'a At<'a>,
+}
+
+impl Known<'_> {
+    fn check_middleware(&self, names: &[String]) -> Result<(), String> {
+        match names
+            .iter()
+            .find(|name| !self.middleware.contains_key(*name))
+        {
+            None => Ok(()),
+            Some(name) => Err(format!(
+                "middleware `{name}` is not defined: add a [middleware.{name}] table"
+            )),
+        }
+    }
+}
+
+fn group_spec(
+    spanned: Spanned<RawGroup>,
+    parent_prefix: &str,
+    parent: &RawInherited,
+    lines: &mut HashMap<String, usize>,
+    known: &Known<'_>,
+) -> Result<Group<RouteTarget>, ConfigError> {
+    let at = known.at;
+    let span = spanned.span();
+    let raw = spanned.into_inner();
+    let prefix = join(parent_prefix, &raw.prefix);
+    if let Some(line) = at(Some(span.clone()), String::new()).line {
+        lines.entry(prefix.clone()).or_insert(line);
+    }
+    known
+        .check_middleware(&raw.middleware)
+        .map_err(|message| at(Some(span.clone()), format!("group `{prefix}`: {message}")))?;
+    let inherited = RawInherited {
+        service: raw.service.or_else(|| parent.service.clone()),
+        timeout: raw.timeout.or(parent.timeout),
+        forward_headers: raw
+            .forward_headers
+            .or_else(|| parent.forward_headers.clone()),
+        anonymous_replay: raw.anonymous_replay.or(parent.anonymous_replay),
+    };
+    let mut group = Group::new(raw.prefix).middleware(raw.middleware);
+    for route in raw.routes {
+        group = group.route_spec(route_spec(route, &prefix, &inherited, lines, known)?);
+    }
+    for child in raw.groups {
+        group = group.group(group_spec(child, &prefix, &inherited, lines, known)?);
+    }
+    Ok(group)
+}
+
+fn route_spec(
+    spanned: Spanned<RawRoute>,
+    prefix: &str,
+    inherited: &RawInherited,
+    lines: &mut HashMap<String, usize>,
+    known: &Known<'_>,
+) -> Result<RouteSpec<RouteTarget>, ConfigError> {
+    let at = known.at;
+    let span = spanned.span();
+    let raw = spanned.into_inner();
+    let full_topic = join(prefix, &raw.topic);
+    let error = |message: String| {
+        at(
+            Some(span.clone()),
+            format!("route `{full_topic}`: {message}"),
+        )
+    };
+    if let Some(line) = at(Some(span.clone()), String::new()).line {
+        lines.insert(full_topic.clone(), line);
+    }
+    let pattern =
+        TopicPattern::parse(&full_topic).map_err(|e| at(Some(span.clone()), e.to_string()))?;
+    known.check_middleware(&raw.middleware).map_err(&error)?;
+    let qos = match raw.qos {
+        None => Qos::AtLeastOnce,
+        Some(level) => Qos::from_u8(level)
+            .ok_or_else(|| error(format!("qos must be 0, 1 or 2, not {level}")))?,
+    };
+    let target = match &raw.handler {
+        Some(handler) => builtin_target(handler, &raw).map_err(&error)?,
+        None => forward_target(&raw, inherited, &pattern).map_err(&error)?,
+    };
+    Ok(RouteSpec {
+        topic: raw.topic,
+        qos,
+        middleware: raw.middleware,
+        target,
+    })
+}
+
+/// A route answered by the gateway itself.
+fn builtin_target(handler: &str, raw: &RawRoute) -> Result<RouteTarget, String> {
+    if raw.service.is_some() || raw.path.is_some() || raw.method.is_some() {
+        return Err("a `handler` route takes no service, method or path".into());
+    }
+    Ok(RouteTarget::Builtin(match handler {
+        "health" => Builtin::Health,
+        "services" => Builtin::Services,
+        "metrics" => Builtin::Metrics,
+        other => {
+            return Err(format!(
+                "unknown handler `{other}` (known: health, services, metrics)"
+            ))
+        }
+    }))
+}
+
+/// A route forwarding to a service, with what its groups pass down.
+fn forward_target(
+    raw: &RawRoute,
+    inherited: &RawInherited,
+    pattern: &TopicPattern,
+) -> Result<RouteTarget, String> {
+    let service = raw
+        .service
+        .clone()
+        .or_else(|| inherited.service.clone())
+        .ok_or("no `service` on the route or its groups, and no `handler`")?;
+    let path = raw
+        .path
+        .as_deref()
+        .ok_or("a forwarding route needs an upstream `path`")?;
+    let path = PathTemplate::parse(path).map_err(|e| e.to_string())?;
+    let topic_params: Vec<&str> = pattern.param_names().collect();
+    if let Some(missing) = path.param_names().find(|name| !topic_params.contains(name)) {
+        return Err(format!(
+            "path parameter `{{{missing}}}` is not in the topic"
+        ));
+    }
+    let method = method(raw.method.as_deref())?;
+    let forward_headers = raw
+        .forward_headers
+        .clone()
+        .or_else(|| inherited.forward_headers.clone())
+        .unwrap_or_default();
+    let headers = HeaderPolicy::new(forward_headers.iter().map(String::as_str))?;
+    let timeout = raw
+        .timeout
+        .or(inherited.timeout)
+        .unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+    if timeout.is_zero() {
+        return Err("timeout must be above zero".into());
+    }
+    Ok(RouteTarget::Forward(ForwardRoute {
+        service,
+        method,
+        path,
+        timeout,
+        headers,
+        anonymous_replay: raw
+            .anonymous_replay
+            .or(inherited.anonymous_replay)
+            .unwrap_or(false),
+    }))
+}
+
+/// The HTTP method a route names; POST when it names none.
+fn method(raw: Option<&str>) -> Result<Method, String> {
+    let method = raw.unwrap_or("POST").to_ascii_uppercase();
+    match method.as_str() {
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => {
+            Method::from_bytes(method.as_bytes()).map_err(|_| format!("invalid method `{method}`"))
+        }
+        other => Err(format!(
+            "method must be GET, POST, PUT, PATCH or DELETE, not `{other}`"
+        )),
+    }
+}
+
+fn join(prefix: &str, topic: &str) -> String {
+    match (prefix.is_empty(), topic.is_empty()) {
+        (true, _) => topic.to_string(),
+        (false, true) => prefix.to_string(),
+        (false, false) => format!("{prefix}/{topic}"),
+    }
+}
