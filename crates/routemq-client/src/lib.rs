@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::NetworkOptions;
@@ -364,6 +364,35 @@ fn qos(level: u8) -> QoS {
     }
 }
 
+/// Hands a reply to the request waiting for its correlation data; one
+/// nobody waits for (late, or a duplicate) is counted as a stray.
+fn deliver(publish: Publish, pending: &Pending, strays: &Strays) {
+    let properties = publish.properties.unwrap_or_default();
+    let Some(correlation) = properties.correlation_data else {
+        return;
+    };
+    let waiter = pending.lock().remove(&correlation);
+    let Some(waiter) = waiter else {
+        strays.stray(&correlation);
+        return;
+    };
+    strays.answered(&correlation);
+    let status = properties
+        .user_properties
+        .iter()
+        .find(|(key, _)| key == "status")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0);
+    waiter
+        .send(Reply {
+            status,
+            payload: publish.payload,
+            user_properties: properties.user_properties,
+            content_type: properties.content_type,
+        })
+        .ok();
+}
+
 /// Runs the event loop: (re)subscribes on every clean connection and hands
 /// each reply to the request waiting for its correlation data.
 async fn drive(
@@ -394,34 +423,7 @@ async fn drive(
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 ready.send_replace(true);
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let properties = publish.properties.unwrap_or_default();
-                let Some(correlation) = properties.correlation_data else {
-                    continue;
-                };
-                let waiter = pending.lock().remove(&correlation);
-                let Some(waiter) = waiter else {
-                    strays.stray(&correlation);
-                    continue;
-                };
-                strays.answered(&correlation);
-                {
-                    let status = properties
-                        .user_properties
-                        .iter()
-                        .find(|(key, _)| key == "status")
-                        .and_then(|(_, value)| value.parse().ok())
-                        .unwrap_or(0);
-                    waiter
-                        .send(Reply {
-                            status,
-                            payload: publish.payload,
-                            user_properties: properties.user_properties,
-                            content_type: properties.content_type,
-                        })
-                        .ok();
-                }
-            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => deliver(publish, &pending, &strays),
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(error) => {

@@ -196,21 +196,7 @@ async fn run(command: Command, kinds: MiddlewareKinds, traces: bool) -> anyhow::
             let shutdown = shutdown_on_signal();
             runtime::run_worker(config, Some(source), worker_id, traces, shutdown).await
         }
-        Command::CheckConfig { file } => {
-            let config = loader.defer_secrets().load(&file)?;
-            println!(
-                "{}: ok, {} routes, {} middleware, version {}",
-                file.display(),
-                config.gateway.routes.routes().len(),
-                config.gateway.middleware.len(),
-                config.gateway.version,
-            );
-            print_secrets(&config);
-            for warning in &config.warnings {
-                println!("warning: {warning}");
-            }
-            Ok(())
-        }
+        Command::CheckConfig { file } => check_config(loader, &file),
         Command::Routes { file } => {
             let config = loader.defer_secrets().load(&file)?;
             print_routes(&config);
@@ -244,13 +230,28 @@ async fn run(command: Command, kinds: MiddlewareKinds, traces: bool) -> anyhow::
                 advertise_host,
                 base_port,
             };
-            let register_in = match register {
-                true => Some(redis.settings()?),
-                false => None,
-            };
+            let register_in = register.then(|| redis.settings()).transpose()?;
             run_demo(demo, register_in, ttl).await
         }
     }
+}
+
+/// `check-config`: the file validated (secrets need not be present), its
+/// size, version, the secrets a worker will need and any warnings.
+fn check_config(loader: config::Loader, file: &std::path::Path) -> anyhow::Result<()> {
+    let config = loader.defer_secrets().load(file)?;
+    println!(
+        "{}: ok, {} routes, {} middleware, version {}",
+        file.display(),
+        config.gateway.routes.routes().len(),
+        config.gateway.middleware.len(),
+        config.gateway.version,
+    );
+    print_secrets(&config);
+    for warning in &config.warnings {
+        println!("warning: {warning}");
+    }
+    Ok(())
 }
 
 /// The secrets a worker with this configuration reads, and whether each is here.

@@ -102,21 +102,7 @@ pub async fn run(command: ServicesCommand, settings: &RedisSettings) -> anyhow::
             instance_id,
             health_path,
             ttl,
-        } => {
-            parsed_url(&url)?;
-            let instance_id = instance_id
-                .unwrap_or_else(|| format!("{service}-{}", uuid::Uuid::new_v4().simple()));
-            let health_check_url = format!("{}{}", url.trim_end_matches('/'), health_path);
-            let registration = Registration {
-                service: &service,
-                instance_id: &instance_id,
-                url: &url,
-                health_check_url: &health_check_url,
-                ttl,
-            };
-            registry::register(&redis, &registration).await?;
-            println!("registered {instance_id} of {service} at {url}");
-        }
+        } => register(&redis, &service, &url, instance_id, &health_path, ttl).await?,
         ServicesCommand::Heartbeat {
             service,
             instance_id,
@@ -151,29 +137,58 @@ pub async fn run(command: ServicesCommand, settings: &RedisSettings) -> anyhow::
             registry::deregister(&redis, &service, &instance_id).await?;
             println!("deregistered {instance_id} of {service}");
         }
-        ServicesCommand::List { json } => {
-            let services = registry::list_services(&redis).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&services)?);
-                return Ok(());
-            }
-            println!("{:<22} {:<34} {:<10} URL", "SERVICE", "INSTANCE", "STATUS");
-            for (service, instances) in &services {
-                for instance in instances {
-                    let status = if instance.is_healthy() {
-                        "healthy"
-                    } else {
-                        "unhealthy"
-                    };
-                    println!(
-                        "{service:<22} {:<34} {status:<10} {}",
-                        instance.instance_id, instance.url
-                    );
-                }
-            }
-        }
+        ServicesCommand::List { json } => list(&redis, json).await?,
     }
     redis.quit().await.ok();
+    Ok(())
+}
+
+/// `services register`: one instance, with a generated id unless given.
+async fn register(
+    redis: &Client,
+    service: &str,
+    url: &str,
+    instance_id: Option<String>,
+    health_path: &str,
+    ttl: Option<Duration>,
+) -> anyhow::Result<()> {
+    parsed_url(url)?;
+    let instance_id =
+        instance_id.unwrap_or_else(|| format!("{service}-{}", uuid::Uuid::new_v4().simple()));
+    let health_check_url = format!("{}{}", url.trim_end_matches('/'), health_path);
+    let registration = Registration {
+        service,
+        instance_id: &instance_id,
+        url,
+        health_check_url: &health_check_url,
+        ttl,
+    };
+    registry::register(redis, &registration).await?;
+    println!("registered {instance_id} of {service} at {url}");
+    Ok(())
+}
+
+/// `services list`: every service's instances, as a table or JSON.
+async fn list(redis: &Client, json: bool) -> anyhow::Result<()> {
+    let services = registry::list_services(redis).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&services)?);
+        return Ok(());
+    }
+    println!("{:<22} {:<34} {:<10} URL", "SERVICE", "INSTANCE", "STATUS");
+    for (service, instances) in &services {
+        for instance in instances {
+            let status = if instance.is_healthy() {
+                "healthy"
+            } else {
+                "unhealthy"
+            };
+            println!(
+                "{service:<22} {:<34} {status:<10} {}",
+                instance.instance_id, instance.url
+            );
+        }
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use routemq_gateway::middleware::{
 };
 use serde::Deserialize;
 
-use super::raw::{RawApiKeys, RawAuth, RawJwt};
+use super::raw::{RawApiKeys, RawAuth, RawJwt, RawPublicKey};
 
 /// Shortest HS256 secret accepted: the hash size (RFC 7518 §3.2).
 const MIN_HS256_SECRET_BYTES: usize = 32;
@@ -69,28 +69,8 @@ fn jwt_settings(
         }
         keys.hs256_secret = Some(secret);
     }
-    for raw_key in raw.public_keys {
-        let algorithm: Algorithm = raw_key.algorithm.parse().map_err(|_| {
-            format!(
-                "auth.jwt.public_keys: unknown algorithm `{}`",
-                raw_key.algorithm
-            )
-        })?;
-        let pem = read(&raw_key.file)?;
-        let key = match algorithm {
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 => {
-                DecodingKey::from_rsa_pem(&pem)
-            }
-            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
-            Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
-            other => {
-                return Err(format!(
-                    "auth.jwt.public_keys: {other:?} is not a public-key algorithm"
-                ))
-            }
-        }
-        .map_err(|e| format!("auth.jwt.public_keys: `{}`: {e}", raw_key.file))?;
-        keys.public_keys.push((algorithm, key));
+    for raw_key in &raw.public_keys {
+        keys.public_keys.push(public_key(raw_key, &read)?);
     }
     if let Some(file) = raw.jwks_file {
         let jwks: JwkSet = serde_json::from_slice(&read(&file)?)
@@ -109,6 +89,33 @@ fn jwt_settings(
         audiences: raw.audience.map(OneOrMany::into_vec).unwrap_or_default(),
         leeway: raw.leeway.unwrap_or(Duration::from_secs(30)),
     })
+}
+
+/// One of `auth.jwt.public_keys`: its algorithm and PEM key.
+fn public_key(
+    raw: &RawPublicKey,
+    read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+) -> Result<(Algorithm, DecodingKey), String> {
+    let (name, file) = (&raw.algorithm, &raw.file);
+    let algorithm: Algorithm = name
+        .parse()
+        .map_err(|_| format!("auth.jwt.public_keys: unknown algorithm `{name}`"))?;
+    let pem = read(file)?;
+    let pem = pem.as_slice();
+    let key = match algorithm {
+        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 => {
+            DecodingKey::from_rsa_pem(pem)
+        }
+        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem),
+        Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
+        other => {
+            return Err(format!(
+                "auth.jwt.public_keys: {other:?} is not a public-key algorithm"
+            ))
+        }
+    }
+    .map_err(|e| format!("auth.jwt.public_keys: `{file}`: {e}"))?;
+    Ok((algorithm, key))
 }
 
 /// `auth.jwt.jwks_url` and its settings: HTTPS, or HTTP to this host only

@@ -11,7 +11,7 @@ use routemq_gateway::middleware::MiddlewareKinds;
 use super::bounds;
 use super::guards::{reply_topics, service_limits};
 use super::middleware::{auth_settings, middleware_configs, Secret, Secrets};
-use super::raw::RawConfig;
+use super::raw::{RawConfig, RawGateway};
 use super::routes::route_table;
 pub use super::sections::MqttSettings;
 use super::sections::{
@@ -123,11 +123,7 @@ fn parse_with(
     secrets: &mut Secrets<'_>,
     kinds: &MiddlewareKinds,
 ) -> Result<WorkerConfig, ConfigError> {
-    let at = |span: Option<Range<usize>>, message: String| ConfigError {
-        file: file.to_string(),
-        line: span.map(|span| line_of(text, span.start)),
-        message,
-    };
+    let at = |span: Option<Range<usize>>, message| config_error(file, text, span, message);
     let raw: RawConfig =
         toml::from_str(text).map_err(|error| at(error.span(), error.message().to_string()))?;
     bounds::check(&raw)
@@ -153,8 +149,7 @@ fn parse_with(
         .map_err(|(span, message)| at(Some(span), message))?;
 
     let routes = route_table(raw.routes, raw.groups, &middleware, &at, file)?;
-
-    let registry = registry_settings(&raw.registry);
+    let (round_robin_lease, replay_window, replay_max_reply_bytes) = lease_and_replay(&raw.gateway);
     let gateway = GatewayConfig {
         routes,
         middleware,
@@ -162,13 +157,10 @@ fn parse_with(
         limits,
         reply_topics,
         service_limits,
-        round_robin_lease: raw.gateway.round_robin_lease.unwrap_or(1).max(1),
-        replay_window: raw
-            .gateway
-            .replay_window
-            .unwrap_or(Duration::from_secs(600)),
-        replay_max_reply_bytes: raw.gateway.replay_max_reply_bytes.unwrap_or(64 * 1024),
-        registry,
+        round_robin_lease,
+        replay_window,
+        replay_max_reply_bytes,
+        registry: registry_settings(&raw.registry),
         metrics_flush_interval: raw.metrics.flush_interval.unwrap_or(Duration::from_secs(1)),
         request_log_length,
         version: version_of(text),
@@ -182,6 +174,31 @@ fn parse_with(
         secrets: std::mem::take(&mut secrets.named),
         warnings,
     })
+}
+
+/// An error at `span` of `text` (the line is reckoned from it).
+fn config_error(
+    file: &str,
+    text: &str,
+    span: Option<Range<usize>>,
+    message: String,
+) -> ConfigError {
+    ConfigError {
+        file: file.to_string(),
+        line: span.map(|span| line_of(text, span.start)),
+        message,
+    }
+}
+
+/// `[gateway]`'s round-robin lease and replay store, with their defaults.
+fn lease_and_replay(gateway: &RawGateway) -> (u32, Duration, usize) {
+    let lease = gateway.round_robin_lease.unwrap_or(1).max(1);
+    let window = gateway.replay_window.unwrap_or(Duration::from_secs(600));
+    (
+        lease,
+        window,
+        gateway.replay_max_reply_bytes.unwrap_or(64 * 1024),
+    )
 }
 
 /// A configuration's version: the first 64 bits of its text's SHA-256, in

@@ -52,43 +52,62 @@ pub async fn drive(
     events: mpsc::Sender<LoopEvent>,
     session: Arc<Session>,
 ) {
-    let mut backoff = Backoff::default();
-    let mut connected = false;
-    let mut ever_connected = false;
+    let mut link = Link::default();
     loop {
-        match event_loop.poll().await {
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let delivery = Delivery {
-                    publish: Box::new(publish),
-                    received_at: Instant::now(),
-                    connection: session.current(),
-                };
-                if events.send(LoopEvent::Request(delivery)).await.is_err() {
+        let event = match event_loop.poll().await {
+            Ok(Event::Incoming(packet)) => link.incoming(packet, &session),
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                tracing::info!("disconnected from the broker");
+                return;
+            }
+            Ok(_) => None,
+            Err(error) => {
+                if !link.failed(error, &mut event_loop, &events, &session).await {
                     return;
                 }
+                None
             }
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff.reset();
-                connected = true;
-                ever_connected = true;
+        };
+        if let Some(event) = event {
+            if events.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The request connection as the loop follows it.
+#[derive(Default)]
+struct Link {
+    backoff: Backoff,
+    connected: bool,
+    ever_connected: bool,
+}
+
+impl Link {
+    /// What an incoming packet tells the worker, if anything.
+    fn incoming(&mut self, packet: Packet, session: &Session) -> Option<LoopEvent> {
+        match packet {
+            Packet::Publish(publish) => Some(LoopEvent::Request(Delivery {
+                publish: Box::new(publish),
+                received_at: Instant::now(),
+                connection: session.current(),
+            })),
+            Packet::ConnAck(ack) => {
+                self.backoff.reset();
+                self.connected = true;
+                self.ever_connected = true;
                 session.connected();
                 tracing::info!(
                     session_present = ack.session_present,
                     "connected to the broker"
                 );
-                let connected = LoopEvent::Connected {
+                Some(LoopEvent::Connected {
                     session_present: ack.session_present,
-                };
-                if events.send(connected).await.is_err() {
-                    return;
-                }
+                })
             }
-            Ok(Event::Incoming(Packet::UnsubAck(_))) => {
-                if events.send(LoopEvent::Unsubscribed).await.is_err() {
-                    return;
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+            Packet::UnsubAck(_) => Some(LoopEvent::Unsubscribed),
+            Packet::SubAck(ack) => {
                 let refused = ack
                     .return_codes
                     .iter()
@@ -99,47 +118,51 @@ pub async fn drive(
                 } else {
                     tracing::info!(codes = ?ack.return_codes, "subscribed");
                 }
-                let subscribed = LoopEvent::Subscribed { accepted: !refused };
-                if events.send(subscribed).await.is_err() {
-                    return;
-                }
+                Some(LoopEvent::Subscribed { accepted: !refused })
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                tracing::info!("disconnected from the broker");
-                return;
-            }
-            Ok(_) => {}
-            Err(error) => {
-                if !ever_connected {
-                    if let Some(reason) = refusal(&error) {
-                        events.send(LoopEvent::Refused(reason)).await.ok();
-                        return;
-                    }
-                }
-                if connected {
-                    // Refuse this connection's acks, then take any queued
-                    // since rumqttc drained its queue at the error: they must
-                    // not go out on the next connection (acks are dropped,
-                    // PUBRECs kept only for a resumed session). The session
-                    // is never resumed (clean start), so nothing drained is
-                    // sent again.
-                    session.lost();
-                    event_loop.clean();
-                    event_loop.pending.clear();
-                }
-                if events.is_closed() {
-                    return;
-                }
-                if std::mem::take(&mut connected)
-                    && events.send(LoopEvent::ConnectionLost).await.is_err()
-                {
-                    return;
-                }
-                let retry_in = backoff.next_wait();
-                tracing::warn!(%error, ?retry_in, "broker connection lost");
-                tokio::time::sleep(retry_in).await;
+            _ => None,
+        }
+    }
+
+    /// A failed poll: a refusal ends the loop before the first connection;
+    /// otherwise the connection's acks are dropped, the worker told, and
+    /// the next attempt waits its backoff. `false`: the loop should end.
+    async fn failed(
+        &mut self,
+        error: ConnectionError,
+        event_loop: &mut EventLoop,
+        events: &mpsc::Sender<LoopEvent>,
+        session: &Session,
+    ) -> bool {
+        if !self.ever_connected {
+            if let Some(reason) = refusal(&error) {
+                events.send(LoopEvent::Refused(reason)).await.ok();
+                return false;
             }
         }
+        if self.connected {
+            // Refuse this connection's acks, then take any queued
+            // since rumqttc drained its queue at the error: they must
+            // not go out on the next connection (acks are dropped,
+            // PUBRECs kept only for a resumed session). The session
+            // is never resumed (clean start), so nothing drained is
+            // sent again.
+            session.lost();
+            event_loop.clean();
+            event_loop.pending.clear();
+        }
+        if events.is_closed() {
+            return false;
+        }
+        if std::mem::take(&mut self.connected)
+            && events.send(LoopEvent::ConnectionLost).await.is_err()
+        {
+            return false;
+        }
+        let retry_in = self.backoff.next_wait();
+        tracing::warn!(%error, ?retry_in, "broker connection lost");
+        tokio::time::sleep(retry_in).await;
+        true
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use routemq_client::Backoff;
-use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+use rumqttc::v5::mqttbytes::v5::{ConnAck, Packet, PubAckReason};
 use rumqttc::v5::mqttbytes::Error as MqttError;
 use rumqttc::v5::{ConnectionError, Event, EventLoop, StateError};
 use rumqttc::Outgoing;
@@ -33,11 +33,8 @@ pub struct Shared {
 /// start would not take their packet ids anyway.
 pub async fn drive(mut event_loop: EventLoop, shared: Shared, events: mpsc::Sender<LoopEvent>) {
     let Shared {
-        outflow,
-        max_packet,
-        configured_max,
-        readiness,
-    } = shared;
+        outflow, readiness, ..
+    } = &shared;
     let mut backoff = Backoff::default();
     let mut connected = false;
     let mut connections = 0u64;
@@ -56,18 +53,9 @@ pub async fn drive(mut event_loop: EventLoop, shared: Shared, events: mpsc::Send
             Ok(Event::Incoming(Packet::PubAck(ack))) => refusals.note(ack.pkid, ack.reason),
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
-                outflow.connected();
                 connected = true;
                 connections += 1;
-                if connections > 1 {
-                    metrics::counter!("routemq_mqtt_reconnects_total").increment(1);
-                }
-                let announced = ack.properties.as_ref().and_then(|p| p.max_packet_size);
-                let limit = announced.unwrap_or(u32::MAX).min(configured_max);
-                max_packet.store(limit, Ordering::Relaxed);
-                readiness.set(&readiness.replies_connected, true);
-                readiness.set(&readiness.stalled, false);
-                tracing::info!("reply connection up");
+                shared.connected(&ack, connections);
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
@@ -96,6 +84,24 @@ pub async fn drive(mut event_loop: EventLoop, shared: Shared, events: mpsc::Send
                 tokio::time::sleep(retry_in).await;
             }
         }
+    }
+}
+
+impl Shared {
+    /// A CONNACK: the broker's packet limit taken (capped by the config),
+    /// the outflow and readiness told, a reconnect counted.
+    fn connected(&self, ack: &ConnAck, connections: u64) {
+        self.outflow.connected();
+        if connections > 1 {
+            metrics::counter!("routemq_mqtt_reconnects_total").increment(1);
+        }
+        let announced = ack.properties.as_ref().and_then(|p| p.max_packet_size);
+        let limit = announced.unwrap_or(u32::MAX).min(self.configured_max);
+        self.max_packet.store(limit, Ordering::Relaxed);
+        let readiness = &self.readiness;
+        readiness.set(&readiness.replies_connected, true);
+        readiness.set(&readiness.stalled, false);
+        tracing::info!("reply connection up");
     }
 }
 

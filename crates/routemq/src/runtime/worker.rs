@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use routemq_client::BrokerTransport;
-use routemq_gateway::{Gateway, GatewayBuilder};
+use routemq_gateway::{BackgroundTasks, Gateway, GatewayBuilder};
 use rumqttc::v5::mqttbytes::v5::Filter;
 use rumqttc::v5::{AsyncClient, MqttOptions};
 use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
@@ -38,12 +38,7 @@ pub async fn run_worker(
     traces: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    if let Some(secret) = config.missing_secrets().next() {
-        anyhow::bail!("a worker needs {secret}");
-    }
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
-    }
+    preflight(&config)?;
     // Taken before anything else can go wrong: SIGHUP's default action ends the process.
     let hangups = match source {
         Some(_) => Some(signal(SignalKind::hangup())?),
@@ -56,19 +51,7 @@ pub async fn run_worker(
         .map_err(|message| anyhow::anyhow!(message))?;
     let readiness = Arc::new(Readiness::default());
     let probes_stop = CancellationToken::new();
-    let probes = match config.metrics_addr {
-        Some(addr) => Some(
-            serve_probes(
-                addr,
-                install_prometheus()?,
-                Arc::clone(&readiness),
-                redis.clone(),
-                probes_stop.clone(),
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let probes = start_probes(config.metrics_addr, &readiness, &redis, &probes_stop).await?;
     let filters = reload::filters(&config.gateway.routes, &config.mqtt.share_group);
     let (drain_timeout, mqtt) = (config.drain_timeout, config.mqtt.clone());
     let (gateway, background) = GatewayBuilder::new(config.gateway, worker_id.clone(), redis)
@@ -84,6 +67,52 @@ pub async fn run_worker(
     running.reload = reloader.zip(hangups);
     tracing::info!(worker_id, filters = ?running.filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "worker started");
     let failed = running.serve_until(&shutdown, background.failed()).await?;
+    drain_and_stop(running, &readiness, background).await;
+    probes_stop.cancel();
+    if let Some(probes) = probes {
+        probes.await.ok();
+    }
+    match failed {
+        Some(task) => anyhow::bail!("the {task} task panicked; the worker stopped (see the log)"),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a worker whose secrets are missing; logs the config's warnings.
+fn preflight(config: &WorkerConfig) -> anyhow::Result<()> {
+    if let Some(secret) = config.missing_secrets().next() {
+        anyhow::bail!("a worker needs {secret}");
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(())
+}
+
+/// `/metrics`, `/healthz` and `/readyz`, when the config gives an address.
+async fn start_probes(
+    addr: Option<std::net::SocketAddr>,
+    readiness: &Arc<Readiness>,
+    redis: &fred::prelude::Client,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let probes = serve_probes(
+        addr,
+        install_prometheus()?,
+        Arc::clone(readiness),
+        redis.clone(),
+        stop.clone(),
+    )
+    .await?;
+    Ok(Some(probes))
+}
+
+/// The drain: no new requests, the accepted ones answered within the drain
+/// timeout, the background tasks stopped, both connections closed.
+async fn drain_and_stop(running: Running, readiness: &Readiness, background: BackgroundTasks) {
     let Running {
         client,
         replies,
@@ -124,14 +153,6 @@ pub async fn run_worker(
     tokio::time::timeout(Duration::from_secs(2), loops)
         .await
         .ok();
-    probes_stop.cancel();
-    if let Some(probes) = probes {
-        probes.await.ok();
-    }
-    match failed {
-        Some(task) => anyhow::bail!("the {task} task panicked; the worker stopped (see the log)"),
-        None => Ok(()),
-    }
 }
 
 /// A worker's MQTT side once connected: the client, the events its loop

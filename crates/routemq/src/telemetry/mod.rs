@@ -22,6 +22,7 @@ use opentelemetry_sdk::Resource;
 use tracing::Level;
 use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -69,52 +70,10 @@ fn otlp_configured() -> bool {
 /// configured, the trace exporter. Must run inside the Tokio runtime: the
 /// gRPC exporter's channel lives on it.
 pub fn init(traces: bool) -> Telemetry {
-    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("ROUTEMQ_LOG_FORMAT").is_ok_and(|format| format == "json");
-    let logs = if json {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_writer(std::io::stderr)
-            .with_filter(log_filter)
-            .boxed()
-    } else {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(log_filter)
-            .boxed()
-    };
+    let logs = log_layer();
     let provider = if traces { tracer_provider() } else { Ok(None) };
     let (traces, tracer_provider, export_error) = match provider {
-        Ok(Some(provider)) => {
-            let span_filter = std::env::var("ROUTEMQ_TRACE_FILTER")
-                .ok()
-                .and_then(|filter| EnvFilter::try_new(filter).ok())
-                .unwrap_or_else(|| EnvFilter::new(DEFAULT_TRACE_FILTER));
-            let tracer = provider.tracer("routemq");
-            // Per-span extras the defaults add and a request's trace does not
-            // need, each paid on every span (or every poll of an
-            // instrumented future): source location and thread attributes
-            // (strings), the tracing target, busy/idle timings (two clock
-            // reads per poll) and attaching the OpenTelemetry context on
-            // every enter — the gateway passes contexts explicitly.
-            let layer = tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_location(false)
-                .with_threads(false)
-                .with_target(false)
-                .with_tracked_inactivity(false)
-                .with_context_activation(false)
-                .with_filter(span_filter.and(filter_fn(|metadata| {
-                    // Spans at the filter's level; only INFO and louder events
-                    // become span events (a debug line per request would
-                    // otherwise be formatted into every trace).
-                    metadata.is_span() || *metadata.level() <= Level::INFO
-                })))
-                .boxed();
-            (Some(layer), Some(provider), None)
-        }
+        Ok(Some(provider)) => (Some(trace_layer(&provider)), Some(provider), None),
         Ok(None) => (None, None, None),
         Err(error) => (None, None, Some(error)),
     };
@@ -133,6 +92,62 @@ pub fn init(traces: bool) -> Telemetry {
         ]));
     }
     Telemetry { tracer_provider }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); JSON lines
+/// when `ROUTEMQ_LOG_FORMAT=json`.
+fn log_layer<S>() -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("ROUTEMQ_LOG_FORMAT").is_ok_and(|format| format == "json");
+    if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_filter(log_filter)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(log_filter)
+            .boxed()
+    }
+}
+
+/// Spans to the OpenTelemetry exporter, filtered by `ROUTEMQ_TRACE_FILTER`.
+fn trace_layer<S>(provider: &SdkTracerProvider) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    let span_filter = std::env::var("ROUTEMQ_TRACE_FILTER")
+        .ok()
+        .and_then(|filter| EnvFilter::try_new(filter).ok())
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT_TRACE_FILTER));
+    let tracer = provider.tracer("routemq");
+    // Per-span extras the defaults add and a request's trace does not
+    // need, each paid on every span (or every poll of an
+    // instrumented future): source location and thread attributes
+    // (strings), the tracing target, busy/idle timings (two clock
+    // reads per poll) and attaching the OpenTelemetry context on
+    // every enter — the gateway passes contexts explicitly.
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
+        .with_filter(span_filter.and(filter_fn(|metadata| {
+            // Spans at the filter's level; only INFO and louder events
+            // become span events (a debug line per request would
+            // otherwise be formatted into every trace).
+            metadata.is_span() || *metadata.level() <= Level::INFO
+        })))
+        .boxed()
 }
 
 fn tracer_provider() -> anyhow::Result<Option<SdkTracerProvider>> {

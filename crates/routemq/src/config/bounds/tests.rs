@@ -11,67 +11,70 @@ fn load(text: &str) -> Result<WorkerConfig, String> {
     parse(&format!("{text}\n{ROUTE}"), "gateway.toml", &|_| None).map_err(|e| e.to_string())
 }
 
+/// Settings out of bounds and the start of their error, line included.
+const OUT_OF_BOUNDS: [(&str, &str); 14] = [
+    (
+        "[registry]\nrefresh_interval = \"0s\"\n",
+        "gateway.toml:2: registry.refresh_interval must be above zero",
+    ),
+    (
+        "[registry]\nhealth_check_interval = \"0s\"\n",
+        "gateway.toml:2: registry.health_check_interval must be above zero",
+    ),
+    (
+        "[metrics]\n\nflush_interval = \"0s\"\n",
+        "gateway.toml:3: metrics.flush_interval must be above zero",
+    ),
+    (
+        "[auth.api_keys]\nrefresh_interval = \"0s\"\n",
+        "gateway.toml:2: auth.api_keys.refresh_interval must be above zero",
+    ),
+    (
+        "[mqtt]\nkeep_alive = \"500ms\"\n",
+        "gateway.toml:2: mqtt.keep_alive must be between 5s and 18h 12m 15s, not 500ms",
+    ),
+    (
+        "[mqtt]\nkeep_alive = \"19h\"\n",
+        "gateway.toml:2: mqtt.keep_alive must be between",
+    ),
+    (
+        "[mqtt]\nstall_timeout = \"0s\"\n",
+        "gateway.toml:2: mqtt.stall_timeout must be above zero",
+    ),
+    (
+        "[mqtt]\nmax_in_flight = 0\n",
+        "gateway.toml:2: mqtt.max_in_flight must be at least 1",
+    ),
+    (
+        "[redis]\ncommand_timeout = \"2s\"\n",
+        "gateway.toml:2: redis.command_timeout must be between 1ms and 500ms",
+    ),
+    (
+        "[limits]\nmax_topic_bytes = 70000\n",
+        "gateway.toml:2: limits.max_topic_bytes must be between 1 and 65535",
+    ),
+    (
+        "[limits]\nmax_topic_levels = 0\n",
+        "gateway.toml:2: limits.max_topic_levels must be at least 1",
+    ),
+    (
+        "[services.user-service]\nmax_in_flight = 0\n",
+        "gateway.toml:2: services.user-service.max_in_flight must be at least 1",
+    ),
+    // Dotted keys and inline tables are found too.
+    (
+        "registry.refresh_interval = \"0s\"\n",
+        "gateway.toml:1: registry.refresh_interval",
+    ),
+    (
+        "metrics = { flush_interval = \"0s\" }\n",
+        "gateway.toml:1: metrics.flush_interval",
+    ),
+];
+
 #[test]
 fn zero_periods_and_short_keep_alives_are_refused_with_their_line() {
-    for (text, expected) in [
-        (
-            "[registry]\nrefresh_interval = \"0s\"\n",
-            "gateway.toml:2: registry.refresh_interval must be above zero",
-        ),
-        (
-            "[registry]\nhealth_check_interval = \"0s\"\n",
-            "gateway.toml:2: registry.health_check_interval must be above zero",
-        ),
-        (
-            "[metrics]\n\nflush_interval = \"0s\"\n",
-            "gateway.toml:3: metrics.flush_interval must be above zero",
-        ),
-        (
-            "[auth.api_keys]\nrefresh_interval = \"0s\"\n",
-            "gateway.toml:2: auth.api_keys.refresh_interval must be above zero",
-        ),
-        (
-            "[mqtt]\nkeep_alive = \"500ms\"\n",
-            "gateway.toml:2: mqtt.keep_alive must be between 5s and 18h 12m 15s, not 500ms",
-        ),
-        (
-            "[mqtt]\nkeep_alive = \"19h\"\n",
-            "gateway.toml:2: mqtt.keep_alive must be between",
-        ),
-        (
-            "[mqtt]\nstall_timeout = \"0s\"\n",
-            "gateway.toml:2: mqtt.stall_timeout must be above zero",
-        ),
-        (
-            "[mqtt]\nmax_in_flight = 0\n",
-            "gateway.toml:2: mqtt.max_in_flight must be at least 1",
-        ),
-        (
-            "[redis]\ncommand_timeout = \"2s\"\n",
-            "gateway.toml:2: redis.command_timeout must be between 1ms and 500ms",
-        ),
-        (
-            "[limits]\nmax_topic_bytes = 70000\n",
-            "gateway.toml:2: limits.max_topic_bytes must be between 1 and 65535",
-        ),
-        (
-            "[limits]\nmax_topic_levels = 0\n",
-            "gateway.toml:2: limits.max_topic_levels must be at least 1",
-        ),
-        (
-            "[services.user-service]\nmax_in_flight = 0\n",
-            "gateway.toml:2: services.user-service.max_in_flight must be at least 1",
-        ),
-        // Dotted keys and inline tables are found too.
-        (
-            "registry.refresh_interval = \"0s\"\n",
-            "gateway.toml:1: registry.refresh_interval",
-        ),
-        (
-            "metrics = { flush_interval = \"0s\" }\n",
-            "gateway.toml:1: metrics.flush_interval",
-        ),
-    ] {
+    for (text, expected) in OUT_OF_BOUNDS {
         let error = load(text)
             .err()
             .unwrap_or_else(|| panic!("accepted: {text}"));
