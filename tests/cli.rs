@@ -137,14 +137,11 @@ fn services_register_heartbeat_expire_and_deregister() {
     )
     .expect("alive");
     // Without further heartbeats its ttl runs out (listing does not extend it).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while run(&["services", "list"], &redis)
-        .expect("list")
-        .contains("u1")
-    {
-        assert!(std::time::Instant::now() < deadline, "never expired");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the instance expired", Duration::from_secs(10), || {
+        !run(&["services", "list"], &redis)
+            .expect("list")
+            .contains("u1")
+    });
     let error = run(
         &[
             "services",
@@ -219,14 +216,7 @@ fn redis_cli(redis: &Redis, args: &[&str]) -> String {
 
 /// Polls `check` every 50 ms until it holds, or panics naming `what`.
 fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + timeout;
-    while !check() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not within {timeout:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    routemq_tests::eventually_blocking(what, timeout, || check().then_some(()));
 }
 
 /// A window of refused writes long enough for the instance's ttl to lapse:

@@ -1,6 +1,7 @@
 //! Every Lua script against a real redis-server and a real 3-node Redis
 //! Cluster: the same code must work on both (hash-tagged keys).
 
+use routemq_tests::eventually;
 use std::time::Duration;
 
 use fred::prelude::*;
@@ -92,18 +93,10 @@ async fn exercise_scripts(redis: &Client) {
         claim(redis, "r3", "dead:a", short).await,
         Claimed { attempt: 1 }
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let exists: i64 = redis.exists(r3).await.expect("exists");
-        if exists == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lease never lapsed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the lease lapsed", Duration::from_secs(5), || async {
+        (redis.exists::<i64, _>(r3).await.expect("exists") == 0).then_some(())
+    })
+    .await;
     assert_eq!(
         claim(redis, "r3", "live:b", lease).await,
         Claimed { attempt: 2 }
@@ -173,21 +166,16 @@ async fn exercise_middleware_scripts(redis: &Client) {
         );
     }
     // The window slides: a later attempt is admitted (refusals count nothing).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    for attempt in 3.. {
+    let attempts = std::sync::atomic::AtomicUsize::new(3);
+    eventually("the window slid", Duration::from_secs(5), || async {
+        let attempt = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("b{attempt}");
         let verdict = scripts::rate_limit(redis, &clock, &short, 1, fast, &id)
             .await
             .expect("rl");
-        if verdict.admitted {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the window never slid"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        verdict.admitted.then_some(())
+    })
+    .await;
     // A call that runs after its deadline in Redis time (a stalled Redis
     // resuming after the worker gave up on it) counts nothing.
     let stalled = RedisClock::default();
@@ -239,13 +227,10 @@ async fn exercise_middleware_scripts(redis: &Client) {
     let refused = admit("c4").await;
     assert_eq!((refused.state.as_str(), refused.admitted), ("open", false));
     // Refused until the recovery time has passed in Redis time.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut waiting = refused;
-    while !waiting.admitted {
-        assert!(std::time::Instant::now() < deadline, "never half open");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        waiting = admit("c5").await;
-    }
+    eventually("half open", Duration::from_secs(5), || async {
+        admit("c5").await.admitted.then_some(())
+    })
+    .await;
     let probe = admit("c5").await;
     assert_eq!(
         (probe.state.as_str(), probe.admitted, probe.probe),

@@ -1,8 +1,9 @@
 //! Authentication and authorization end to end, on one Redis and on a Redis Cluster.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use routemq_tests::eventually;
 use routemq_tests::routemq;
 use serde_json::json;
 
@@ -154,19 +155,15 @@ async fn wait_for_status(
     headers: &[(&str, &str)],
     status: u16,
 ) -> routemq_client::Reply {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("a reply {status}");
+    eventually(&what, Duration::from_secs(10), || async {
         let reply = ask_with(client, topic, "", headers).await;
-        if reply.status == status {
-            return reply;
+        match reply.status == status {
+            true => Ok(reply),
+            false => Err(reply.json()),
         }
-        assert!(
-            Instant::now() < deadline,
-            "never got {status}: {}",
-            reply.json()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 use fred::prelude::HashesInterface;

@@ -1,9 +1,10 @@
 //! CORS, request transforms, fallbacks, and what happens when Redis goes away.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fred::prelude::ClientLike;
+use routemq_tests::eventually;
 use serde_json::json;
 
 use crate::mw::{self, ask_with, bearer, error_type};
@@ -88,30 +89,30 @@ async fn cors_transform_and_fallback(cluster: bool) {
     assert!(good.json().get("source").is_none());
     // Each worker counts its own requests: ask until one of them has cached it.
     let index = routemq_gateway::redis::keys::fallback_index("flaky-service");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("the reply cached", Duration::from_secs(10), || async {
         let again = ask_with(&client, "api/v1/flaky/get/7", "", &[auth]).await;
         assert_eq!(again.status, 200);
         let cached: i64 =
             fred::prelude::SortedSetsInterface::zcard(&stack.stack.redis_client, &index)
                 .await
                 .expect("zcard");
-        if cached > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the reply was never cached");
-    }
+        (cached > 0).then_some(())
+    })
+    .await;
     flaky.failing.store(true, Ordering::SeqCst);
     // The cache write happens after the reply; allow it to land.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let cached = loop {
-        let reply = ask_with(&client, "api/v1/flaky/get/7", "", &[auth]).await;
-        if reply.json()["source"] == "cache" {
-            break reply;
-        }
-        assert!(Instant::now() < deadline, "{}", reply.json());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let cached = eventually(
+        "a reply from the cache",
+        Duration::from_secs(10),
+        || async {
+            let reply = ask_with(&client, "api/v1/flaky/get/7", "", &[auth]).await;
+            match reply.json()["source"] == "cache" {
+                true => Ok(reply),
+                false => Err(reply.json()),
+            }
+        },
+    )
+    .await;
     assert_eq!(cached.status, 200);
     assert_eq!(cached.json()["data"], good.json()["data"]);
 
@@ -184,15 +185,18 @@ async fn redis_outage_follows_each_limiters_policy() {
         .await
         .expect("redis back");
     stack.stack.demo_instances("user-service", 1).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let reply = ask_with(&client, "api/strict/ping", "", &[auth]).await;
-        if reply.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", reply.json());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "a 200 once Redis is back",
+        Duration::from_secs(15),
+        || async {
+            let reply = ask_with(&client, "api/strict/ping", "", &[auth]).await;
+            match reply.status == 200 {
+                true => Ok(()),
+                false => Err(reply.json()),
+            }
+        },
+    )
+    .await;
 }
 
 /// The fallback cache under a stream of GETs: a one-off request is not
@@ -219,18 +223,14 @@ async fn the_fallback_cache_is_written_once_per_refresh_and_capped() {
         let first = ask_with(&client, "api/v1/users/get/1", "", &[auth]).await;
         assert_eq!(first.status, 200);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (entry, written_at) = loop {
+    let (entry, written_at) = eventually("the reply cached", Duration::from_secs(10), || async {
         let entries: Vec<(String, f64)> = redis
             .zrange(&index, 0, -1, None, false, None, true)
             .await
             .expect("zrange");
-        if let Some(entry) = entries.into_iter().next() {
-            break entry;
-        }
-        assert!(Instant::now() < deadline, "the reply was never cached");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        entries.into_iter().next()
+    })
+    .await;
     for _ in 0..20 {
         let again = ask_with(&client, "api/v1/users/get/1", "", &[auth]).await;
         assert_eq!(again.status, 200);
@@ -241,14 +241,12 @@ async fn the_fallback_cache_is_written_once_per_refresh_and_capped() {
         let other = ask_with(&client, "api/v1/users/get/2", "", &[auth]).await;
         assert_eq!(other.status, 200);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while redis.zcard::<i64, _>(&index).await.expect("zcard") < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the second reply was never cached"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the second reply cached",
+        Duration::from_secs(10),
+        || async { (redis.zcard::<i64, _>(&index).await.expect("zcard") >= 2).then_some(()) },
+    )
+    .await;
     let score: Option<f64> = redis.zscore(&index, &entry).await.expect("zscore");
     assert_eq!(score, Some(written_at), "twenty repeats rewrote nothing");
     assert_eq!(
@@ -263,25 +261,25 @@ async fn the_fallback_cache_is_written_once_per_refresh_and_capped() {
             assert_eq!(reply.status, 200);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let indexed: i64 = redis.zcard(&index).await.expect("zcard");
-        let stored: Vec<String> = redis
-            .custom(fred::cmd!("KEYS"), vec!["{cache2:user-service}:*"])
-            .await
-            .expect("keys");
-        let entries = stored.iter().filter(|key| **key != index).count() as i64;
-        assert!(
-            indexed <= CAP && entries <= CAP,
-            "{indexed} indexed, {entries} stored"
-        );
-        if indexed == CAP && entries == CAP {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{indexed} indexed, {entries} stored"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the cache full at its cap",
+        Duration::from_secs(10),
+        || async {
+            let indexed: i64 = redis.zcard(&index).await.expect("zcard");
+            let stored: Vec<String> = redis
+                .custom(fred::cmd!("KEYS"), vec!["{cache2:user-service}:*"])
+                .await
+                .expect("keys");
+            let entries = stored.iter().filter(|key| **key != index).count() as i64;
+            assert!(
+                indexed <= CAP && entries <= CAP,
+                "{indexed} indexed, {entries} stored"
+            );
+            match indexed == CAP && entries == CAP {
+                true => Ok(()),
+                false => Err(format!("{indexed} indexed, {entries} stored")),
+            }
+        },
+    )
+    .await;
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use routemq_client::{RequestClient, RequestOptions};
+use routemq_tests::eventually;
 use routemq_tests::upstream::{self, Switch};
 
 use crate::mw::{self, ask_with, bearer};
@@ -104,14 +105,12 @@ async fn a_killed_workers_claims_free_within_a_lease_and_retries_run() {
     });
     let requests: Vec<_> = requests.collect();
     // Kill once both workers have calls in flight.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while journal.lock().expect("journal").len() < REQUESTS / 2 {
-        assert!(
-            Instant::now() < deadline,
-            "requests never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "requests at the upstream",
+        Duration::from_secs(20),
+        || async { (journal.lock().expect("journal").len() >= REQUESTS / 2).then_some(()) },
+    )
+    .await;
     let before_kill = Instant::now();
     stack.workers[0].process.kill();
     let killed = Instant::now();
@@ -249,17 +248,16 @@ async fn probes_go_on_while_redis_is_down() {
         register_when_up(&stack, id, addr).await;
     }
     // Back on Redis's registry: both instances listed, the sick one still out.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("back on Redis", Duration::from_secs(10), || async {
         let health = crate::stack::ask(&client, "gateway/health", "")
             .await
             .json();
-        if health["redis"] == "healthy" && health["services"]["user-service"] == "degraded" {
-            break;
+        match health["redis"] == "healthy" && health["services"]["user-service"] == "degraded" {
+            true => Ok(()),
+            false => Err(health),
         }
-        assert!(Instant::now() < deadline, "never back on Redis: {health}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     until_traffic(&client, &flaky, false, Duration::from_secs(10)).await;
     flaky.sick.store(false, Ordering::SeqCst);
     until_traffic(&client, &flaky, true, Duration::from_secs(10)).await;
@@ -276,13 +274,10 @@ async fn register_when_up(stack: &Stack, instance_id: &str, addr: std::net::Sock
         health_check_url: &health,
         ttl: None,
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while let Err(error) =
-        routemq_gateway::registry::register(&stack.redis_client, &registration).await
-    {
-        assert!(Instant::now() < deadline, "Redis never came back: {error}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("Redis back", Duration::from_secs(10), || {
+        routemq_gateway::registry::register(&stack.redis_client, &registration)
+    })
+    .await;
 }
 
 /// While Redis is down each worker admits its share of the cluster limit

@@ -1,11 +1,12 @@
 //! Draining, restarts and outages of the broker and Redis, cluster-wide metrics.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fred::prelude::*;
 use routemq_client::RequestOptions;
 use routemq_gateway::redis::keys;
+use routemq_tests::eventually;
 
 use crate::stack::{ask, Stack};
 
@@ -83,19 +84,18 @@ async fn gateway_metrics_are_cluster_wide() {
         400
     );
     // Counters reach Redis with the worker's next flush.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("11 requests flushed", Duration::from_secs(10), || async {
         let total: Option<i64> = stack
             .redis_client
             .hget(keys::METRICS, "gateway:total_requests")
             .await
             .expect("metrics hash");
-        if total == Some(11) {
-            break;
+        match total == Some(11) {
+            true => Ok(()),
+            false => Err(format!("flushed total {total:?}")),
         }
-        assert!(Instant::now() < deadline, "flushed total {total:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     let report = ask(&client, "gateway/metrics", "").await.json();
     assert_eq!(report["gateway"]["total_requests"], 11, "{report}");
     assert_eq!(report["gateway"]["successful_requests"], 10);
@@ -218,15 +218,9 @@ async fn workers_reconnect_and_resubscribe_after_a_broker_restart() {
     );
     stack.mosquitto.restart();
     for worker in &stack.workers {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while worker.count_log("subscribed") < 2 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "worker {} resubscribed",
-                worker.id
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        worker
+            .wait_for_log_count("subscribed", 2, Duration::from_secs(15))
+            .await;
     }
     let client = stack.client().await;
     for id in 0..10 {

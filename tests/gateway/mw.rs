@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use routemq_client::{Reply, RequestClient, RequestOptions};
+use routemq_tests::eventually;
 use routemq_tests::upstream::{switchable, Switch};
 use serde_json::{json, Value};
 
@@ -250,17 +251,11 @@ pub async fn failure_recorded(redis: &fred::prelude::Client, service: &str, coun
     use fred::prelude::*;
     use routemq_gateway::redis::scripts;
     let failures = routemq_gateway::redis::keys::breaker_failures(service);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("failure {count} of {service} recorded");
+    eventually(&what, Duration::from_secs(10), || async {
         let recorded: i64 = redis.zcard(&failures).await.expect("zcard");
         let state = scripts::breaker_state(redis, service).await.expect("state");
-        if recorded >= count || state.as_deref() == Some("open") {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "failure {count} of {service} never recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (recorded >= count || state.as_deref() == Some("open")).then_some(())
+    })
+    .await;
 }

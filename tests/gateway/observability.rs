@@ -3,13 +3,14 @@
 //! over HTTP); Prometheus, health probes and the Redis request logs.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use fred::prelude::{ClientLike, ListInterface};
 use routemq_client::RequestOptions;
+use routemq_tests::eventually;
 use routemq_tests::otlp::{OtlpReceiver, ReceivedSpan};
 use routemq_tests::{free_port, upstream};
 use serde_json::json;
@@ -74,14 +75,12 @@ fn random_hex(bytes: usize) -> String {
 }
 
 async fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "never saw {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        what,
+        Duration::from_secs(20),
+        || std::future::ready(probe()),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -376,28 +375,26 @@ async fn prometheus_probes_and_request_logs() {
 
     // Redis gone: not ready; back: ready.
     stack.redis().kill();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get("/readyz").await.0 != 503 {
-        assert!(Instant::now() < deadline, "never unready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("unready", Duration::from_secs(20), || async {
+        (get("/readyz").await.0 == 503).then_some(())
+    })
+    .await;
     stack.redis().restart();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get("/readyz").await.0 != 200 {
-        assert!(Instant::now() < deadline, "never ready again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("ready again", Duration::from_secs(20), || async {
+        (get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
     stack.redis_client.wait_for_connect().await.ok();
 }
 
 async fn wait_for_list(redis: &fred::prelude::Client, key: &str, at_least: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("{at_least} entries in {key}");
+    eventually(&what, Duration::from_secs(10), || async {
         let entries: Vec<String> = redis.lrange(key, 0, -1).await.unwrap_or_default();
-        if entries.len() >= at_least {
-            return entries;
+        match entries.len() >= at_least {
+            true => Ok(entries),
+            false => Err(format!("{entries:?}")),
         }
-        assert!(Instant::now() < deadline, "{key}: {entries:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }

@@ -6,10 +6,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use routemq_client::{ClientOptions, RequestClient, RequestOptions};
+use routemq_tests::eventually;
 use routemq_tests::mqtt_proxy::MqttProxy;
 use routemq_tests::upstream::{self, Journal};
 
@@ -115,19 +116,15 @@ async fn copies_of_a_delivery_run_once_and_keep_the_connection() {
             assert_all_ok(&statuses);
             // Count once the worker has dealt with every copy of this round.
             copies += 20;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
+            eventually("every copy skipped", Duration::from_secs(10), || async {
                 let injected = proxy.journal().iter().filter(|seen| seen.injected).count();
                 let skipped = stack.workers[0].count_log("not run again");
-                if injected >= copies && skipped >= injected {
-                    break;
+                match injected >= copies && skipped >= injected {
+                    true => Ok(()),
+                    false => Err(format!("{skipped} of {injected} copies skipped")),
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "{skipped} of {injected} copies skipped"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            })
+            .await;
             let calls = upstream_calls(&journal, &prefix);
             let repeated: Vec<_> = calls.iter().filter(|(_, n)| **n != 1).collect();
             assert!(
@@ -163,28 +160,24 @@ async fn a_handler_finishing_after_a_reconnect_never_acks_the_new_session() {
         let client = Arc::clone(&client);
         tokio::spawn(async move { burst(&client, "api/r/once", "cut", 20, 1).await })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while upstream_calls(&journal, "cut").len() < 20 {
-        assert!(
-            Instant::now() < deadline,
-            "requests never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "requests at the upstream",
+        Duration::from_secs(10),
+        || async { (upstream_calls(&journal, "cut").len() >= 20).then_some(()) },
+    )
+    .await;
     proxy.cut();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while proxy.connections() < 2 {
-        assert!(Instant::now() < deadline, "the worker never reconnected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the worker reconnected",
+        Duration::from_secs(10),
+        || async { (proxy.connections() >= 2).then_some(()) },
+    )
+    .await;
     // Subscribed again on the new connection (clean start).
-    while stack.workers[0].count_log("subscribed codes") < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the worker never subscribed again"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("subscribed again", Duration::from_secs(10), || async {
+        (stack.workers[0].count_log("subscribed codes") >= 2).then_some(())
+    })
+    .await;
     // New deliveries while the old handlers are still running.
     let second = burst(&client, "api/r/once", "after-cut", 20, 1).await;
     assert_all_ok(&second);

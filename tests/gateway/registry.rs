@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use fred::prelude::*;
 use routemq_gateway::redis::scripts::Registration;
 use routemq_gateway::registry;
+use routemq_tests::eventually;
 use routemq_tests::upstream::{self, Switch};
 
 use crate::faults::until_traffic;
@@ -83,14 +84,12 @@ async fn workers_follow_registry_changes_without_re_reading_it() {
         "heartbeats made a worker re-read instances: {stats}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while user_service_instances(&client).await != 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the expired instance stayed listed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the expired instance unlisted",
+        Duration::from_secs(10),
+        || async { (user_service_instances(&client).await == 2).then_some(()) },
+    )
+    .await;
     println!(
         "an instance whose 1 s ttl ran out left the cache {:?} after its last heartbeat",
         last_beat.elapsed()

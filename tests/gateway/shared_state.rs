@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use routemq_tests::eventually;
 
 use crate::mw::{self, ask_with, bearer, error_type};
 use crate::stack::ask;
@@ -50,15 +51,14 @@ async fn rate_limit_is_exact_across_workers(cluster: bool) {
     assert_eq!(reply.property("x-ratelimit-remaining"), Some("29"));
 
     // The 60 refusals reach the cluster-wide metrics.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("the refusals counted", Duration::from_secs(10), || async {
         let metrics = ask(&client, "gateway/metrics", "").await.json();
-        if metrics["gateway"]["rate_limit_hits"] == 2 * LIMIT {
-            break;
+        match metrics["gateway"]["rate_limit_hits"] == 2 * LIMIT {
+            true => Ok(()),
+            false => Err(metrics),
         }
-        assert!(Instant::now() < deadline, "metrics: {metrics}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 /// Threshold 3, recovery 1 s, one half-open probe, four workers.
@@ -142,15 +142,14 @@ async fn breaker_is_one_state_for_all_workers(cluster: bool) {
     })
     .await;
     assert_eq!(probe.status, 200, "the probe succeeds: {}", probe.json());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("the breaker closed", Duration::from_secs(10), || async {
         let services = ask(&client, "gateway/services", "").await.json();
-        if breaker_state(&services) == "closed" {
-            break;
+        match breaker_state(&services) == "closed" {
+            true => Ok(()),
+            false => Err(services),
         }
-        assert!(Instant::now() < deadline, "{services}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let replies = join_all((0..20).map(get)).await;
     assert!(replies.iter().all(|r| r.status == 200), "closed again");
 }
@@ -194,18 +193,14 @@ async fn recovery_passed(redis: &fred::prelude::Client) {
         local t = redis.call('TIME') \
         return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - opened";
     let key = routemq_gateway::redis::keys::breaker("flaky-service");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("the breaker aged", Duration::from_secs(10), || async {
         let open_for: i64 = redis
             .eval(OPEN_FOR_MS, vec![key.clone()], Vec::<String>::new())
             .await
             .expect("breaker age");
-        if open_for >= 1000 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the breaker never aged");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (open_for >= 1000).then_some(())
+    })
+    .await;
 }
 
 /// A GCRA limiter (`burst_limit`: 10 per 600 s, bursts of 5) shared by four
@@ -308,11 +303,12 @@ async fn a_worker_learns_of_a_breaker_opening_elsewhere() {
         .hset(&breaker, ("state", "closed"))
         .await
         .expect("hset");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ask(&client, "api/b/get/closed", "").await.status != 200 {
-        assert!(Instant::now() < deadline, "the refresh never saw it closed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the refresh saw it closed",
+        Duration::from_secs(10),
+        || async { (ask(&client, "api/b/get/closed", "").await.status == 200).then_some(()) },
+    )
+    .await;
     let (seconds, micros): (String, String) = redis
         .custom(fred::cmd!("TIME"), Vec::<String>::new())
         .await

@@ -1,6 +1,7 @@
 //! The registry's scripts: registration, heartbeats, health, expiry, and the
 //! version tokens idle workers follow instead of re-reading the registry.
 
+use routemq_tests::eventually;
 use std::time::Duration;
 
 use fred::prelude::*;
@@ -69,19 +70,7 @@ pub async fn exercise(redis: &Client) {
     registry::heartbeat(redis, "svc-b", "b-1")
         .await
         .expect("heartbeat while alive");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while redis
-        .exists::<i64, _>(keys::instance("svc-b", "b-1"))
-        .await
-        .expect("exists")
-        == 1
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the ttl never ran out"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_expired(redis, "svc-b", "b-1").await;
     assert!(registry::heartbeat(redis, "svc-b", "b-1").await.is_err());
     let listing = registry::list_services(redis).await.expect("list");
     assert!(listing["svc-b"].is_empty());
@@ -144,16 +133,15 @@ async fn redis_ms(redis: &Client) -> f64 {
 
 /// Waits until the hash of `id` has expired.
 async fn until_expired(redis: &Client, service: &str, id: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while redis
-        .exists::<i64, _>(keys::instance(service, id))
-        .await
-        .expect("exists")
-        == 1
-    {
-        assert!(std::time::Instant::now() < deadline, "{id} never expired");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{id} expired");
+    eventually(&what, Duration::from_secs(10), || async {
+        let exists: i64 = redis
+            .exists(keys::instance(service, id))
+            .await
+            .expect("exists");
+        (exists == 0).then_some(())
+    })
+    .await;
 }
 
 /// What moves the version tokens (changes) and what does not (heartbeats,

@@ -17,7 +17,7 @@ pub mod probes;
 pub mod tls;
 pub mod upstream;
 
-pub use probes::{eventually, Probes};
+pub use probes::{eventually, eventually_blocking, Observation, Probes};
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -28,11 +28,10 @@ pub fn free_port() -> u16 {
 }
 
 fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not open port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let what = format!("{what} listening on port {port}");
+    eventually_blocking(&what, Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port))
+    });
 }
 
 /// A child process killed when dropped.
@@ -266,19 +265,16 @@ impl RedisCluster {
             .status()
             .expect("redis-cli runs");
         assert!(status.success(), "redis-cli --cluster create failed");
-        let deadline = Instant::now() + Duration::from_secs(20);
         for port in &ports {
-            loop {
+            eventually_blocking("the cluster ready", Duration::from_secs(20), || {
                 let info = Command::new("redis-cli")
                     .args(["-p", &port.to_string(), "cluster", "info"])
                     .output()
                     .expect("redis-cli runs");
-                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "cluster did not become ready");
-                std::thread::sleep(Duration::from_millis(100));
-            }
+                String::from_utf8_lossy(&info.stdout)
+                    .contains("cluster_state:ok")
+                    .then_some(())
+            });
         }
         RedisCluster {
             ports,
@@ -411,19 +407,22 @@ impl Worker {
 
     /// Waits until `count` log lines contain `needle`.
     pub async fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.count_log(needle) < count {
-            assert!(Instant::now() < deadline, "{}", self.missing(needle));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{count} log lines with `{needle}`");
+        eventually(&what, timeout, || async {
+            match self.count_log(needle) >= count {
+                true => Ok(()),
+                false => Err(self.missing(needle)),
+            }
+        })
+        .await;
     }
 
     fn wait_for_log_blocking(&self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.count_log(needle) == 0 {
-            assert!(Instant::now() < deadline, "{}", self.missing(needle));
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("a log line with `{needle}`");
+        eventually_blocking(&what, timeout, || match self.count_log(needle) > 0 {
+            true => Ok(()),
+            false => Err(self.missing(needle)),
+        });
     }
 
     fn missing(&self, needle: &str) -> String {

@@ -4,20 +4,73 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// Polls `check` until it returns `Some`, or panics naming `what` once
-/// `timeout` has passed: tests wait on facts, not on time.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+/// Polls `probe` until it observes the fact — `Some(value)` or
+/// `Ok(value)` — or panics naming `what` (and, for an `Err`, the last thing
+/// it saw instead) once `timeout` has passed: tests wait on facts, not on
+/// time. The one deadline loop of the suite.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T::Value
 where
+    T: Observation,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
+    Fut: Future<Output = T>,
 {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
+        let last = match probe().await.observed() {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "not within {timeout:?}: {what}{}",
+            last.map(|last| format!("; last seen: {last}"))
+                .unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// [`eventually`] for harness code outside the runtime (starting
+/// processes): the same deadline loop, blocking the thread between probes.
+pub fn eventually_blocking<T: Observation>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> T,
+) -> T::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match probe().observed() {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "not within {timeout:?}: {what}{}",
+            last.map(|last| format!("; last seen: {last}"))
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a probe of [`eventually`] returns: the fact, or not yet (with what
+/// it saw instead, for the failure message).
+pub trait Observation {
+    type Value;
+    fn observed(self) -> Result<Self::Value, Option<String>>;
+}
+
+impl<T> Observation for Option<T> {
+    type Value = T;
+    fn observed(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T, E: std::fmt::Display> Observation for Result<T, E> {
+    type Value = T;
+    fn observed(self) -> Result<T, Option<String>> {
+        self.map_err(|last| Some(last.to_string()))
     }
 }
 
