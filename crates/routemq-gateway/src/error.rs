@@ -242,8 +242,9 @@ impl ErrorKind {
 pub struct GatewayError {
     pub kind: ErrorKind,
     pub message: String,
-    /// The upstream's body, for errors it answered itself (4xx pass-through).
-    pub upstream_body: Option<serde_json::Value>,
+    /// The upstream's body, for errors it answered itself (4xx pass-through),
+    /// as it came: copied into the reply, never parsed and re-encoded.
+    pub upstream_body: Option<Box<serde_json::value::RawValue>>,
     /// Extra reply user properties (`retry-after`, `www-authenticate`, …).
     pub properties: Vec<(String, String)>,
 }

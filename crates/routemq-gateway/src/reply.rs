@@ -1,7 +1,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use routemq_router::is_mqtt_string;
 
@@ -39,6 +39,26 @@ struct SuccessEnvelope<'a> {
     processing_time: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<Source>,
+}
+
+/// The reference's error envelope; fields in the order `json!` wrote them
+/// before (alphabetical), so replies stay byte for byte what they were.
+#[derive(Serialize)]
+struct ErrorEnvelope<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a RawValue>,
+    error: ErrorBody<'a>,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a str>,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: u16,
+    message: &'a str,
+    r#type: &'a str,
 }
 
 impl Reply {
@@ -89,24 +109,23 @@ impl Reply {
 
     /// The error envelope: `error: {code, type, message}`.
     pub fn error(error: &GatewayError, request_id: &str, service: Option<&str>) -> Reply {
-        let mut body = json!({
-            "status": "error",
-            "error": {
-                "code": error.status(),
-                "type": error.kind.type_name(),
-                "message": error.message,
+        let envelope = ErrorEnvelope {
+            data: error.upstream_body.as_deref(),
+            error: ErrorBody {
+                code: error.status(),
+                message: &error.message,
+                r#type: error.kind.type_name(),
             },
-            "request_id": request_id,
-        });
-        if let Some(service) = service {
-            body["service"] = json!(service);
+            request_id,
+            service,
+            status: "error",
+        };
+        Reply {
+            status: error.status(),
+            payload: encode(&envelope),
+            replayed: false,
+            properties: error.properties.clone(),
         }
-        if let Some(upstream_body) = &error.upstream_body {
-            body["data"] = upstream_body.clone();
-        }
-        let mut reply = Reply::raw(error.status(), body);
-        reply.properties.clone_from(&error.properties);
-        reply
     }
 }
 
@@ -115,18 +134,14 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()))
 }
 
-/// A reply ready to publish.
+/// A reply ready to publish, with its address kept whole (so a smaller
+/// reply can go in its place, see [`Outbound::too_large`]).
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    pub topic: String,
-    pub correlation_data: Option<Bytes>,
+    pub address: ReplyAddress,
     pub payload: Bytes,
     pub user_properties: Vec<(String, String)>,
     pub status: u16,
-    /// With the topic and correlation data above, the address again, to
-    /// build a smaller reply in its place (see [`Outbound::too_large`]): the
-    /// correlation id the body echoes when the address came from the payload.
-    payload_address: Option<Option<Bytes>>,
     request_id: String,
 }
 
@@ -140,31 +155,28 @@ impl Outbound {
             format!("the reply of {size} bytes exceeds the broker's packet size of {limit}"),
         );
         let reply = Reply::error(&error, &self.request_id, None);
-        let address = match &self.payload_address {
-            Some(correlation_data) => ReplyAddress {
-                topic: self.topic.clone(),
-                correlation_data: correlation_data.clone(),
-                from_payload: true,
-            },
-            None => ReplyAddress {
-                topic: self.topic.clone(),
-                correlation_data: self.correlation_data.clone(),
-                from_payload: false,
-            },
-        };
-        Outbound::new(address, reply, &self.request_id)
+        Outbound::new(self.address.clone(), reply, &self.request_id)
+    }
+
+    /// The topic the reply is published to.
+    pub fn topic(&self) -> &str {
+        &self.address.topic
+    }
+
+    /// The MQTT 5 Correlation Data property: the request's, unless its
+    /// address came from the payload (then the body carries the id).
+    pub fn correlation_data(&self) -> Option<&Bytes> {
+        match self.address.from_payload {
+            true => None,
+            false => self.address.correlation_data.as_ref(),
+        }
     }
 
     pub(crate) fn new(address: ReplyAddress, reply: Reply, request_id: &str) -> Outbound {
-        let (payload, correlation_data, payload_address) = if address.from_payload {
+        let payload = match address.from_payload {
             // MQTT 3.1.1 clients read the correlation id from the body.
-            (
-                with_correlation_id(reply.payload, address.correlation_data.as_deref()),
-                None,
-                Some(address.correlation_data),
-            )
-        } else {
-            (reply.payload, address.correlation_data, None)
+            true => with_correlation_id(reply.payload, address.correlation_data.as_deref()),
+            false => reply.payload,
         };
         let mut user_properties = vec![
             ("status".into(), reply.status.to_string()),
@@ -193,12 +205,10 @@ impl Outbound {
             );
         }
         Outbound {
-            topic: address.topic,
-            correlation_data,
+            address,
             payload,
             user_properties,
             status: reply.status,
-            payload_address,
             request_id: request_id.to_string(),
         }
     }

@@ -20,6 +20,9 @@ mod shared;
 mod shed;
 mod telemetry;
 
+#[cfg(test)]
+mod tests;
+
 pub use background::BackgroundTasks;
 pub use builder::GatewayBuilder;
 pub use config::{GatewayConfig, RegistrySettings};

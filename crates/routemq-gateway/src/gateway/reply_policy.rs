@@ -132,7 +132,7 @@ impl ReplyPolicy {
 
     /// Checks a reply topic: its shape, the allowlist, and — for filters
     /// bound to an identity — the caller's verified credentials.
-    fn check(&self, topic: &str, credentials: &Credentials<'_>) -> Result<(), Refusal> {
+    pub(super) fn check(&self, topic: &str, credentials: &Credentials<'_>) -> Result<(), Refusal> {
         if topic.len() > self.max_topic_bytes {
             return Err(Refusal::TooLong);
         }

@@ -97,7 +97,7 @@ pub async fn forward(
             ErrorKind::UpstreamRejected(status.as_u16()),
             format!("upstream answered {status}"),
         );
-        error.upstream_body = serde_json::from_str(body.get()).ok();
+        error.upstream_body = Some(body);
         return Err(error);
     }
     Err(GatewayError::new(

@@ -29,11 +29,11 @@ pub fn into_publish(outbound: Outbound) -> (String, bytes::Bytes, PublishPropert
     let properties = PublishProperties {
         payload_format_indicator: Some(1),
         content_type: Some(CONTENT_TYPE.into()),
-        correlation_data: outbound.correlation_data,
+        correlation_data: outbound.correlation_data().cloned(),
         user_properties: outbound.user_properties,
         ..PublishProperties::default()
     };
-    (outbound.topic, outbound.payload, properties)
+    (outbound.address.topic, outbound.payload, properties)
 }
 
 const CONTENT_TYPE: &str = "application/json";
@@ -42,7 +42,7 @@ fn reply_properties(outbound: &Outbound) -> PublishProperties {
     PublishProperties {
         payload_format_indicator: Some(1),
         content_type: Some(CONTENT_TYPE.into()),
-        correlation_data: outbound.correlation_data.clone(),
+        correlation_data: outbound.correlation_data().cloned(),
         user_properties: outbound.user_properties.clone(),
         ..PublishProperties::default()
     }
@@ -60,7 +60,7 @@ pub fn qos(level: u8) -> QoS {
 /// Maximum Packet Size counts it (a QoS 1/2 packet id included).
 pub fn packet_size(reply: &Outbound, qos: QoS) -> usize {
     let mut publish = Publish::new(
-        reply.topic.as_str(),
+        reply.topic(),
         qos,
         reply.payload.clone(),
         Some(reply_properties(reply)),
@@ -73,9 +73,9 @@ pub fn packet_size(reply: &Outbound, qos: QoS) -> usize {
 /// under the broker's limit is not encoded twice to find out.
 pub fn packet_size_bound(reply: &Outbound) -> usize {
     size_bound(
-        reply.topic.len(),
+        reply.topic().len(),
         reply.payload.len(),
-        reply.correlation_data.as_ref().map_or(0, |data| data.len()),
+        reply.correlation_data().map_or(0, |data| data.len()),
         &reply.user_properties,
     )
 }
