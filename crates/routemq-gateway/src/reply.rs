@@ -227,3 +227,43 @@ fn with_correlation_id(payload: Bytes, correlation: Option<&[u8]>) -> Bytes {
     );
     encode(&body)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Reply;
+    use crate::{ErrorKind, GatewayError};
+
+    /// The envelope is the reference's, byte for byte as `json!` wrote it
+    /// (keys in alphabetical order), with an upstream body copied in as it came.
+    #[test]
+    fn an_error_envelope_carries_the_upstream_body_as_it_came() {
+        let mut error =
+            GatewayError::new(ErrorKind::UpstreamRejected(404), "upstream answered 404");
+        let body = r#"{"detail":"no such user","id":[4,2]}"#;
+        error.upstream_body = serde_json::value::RawValue::from_string(body.into()).ok();
+        let reply = Reply::error(&error, "req-1", Some("user-service"));
+        let expected = json!({
+            "status": "error",
+            "error": {"code": 404, "type": error.kind.type_name(), "message": error.message},
+            "request_id": "req-1",
+            "service": "user-service",
+            "data": {"detail": "no such user", "id": [4, 2]},
+        });
+        assert_eq!(reply.payload, serde_json::to_vec(&expected).expect("json"));
+        assert_eq!(reply.status, 404);
+
+        let plain = Reply::error(
+            &GatewayError::new(ErrorKind::RouteNotFound, "no"),
+            "r",
+            None,
+        );
+        let expected = json!({
+            "status": "error",
+            "error": {"code": 404, "type": "route_not_found", "message": "no"},
+            "request_id": "r",
+        });
+        assert_eq!(plain.payload, serde_json::to_vec(&expected).expect("json"));
+    }
+}
