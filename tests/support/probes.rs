@@ -16,16 +16,10 @@ where
 {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match probe().await.observed() {
+        match probe().await.observed() {
             Ok(value) => return value,
-            Err(last) => last,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "not within {timeout:?}: {what}{}",
-            last.map(|last| format!("; last seen: {last}"))
-                .unwrap_or_default()
-        );
+            Err(last) => not_yet(what, timeout, deadline, last),
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -39,18 +33,22 @@ pub fn eventually_blocking<T: Observation>(
 ) -> T::Value {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match probe().observed() {
+        match probe().observed() {
             Ok(value) => return value,
-            Err(last) => last,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "not within {timeout:?}: {what}{}",
-            last.map(|last| format!("; last seen: {last}"))
-                .unwrap_or_default()
-        );
+            Err(last) => not_yet(what, timeout, deadline, last),
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Panics once the deadline has passed, with what the probe saw last.
+fn not_yet(what: &str, timeout: Duration, deadline: Instant, last: Option<String>) {
+    let last = last.map(|last| format!("; last seen: {last}"));
+    assert!(
+        Instant::now() < deadline,
+        "not within {timeout:?}: {what}{}",
+        last.unwrap_or_default()
+    );
 }
 
 /// What a probe of [`eventually`] returns: the fact, or not yet (with what

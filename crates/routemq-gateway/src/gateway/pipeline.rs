@@ -194,7 +194,9 @@ impl Gateway {
         let mut call = prepare(route, ctx, ex.inbound.deadline())?;
 
         // 4. Admission.
-        let (properties, proceed) = self.admit(plan, ctx, route, &call, ex.retry_safe_id).await;
+        let (properties, proceed) = self
+            .admit_and_claim(plan, ctx, route, &call, ex.retry_safe_id)
+            .await;
         ctx.reply_properties.extend(properties);
         let (mut permits, ticket) = match proceed {
             Ok(Proceed::Call { permits, ticket }) => (permits, ticket),
@@ -232,7 +234,7 @@ impl Gateway {
 
     /// The chain's admissions and the safe-retry claim, concurrently. A
     /// refusal by the chain wins over the claim's verdict.
-    async fn admit(
+    async fn admit_and_claim(
         &self,
         plan: &Plan,
         ctx: &RequestContext<'_>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::kinds::{settings, Kind};
+use super::kinds::validated;
 use super::{Flow, Middleware, MiddlewareConfig, MiddlewareKind, RequestContext, Resources};
 use crate::{ErrorKind, GatewayError, Reply};
 
@@ -182,7 +182,5 @@ fn validate(raw: RawCors) -> Result<CorsSpec, String> {
 }
 
 pub(super) fn kind() -> Arc<dyn MiddlewareKind> {
-    Arc::new(Kind::new("cors", |table, _| {
-        Ok(Arc::new(validate(settings(table)?)?))
-    }))
+    validated("cors", validate)
 }

@@ -55,6 +55,32 @@ pub fn settings<T: DeserializeOwned>(table: toml::Table) -> Result<T, String> {
     T::deserialize(toml::Value::Table(table)).map_err(|error| error.message().to_string())
 }
 
+/// A kind whose table reads into `Raw` (declare it with
+/// `#[serde(deny_unknown_fields)]`) and validates into `Spec` on its own:
+/// what every built-in kind but `auth` is.
+pub fn validated<Raw, Spec>(
+    name: &'static str,
+    validate: fn(Raw) -> Result<Spec, String>,
+) -> Arc<dyn MiddlewareKind>
+where
+    Raw: DeserializeOwned + 'static,
+    Spec: MiddlewareConfig + 'static,
+{
+    Arc::new(Kind::new(name, move |table, _: &KindContext<'_>| {
+        let spec: Arc<dyn MiddlewareConfig> = Arc::new(validate(settings(table)?)?);
+        Ok(spec)
+    }))
+}
+
+/// A table written as TOML text, validated: for kinds' unit tests.
+#[cfg(test)]
+pub(crate) fn from_toml<Raw: DeserializeOwned, Spec>(
+    text: &str,
+    validate: fn(Raw) -> Result<Spec, String>,
+) -> Result<Spec, String> {
+    validate(settings(toml::from_str(text).map_err(|e| e.to_string())?)?)
+}
+
 /// A duration a table must not leave at zero.
 pub fn positive(duration: Duration, field: &str) -> Result<Duration, String> {
     if duration.is_zero() {

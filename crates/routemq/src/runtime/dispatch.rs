@@ -23,7 +23,7 @@ use super::event_loop::{Delivery, LoopEvent};
 use super::memory::{Held, MemoryBudget};
 use super::message;
 use super::replies::Replies;
-use super::session::{Acked, Admission, Session};
+use super::session::{Acked, Arrival, Session};
 
 /// Slots per worker: QoS 1/2 and QoS 0 requests handled at once, and the
 /// bytes they may hold between them.
@@ -90,7 +90,7 @@ impl Dispatcher {
             received_at,
             connection,
         } = delivery;
-        if self.session.admit(&publish, connection) == Admission::Duplicate {
+        if self.session.arrival(&publish, connection) == Arrival::Duplicate {
             tracing::debug!(
                 pkid = publish.pkid,
                 "a copy of a delivery still being handled or answered; not run again"

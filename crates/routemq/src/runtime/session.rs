@@ -14,7 +14,7 @@
 //! stamps every delivery with it. [`Session::ack`] queues an ack only while
 //! that connection is up, and under the same lock the event loop uses to mark
 //! it lost — after which it drains rumqttc's request queue — so no stale ack
-//! can reach a later connection. [`Session::admit`] tells first deliveries
+//! can reach a later connection. [`Session::arrival`] tells first deliveries
 //! from copies.
 
 use fixedbitset::FixedBitSet;
@@ -50,10 +50,11 @@ pub struct Session {
     state: Mutex<State>,
 }
 
-/// Whether a delivery runs.
+/// Whether a delivery is new on this connection (it runs) or a copy of
+/// one it already has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    Run,
+pub enum Arrival {
+    New,
     /// A DUP copy of a delivery this connection already has: the first
     /// copy's ack covers it.
     Duplicate,
@@ -102,22 +103,22 @@ impl Session {
 
     /// Whether a delivery on `connection` runs. A late event from an earlier
     /// connection runs (its caller still gets an answer) but is never acked.
-    pub fn admit(&self, publish: &Publish, connection: u64) -> Admission {
+    pub fn arrival(&self, publish: &Publish, connection: u64) -> Arrival {
         if publish.qos == QoS::AtMostOnce {
-            return Admission::Run;
+            return Arrival::New;
         }
         let mut state = self.lock();
         if connection != state.connection {
-            return Admission::Run;
+            return Arrival::New;
         }
         let first = !state.delivered.put(usize::from(publish.pkid));
         // Without DUP the broker sends a new message under an id it got our
         // ack for; with DUP it is a copy of one we have (or, on a resumed
         // session, one delivered before the reconnect: then it runs).
         if publish.dup && !first {
-            Admission::Duplicate
+            Arrival::Duplicate
         } else {
-            Admission::Run
+            Arrival::New
         }
     }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::CircuitBreaker;
 use crate::middleware::fail_mode::FailMode;
-use crate::middleware::kinds::{positive, settings, Kind};
+use crate::middleware::kinds::{positive, validated};
 use crate::middleware::{Middleware, MiddlewareConfig, MiddlewareKind, Resources};
 use crate::redis::scripts::BreakerLimits;
 use crate::route::ForwardRoute;
@@ -116,18 +116,16 @@ fn validate(raw: RawBreaker) -> Result<BreakerSpec, String> {
 }
 
 pub(in crate::middleware) fn kind() -> Arc<dyn MiddlewareKind> {
-    Arc::new(Kind::new("circuit_breaker", |table, _| {
-        Ok(Arc::new(validate(settings(table)?)?))
-    }))
+    validated("circuit_breaker", validate)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::middleware::kinds::settings;
+    use crate::middleware::kinds::from_toml;
 
     fn breaker_from(text: &str) -> Result<BreakerSpec, String> {
-        validate(settings(toml::from_str(text).map_err(|e| e.to_string())?)?)
+        from_toml(text, validate)
     }
 
     #[test]

@@ -163,7 +163,7 @@ impl CircuitBreaker {
         let attempt = self.attempts.next();
         let limits = self.limits;
         match self.board.get(&service) {
-            Some(Local::Closed) => return Ok(self.admitted(service, attempt, false)),
+            Some(Local::Closed) => return Ok(self.grant(service, attempt, false)),
             Some(Local::Open { until }) => {
                 let now = Instant::now();
                 if now < until {
@@ -201,10 +201,10 @@ impl CircuitBreaker {
         if !verdict.admitted {
             return Err(refusal(&service, &verdict.state, verdict.retry_after));
         }
-        Ok(self.admitted(service, attempt, verdict.probe))
+        Ok(self.grant(service, attempt, verdict.probe))
     }
 
-    fn admitted(&self, service: String, attempt: String, probe: bool) -> Grant {
+    fn grant(&self, service: String, attempt: String, probe: bool) -> Grant {
         let permit = BreakerPermit {
             redis: self.redis.clone(),
             service,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Fallback;
-use crate::middleware::kinds::{positive, settings, Kind};
+use crate::middleware::kinds::{positive, validated};
 use crate::middleware::{Middleware, MiddlewareConfig, MiddlewareKind, Resources};
 
 #[derive(Debug, Clone)]
@@ -95,18 +95,16 @@ fn validate(raw: RawFallback) -> Result<FallbackSpec, String> {
 }
 
 pub(in crate::middleware) fn kind() -> Arc<dyn MiddlewareKind> {
-    Arc::new(Kind::new("fallback", |table, _| {
-        Ok(Arc::new(validate(settings(table)?)?))
-    }))
+    validated("fallback", validate)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::middleware::kinds::settings;
+    use crate::middleware::kinds::from_toml;
 
     fn fallback_from(text: &str) -> Result<FallbackSpec, String> {
-        validate(settings(toml::from_str(text).map_err(|e| e.to_string())?)?)
+        from_toml(text, validate)
     }
 
     #[test]

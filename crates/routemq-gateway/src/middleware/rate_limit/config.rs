@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{Algorithm, RateLimit};
 use crate::middleware::fail_mode::FailMode;
-use crate::middleware::kinds::{positive, settings, Kind};
+use crate::middleware::kinds::{positive, validated};
 use crate::middleware::{Middleware, MiddlewareConfig, MiddlewareKind, Resources};
 
 #[derive(Debug, Clone)]
@@ -85,18 +85,16 @@ fn validate(raw: RawRateLimit) -> Result<RateLimitSpec, String> {
 }
 
 pub(in crate::middleware) fn kind() -> Arc<dyn MiddlewareKind> {
-    Arc::new(Kind::new("rate_limit", |table, _| {
-        Ok(Arc::new(validate(settings(table)?)?))
-    }))
+    validated("rate_limit", validate)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::middleware::kinds::settings;
+    use crate::middleware::kinds::from_toml;
 
     fn limit_from(text: &str) -> Result<RateLimitSpec, String> {
-        validate(settings(toml::from_str(text).map_err(|e| e.to_string())?)?)
+        from_toml(text, validate)
     }
 
     #[test]

@@ -2,7 +2,7 @@ use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, MqttOptions};
 
-use super::{Acked, Admission, Session};
+use super::{Acked, Arrival, Session};
 
 fn delivery(pkid: u16, dup: bool) -> Publish {
     let mut publish = Publish::new("api/x", QoS::AtLeastOnce, "", None);
@@ -20,17 +20,17 @@ fn session() -> (Session, rumqttc::v5::EventLoop) {
 fn a_copy_of_a_delivery_does_not_run_again() {
     let (session, _loop) = session();
     let first = session.connected();
-    assert_eq!(session.admit(&delivery(7, false), first), Admission::Run);
+    assert_eq!(session.arrival(&delivery(7, false), first), Arrival::New);
     assert_eq!(
-        session.admit(&delivery(7, true), first),
-        Admission::Duplicate
+        session.arrival(&delivery(7, true), first),
+        Arrival::Duplicate
     );
     // The broker reuses the id for a new message once it has our ack.
-    assert_eq!(session.admit(&delivery(7, false), first), Admission::Run);
+    assert_eq!(session.arrival(&delivery(7, false), first), Arrival::New);
     // A copy of a message this connection never saw runs (resumed session).
-    assert_eq!(session.admit(&delivery(8, true), first), Admission::Run);
+    assert_eq!(session.arrival(&delivery(8, true), first), Arrival::New);
     let second = session.connected();
-    assert_eq!(session.admit(&delivery(7, true), second), Admission::Run);
+    assert_eq!(session.arrival(&delivery(7, true), second), Arrival::New);
 }
 
 #[test]
