@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use routemq_client::{Reply, RequestClient, RequestOptions};
+use routemq_client::{Reply, RequestClient};
 use routemq_tests::eventually;
 use routemq_tests::upstream::{switchable, Switch};
 use serde_json::{json, Value};
 
 use crate::stack::Stack;
+pub use crate::stack::{ask_with, error_type};
 
 pub const SECRET: &str = "middleware-tests-secret-0123456789abcdef";
 /// A P-256 key pair the shared config trusts for ES256 tokens.
@@ -204,31 +205,6 @@ pub fn bearer(subject: &str, roles: &[&str]) -> String {
 }
 
 /// One request with these user properties.
-pub async fn ask_with(
-    client: &RequestClient,
-    topic: &str,
-    payload: &str,
-    headers: &[(&str, &str)],
-) -> Reply {
-    let options = RequestOptions {
-        timeout: Duration::from_secs(10),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..RequestOptions::default()
-    };
-    match client.request(topic, payload.to_string(), &options).await {
-        Ok(reply) => reply,
-        Err(error) => panic!("{topic}: {error}"),
-    }
-}
-
-pub fn error_type(reply: &Reply) -> String {
-    crate::stack::error_type(reply)
-}
-
-/// `count` concurrent requests from one caller (`token`) to `api/limited/ping`.
 pub async fn limited_pings(client: &Arc<RequestClient>, token: &str, count: usize) -> Vec<Reply> {
     pings(client, "api/limited/ping", token, count).await
 }

@@ -262,7 +262,24 @@ pub fn options() -> RequestOptions {
 }
 
 pub async fn ask(client: &RequestClient, topic: &str, payload: &str) -> Reply {
-    match client.request(topic, payload.to_string(), &options()).await {
+    ask_with(client, topic, payload, &[]).await
+}
+
+/// A request with user properties; a missing reply fails the test.
+pub async fn ask_with(
+    client: &RequestClient,
+    topic: &str,
+    payload: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let options = RequestOptions {
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        ..options()
+    };
+    match client.request(topic, payload.to_string(), &options).await {
         Ok(reply) => reply,
         Err(error) => panic!("{topic}: {error}"),
     }

@@ -295,7 +295,7 @@ pub fn routemq(bin: &Path, args: &[&str], redis_url: &str) -> Result<String, Str
     routemq_with_env(bin, args, redis_url, &[])
 }
 
-/// [`routemq`] with extra environment variables (secrets the config names).
+/// [`routemq()`] with extra environment variables (secrets the config names).
 pub fn routemq_with_env(
     bin: &Path,
     args: &[&str],
