@@ -173,9 +173,7 @@ async fn each_instance_is_probed_once_per_interval_across_all_workers() {
     // Probes are shared over the probers each worker last read (renewed
     // every 5 s): count once every worker has seen all three.
     for worker in &stack.workers {
-        worker
-            .wait_for_log("live workers changed workers=3", Duration::from_secs(20))
-            .await;
+        worker.sees_live_workers(3, Duration::from_secs(20)).await;
     }
     stack.settle().await;
     let window = Duration::from_secs(3);

@@ -289,9 +289,7 @@ async fn without_redis_the_workers_share_the_limit() {
     const LIMIT: usize = 30; // `tight_limit`: 30 per minute
     let mut mw = mw::start(2, false).await;
     for worker in &mw.stack.workers {
-        worker
-            .wait_for_log("live workers changed workers=2", Duration::from_secs(15))
-            .await;
+        worker.sees_live_workers(2, Duration::from_secs(15)).await;
     }
     mw.stack.redis().kill();
     let client = Arc::new(mw.stack.client().await);

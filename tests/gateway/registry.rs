@@ -31,9 +31,7 @@ async fn user_service_instances(client: &routemq_client::RequestClient) -> usize
 async fn workers_follow_registry_changes_without_re_reading_it() {
     let stack = Stack::start(2).await;
     for worker in &stack.workers {
-        worker
-            .wait_for_log("live workers changed workers=2", Duration::from_secs(20))
-            .await;
+        worker.sees_live_workers(2, Duration::from_secs(20)).await;
     }
     let (steady, flaky) = (Arc::new(Switch::default()), Arc::new(Switch::default()));
     let steady_addr = upstream::switchable(Arc::clone(&steady)).await;

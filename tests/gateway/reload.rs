@@ -168,6 +168,9 @@ async fn health_versions(client: &RequestClient, asks: usize) -> Vec<String> {
     versions
 }
 
+/// Reloads by result, as each worker counts them.
+const RELOADS: &str = "routemq_config_reloads_total";
+
 #[tokio::test]
 async fn sighup_under_load_applies_a_new_config_and_keeps_the_last_good_one() {
     let mut stack = Stack::start_with(0, 1, V1, false, &[]).await;
@@ -208,7 +211,12 @@ async fn sighup_under_load_applies_a_new_config_and_keeps_the_last_good_one() {
     }
     for worker in &stack.workers {
         worker
-            .wait_for_log("configuration reloaded", Duration::from_secs(10))
+            .metric_reaches(
+                RELOADS,
+                &[r#"result="applied""#],
+                1.0,
+                Duration::from_secs(10),
+            )
             .await;
     }
     wait_until("green replies", || tally.green.load(Ordering::Relaxed) > 0).await;
@@ -275,7 +283,12 @@ async fn sighup_under_load_applies_a_new_config_and_keeps_the_last_good_one() {
     .expect("write");
     stack.workers[0].process.signal("HUP");
     stack.workers[0]
-        .wait_for_log("configuration reload refused", Duration::from_secs(10))
+        .metric_reaches(
+            RELOADS,
+            &[r#"result="invalid""#],
+            1.0,
+            Duration::from_secs(10),
+        )
         .await;
     // A restart-only setting is refused with its name, and not half-applied.
     std::fs::write(

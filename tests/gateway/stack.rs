@@ -9,7 +9,9 @@ use routemq_client::{Reply, RequestClient, RequestOptions};
 use routemq_gateway::redis::scripts::Registration;
 use routemq_gateway::redis::{connect, RedisSettings};
 use routemq_gateway::registry;
-use routemq_tests::{upstream, write_config, Mosquitto, Redis, RedisCluster, Worker};
+use routemq_tests::{
+    eventually, upstream, write_config, Mosquitto, Probes, Redis, RedisCluster, Worker,
+};
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -17,9 +19,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_routemq-under-test");
-
-/// What a worker logs (at debug) after each successful registry refresh.
-const REFRESHED: &str = "registry refreshed";
 
 /// The gateway binary workers run: this build's, or `ROUTEMQ_UNDER_TEST` to
 /// measure another build (e.g. the previous release) with the same harness.
@@ -170,14 +169,20 @@ impl Stack {
     }
 
     /// A worker connecting with its own broker URL (user name and password).
+    /// Every worker gets a probe port (its own, or one from `env`).
     pub fn add_worker_on(&mut self, id: &str, mqtt_url: &str, env: &[(&str, &str)]) {
+        let probes = Probes::new();
+        let mut env = env.to_vec();
+        if !env.iter().any(|(name, _)| *name == "ROUTEMQ_METRICS_ADDR") {
+            env.push(probes.env());
+        }
         let worker = Worker::start_with_env(
             &under_test(),
             &self.config,
             id,
             mqtt_url,
             &self.store.url(),
-            env,
+            &env,
         );
         self.workers.push(worker);
     }
@@ -235,15 +240,16 @@ impl Stack {
     /// registry as it is now: each worker has finished two refreshes since
     /// this call, so the second began after it.
     pub async fn settle(&self) {
-        let marks: Vec<usize> = self
-            .workers
-            .iter()
-            .map(|worker| worker.count_log(REFRESHED))
-            .collect();
+        let mut marks = Vec::new();
+        for worker in &self.workers {
+            marks.push(worker.registry_refreshes().await);
+        }
         for (worker, mark) in self.workers.iter().zip(marks) {
-            worker
-                .wait_for_log_count(REFRESHED, mark + 2, Duration::from_secs(10))
-                .await;
+            let what = format!("worker {} refreshed its registry twice", worker.id);
+            eventually(&what, Duration::from_secs(10), || async {
+                (worker.registry_refreshes().await >= mark + 2.0).then_some(())
+            })
+            .await;
         }
     }
 }

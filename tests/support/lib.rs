@@ -324,6 +324,8 @@ pub fn routemq_with_env(
 pub struct Worker {
     pub id: String,
     pub process: Process,
+    /// Its probe port, when it was started with `ROUTEMQ_METRICS_ADDR`.
+    pub probes: Option<Probes>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -381,11 +383,65 @@ impl Worker {
                 sink.lock().expect("log lock").push(line);
             }
         });
+        let probes = env
+            .iter()
+            .find(|(name, _)| *name == "ROUTEMQ_METRICS_ADDR")
+            .map(|(_, addr)| Probes::at(addr));
         Worker {
             id: id.to_string(),
             process,
+            probes,
             log,
         }
+    }
+
+    /// The worker's probes; it must have been started with a probe port.
+    pub fn probes(&self) -> &Probes {
+        let id = &self.id;
+        let probes = self.probes.as_ref();
+        probes.unwrap_or_else(|| panic!("worker {id} has no ROUTEMQ_METRICS_ADDR"))
+    }
+
+    /// Waits until the worker counts `workers` live workers in the cluster
+    /// (`routemq_live_workers`).
+    pub async fn sees_live_workers(&self, workers: usize, timeout: Duration) {
+        let what = format!("worker {} counting {workers} live workers", self.id);
+        eventually(&what, timeout, || async {
+            let seen = self.probes().metric("routemq_live_workers", &[]).await;
+            match seen == workers as f64 {
+                true => Ok(()),
+                false => Err(format!("{seen}")),
+            }
+        })
+        .await;
+    }
+
+    /// Waits until the worker's series `name` (those matching `labels`)
+    /// add up to at least `at_least`.
+    pub async fn metric_reaches(
+        &self,
+        name: &str,
+        labels: &[&str],
+        at_least: f64,
+        timeout: Duration,
+    ) {
+        let what = format!("worker {}: {name}{labels:?} at {at_least}", self.id);
+        eventually(&what, timeout, || async {
+            let value = self.probes().metric(name, labels).await;
+            match value >= at_least {
+                true => Ok(()),
+                false => Err(format!("{value}")),
+            }
+        })
+        .await;
+    }
+
+    /// Registry refreshes the worker has finished (`routemq_registry_refreshes_total`).
+    pub async fn registry_refreshes(&self) -> f64 {
+        let probes = self.probes();
+        probes
+            .metric("routemq_registry_refreshes_total", &["outcome=\"ok\""])
+            .await
     }
 
     pub fn log_lines(&self) -> Vec<String> {

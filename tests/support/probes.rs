@@ -87,6 +87,14 @@ impl Probes {
         }
     }
 
+    /// Probes a worker serves at `addr`.
+    pub fn at(addr: &str) -> Probes {
+        Probes {
+            addr: addr.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
     pub fn env(&self) -> (&'static str, &str) {
         ("ROUTEMQ_METRICS_ADDR", self.addr.as_str())
     }

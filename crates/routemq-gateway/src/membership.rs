@@ -130,6 +130,7 @@ impl Membership {
     fn set(&self, workers: u64) {
         let workers = u32::try_from(workers).unwrap_or(u32::MAX).max(1);
         let before = self.workers.swap(workers, Ordering::Relaxed);
+        metrics::gauge!("routemq_live_workers").set(f64::from(workers));
         if before != workers {
             tracing::info!(workers, "live workers changed");
         }

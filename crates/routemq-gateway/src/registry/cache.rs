@@ -215,8 +215,10 @@ impl RegistryCache {
         while every.tick().await {
             match self.follow(&client, false).await {
                 Ok(reread) => {
-                    // What tests (and an operator at debug level) wait on to
-                    // know a worker has seen the registry as it is now.
+                    // What tests wait on to know a worker has seen the
+                    // registry as it is now.
+                    metrics::counter!("routemq_registry_refreshes_total", "outcome" => "ok")
+                        .increment(1);
                     tracing::debug!(reread, "registry refreshed");
                     if failing {
                         failing = false;
@@ -224,10 +226,15 @@ impl RegistryCache {
                     }
                 }
                 Err(error) if !failing => {
+                    metrics::counter!("routemq_registry_refreshes_total", "outcome" => "failed")
+                        .increment(1);
                     failing = true;
                     tracing::warn!(%error, "registry refresh failed, serving the last snapshot");
                 }
-                Err(_) => {}
+                Err(_) => {
+                    metrics::counter!("routemq_registry_refreshes_total", "outcome" => "failed")
+                        .increment(1);
+                }
             }
         }
     }

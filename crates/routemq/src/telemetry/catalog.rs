@@ -54,6 +54,20 @@ const REPLY_FAILURES: &[&str] = &[
 
 const METRICS: &[Metric] = &[
     Metric {
+        name: "routemq_live_workers",
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help: "Live workers this worker counts in the cluster: its share of a limit while Redis is away is the limit over this.",
+        known: None,
+    },
+    Metric {
+        name: "routemq_registry_refreshes_total",
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        help: "Passes of the worker's registry-cache refresh, by outcome (ok, or failed and serving the last snapshot).",
+        known: Some(("outcome", &["ok", "failed"])),
+    },
+    Metric {
         name: "routemq_requests_total",
         kind: Kind::Counter,
         unit: Unit::Count,
