@@ -1,35 +1,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use reqwest::header::HeaderMap;
-use reqwest::Method;
-
 use tracing::Instrument;
 
-use super::{forward, Bulkheads, Caller, UpstreamRequest, UpstreamResponse};
+use super::{forward, Bulkheads, PreparedCall, UpstreamRequest, UpstreamResponse};
 use crate::observe;
 use crate::registry::{Balancer, Instance};
 use crate::{ErrorKind, GatewayError};
-
-/// An upstream call with everything but the instance decided: built once per
-/// request, then sent to the service (and, if that fails, to its fallback).
-#[derive(Debug, Clone)]
-pub struct PreparedCall {
-    pub method: Method,
-    /// Rendered and percent-encoded.
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub body: Option<Bytes>,
-    pub headers: HeaderMap,
-    pub timeout: Duration,
-    /// `timeout` is the caller's remaining deadline, shorter than the
-    /// route's: running out of it is the caller's doing, not the upstream's.
-    pub deadline_bound: bool,
-    /// Who is calling (a hash of the verified identity or the anonymous
-    /// key), for turns at a busy service's bulkhead.
-    pub caller: Caller,
-}
 
 /// Sends prepared calls to round-robin-balanced healthy instances.
 pub struct Forwarder {
@@ -118,13 +95,9 @@ impl Forwarder {
             };
             observe::inject_trace_context(&context_source, &mut headers);
             let request = UpstreamRequest {
-                method: call.method.clone(),
+                call,
                 base_url: &instance.base_url,
-                path: &call.path,
-                query: &call.query,
-                body: call.body.clone(),
                 headers,
-                timeout: call.timeout,
                 max_response_bytes: self.max_response_bytes,
             };
             let started = Instant::now();

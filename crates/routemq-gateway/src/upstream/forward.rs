@@ -1,24 +1,19 @@
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
-use reqwest::{Method, Url};
+use reqwest::Url;
 use serde_json::value::RawValue;
 
+use super::prepared::PreparedCall;
 use crate::{ErrorKind, GatewayError};
 
-/// One HTTP call to one upstream instance.
+/// One attempt: a prepared call sent to one upstream instance.
 #[derive(Debug)]
 pub struct UpstreamRequest<'a> {
-    pub method: Method,
+    pub call: &'a PreparedCall,
     /// The instance's parsed base URL (parsed once per registry refresh, not per request).
     pub base_url: &'a Url,
-    /// Already rendered and percent-encoded.
-    pub path: &'a str,
-    pub query: &'a [(String, String)],
-    pub body: Option<Bytes>,
+    /// The call's headers with this attempt's trace context.
     pub headers: HeaderMap,
-    pub timeout: Duration,
     pub max_response_bytes: usize,
 }
 
@@ -49,13 +44,16 @@ pub async fn forward(
     client: &reqwest::Client,
     request: UpstreamRequest<'_>,
 ) -> Result<UpstreamResponse, GatewayError> {
-    let url = build_url(request.base_url, request.path, request.query);
+    let call = request.call;
+    let url = build_url(request.base_url, &call.path, &call.query);
     let mut builder = client
-        .request(request.method, url)
+        .request(call.method.clone(), url)
         .headers(request.headers)
-        .timeout(request.timeout);
-    if let Some(body) = request.body {
-        builder = builder.header(CONTENT_TYPE, "application/json").body(body);
+        .timeout(call.timeout);
+    if let Some(body) = &call.body {
+        builder = builder
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.clone());
     }
     let mut response = builder.send().await.map_err(classify)?;
     let status = response.status();
@@ -71,20 +69,8 @@ pub async fn forward(
             Some((name.as_str().to_string(), value.to_string()))
         })
         .collect();
-    let mut raw = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(classify)? {
-        if raw.len() + chunk.len() > request.max_response_bytes {
-            return Err(GatewayError::new(
-                ErrorKind::ReplyTooLarge,
-                format!(
-                    "upstream response exceeds {} bytes",
-                    request.max_response_bytes
-                ),
-            ));
-        }
-        raw.extend_from_slice(&chunk);
-    }
-    let body = encoded_body(raw.into(), is_json);
+    let raw = read_body(&mut response, request.max_response_bytes).await?;
+    let body = encoded_body(raw, is_json);
     if status.is_success() || status.is_redirection() {
         return Ok(UpstreamResponse {
             status: status.as_u16(),
@@ -104,6 +90,24 @@ pub async fn forward(
         ErrorKind::UpstreamError,
         format!("upstream answered {status}"),
     ))
+}
+
+/// The response body, refused past `max_bytes` (read no further).
+async fn read_body(
+    response: &mut reqwest::Response,
+    max_bytes: usize,
+) -> Result<Bytes, GatewayError> {
+    let mut raw = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        if raw.len() + chunk.len() > max_bytes {
+            return Err(GatewayError::new(
+                ErrorKind::ReplyTooLarge,
+                format!("upstream response exceeds {max_bytes} bytes"),
+            ));
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    Ok(raw.into())
 }
 
 /// Appends the rendered path to the base URL's path. Only the path and query

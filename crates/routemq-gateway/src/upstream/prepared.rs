@@ -1,0 +1,28 @@
+//! The upstream call as a request makes it, before an instance is chosen.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+
+use super::Caller;
+
+/// An upstream call with everything but the instance decided: built once per
+/// request, then sent to the service (and, if that fails, to its fallback).
+#[derive(Debug, Clone)]
+pub struct PreparedCall {
+    pub method: Method,
+    /// Rendered and percent-encoded.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Bytes>,
+    pub headers: HeaderMap,
+    pub timeout: Duration,
+    /// `timeout` is the caller's remaining deadline, shorter than the
+    /// route's: running out of it is the caller's doing, not the upstream's.
+    pub deadline_bound: bool,
+    /// Who is calling (a hash of the verified identity or the anonymous
+    /// key), for turns at a busy service's bulkhead.
+    pub caller: Caller,
+}
