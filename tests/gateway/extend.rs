@@ -123,3 +123,23 @@ async fn response_transform_rewrites_the_upstreams_reply_and_never_an_error() {
     assert!(!body.contains("api_version"), "{body}");
     assert!(body.contains("fixed 404"), "{body}");
 }
+
+/// `routemq asyncapi` publishes what a user's own kind says of itself.
+#[test]
+fn a_users_own_kind_is_published_in_the_asyncapi_document() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = routemq_tests::write_config(dir.path(), 1, TENANT_ROUTES);
+    let config = config.to_str().expect("a UTF-8 path");
+    let document = routemq_tests::routemq(Path::new(EXAMPLE_BIN), &["asyncapi", config], "")
+        .expect("the document");
+    assert!(
+        document.contains("address: api/orders/create"),
+        "{document}"
+    );
+    assert!(
+        document.contains(
+            "`tenant` (require_tenant): requires the x-tenant user property and passes it upstream as the body's `tenant`"
+        ),
+        "{document}"
+    );
+}

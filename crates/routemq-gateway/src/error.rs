@@ -78,6 +78,38 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind the gateway answers with itself (an upstream's own 4xx,
+    /// [`ErrorKind::UpstreamRejected`], passes through with its status):
+    /// what a published contract lists.
+    pub const ALL: [ErrorKind; 26] = [
+        ErrorKind::InvalidTopic,
+        ErrorKind::InvalidJson,
+        ErrorKind::InvalidParam,
+        ErrorKind::InvalidHeader,
+        ErrorKind::RouteNotFound,
+        ErrorKind::RequestInProgress,
+        ErrorKind::RequestIdReused,
+        ErrorKind::PayloadTooLarge,
+        ErrorKind::HeadersTooLarge,
+        ErrorKind::UriTooLong,
+        ErrorKind::DeadlineExceeded,
+        ErrorKind::UpstreamError,
+        ErrorKind::UpstreamTimeout,
+        ErrorKind::UpstreamUnavailable,
+        ErrorKind::NoHealthyInstance,
+        ErrorKind::StoreUnavailable,
+        ErrorKind::AuthUnavailable,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::RateLimited,
+        ErrorKind::CircuitOpen,
+        ErrorKind::ServiceOverloaded,
+        ErrorKind::Overloaded,
+        ErrorKind::ReplyTooLarge,
+        ErrorKind::ReplyNotKept,
+        ErrorKind::Internal,
+    ];
+
     pub fn status(self) -> u16 {
         match self {
             ErrorKind::InvalidTopic
@@ -293,4 +325,52 @@ pub enum Outcome {
     Failure,
     /// The request never reached the upstream (another middleware refused it).
     NotSent,
+}
+
+#[cfg(test)]
+mod kinds_listed {
+    use super::ErrorKind;
+
+    /// Whether `kind` is in [`ErrorKind::ALL`]. The match is exhaustive on
+    /// purpose: a new kind does not compile here until it is listed.
+    fn listed(kind: ErrorKind) -> bool {
+        match kind {
+            ErrorKind::UpstreamRejected(_) => true,
+            ErrorKind::InvalidTopic
+            | ErrorKind::InvalidJson
+            | ErrorKind::InvalidParam
+            | ErrorKind::InvalidHeader
+            | ErrorKind::RouteNotFound
+            | ErrorKind::RequestInProgress
+            | ErrorKind::RequestIdReused
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::HeadersTooLarge
+            | ErrorKind::UriTooLong
+            | ErrorKind::DeadlineExceeded
+            | ErrorKind::UpstreamError
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamUnavailable
+            | ErrorKind::NoHealthyInstance
+            | ErrorKind::StoreUnavailable
+            | ErrorKind::AuthUnavailable
+            | ErrorKind::Unauthorized
+            | ErrorKind::Forbidden
+            | ErrorKind::RateLimited
+            | ErrorKind::CircuitOpen
+            | ErrorKind::ServiceOverloaded
+            | ErrorKind::Overloaded
+            | ErrorKind::ReplyTooLarge
+            | ErrorKind::ReplyNotKept
+            | ErrorKind::Internal => ErrorKind::ALL.contains(&kind),
+        }
+    }
+
+    #[test]
+    fn every_kind_the_gateway_answers_with_is_listed_once() {
+        assert!(ErrorKind::ALL.iter().all(|kind| listed(*kind)));
+        let mut names: Vec<&str> = ErrorKind::ALL.iter().map(|kind| kind.type_name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+    }
 }

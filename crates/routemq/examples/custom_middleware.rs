@@ -14,7 +14,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use routemq_gateway::middleware::{
-    kinds, Flow, Kind, Middleware, MiddlewareConfig, MiddlewareKinds, RequestContext, Resources,
+    kinds, Contract, Flow, Kind, Middleware, MiddlewareConfig, MiddlewareKinds, RequestContext,
+    Resources,
 };
 use routemq_gateway::{ErrorKind, GatewayError};
 use serde::Deserialize;
@@ -46,6 +47,19 @@ impl MiddlewareConfig for RequireTenantConfig {
             name: name.to_string(),
             config: self.clone(),
         })
+    }
+
+    /// What `routemq asyncapi` publishes about routes that run it.
+    fn contract(&self) -> Contract {
+        Contract {
+            kind: Some("require_tenant"),
+            effect: format!(
+                "requires the {} user property and passes it upstream as the body's `{}`",
+                self.property, self.field
+            ),
+            credentials: Vec::new(),
+            errors: vec![ErrorKind::Forbidden],
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! and the demo services. `main.rs` only calls [`cli::main`].
 #![forbid(unsafe_code)]
 
+pub mod asyncapi;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::kinds::validated;
-use super::{Flow, Middleware, MiddlewareConfig, MiddlewareKind, RequestContext, Resources};
+use super::{
+    Contract, Flow, Middleware, MiddlewareConfig, MiddlewareKind, RequestContext, Resources,
+};
 use crate::{ErrorKind, GatewayError, Reply};
 
 pub struct Cors {
@@ -141,6 +143,15 @@ pub struct CorsSpec {
 impl MiddlewareConfig for CorsSpec {
     fn build(&self, name: &str, _: &Resources) -> Arc<dyn Middleware> {
         Arc::new(Cors::new(name.to_string(), self.clone()))
+    }
+
+    fn contract(&self) -> Contract {
+        Contract {
+            kind: Some("cors"),
+            effect: "checks the origin user property; a request with the user property method: OPTIONS is a preflight, answered 204".into(),
+            credentials: Vec::new(),
+            errors: vec![ErrorKind::Forbidden],
+        }
     }
 }
 

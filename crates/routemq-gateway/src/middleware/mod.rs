@@ -247,6 +247,21 @@ pub struct KindContext<'a> {
     pub auth_methods: &'a [AuthMethod],
 }
 
+/// What a middleware means to the callers of a route that runs it, for the
+/// published contract (`routemq asyncapi`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contract {
+    /// The kind, as configured (`rate_limit`); `None` for a kind that does
+    /// not say.
+    pub kind: Option<&'static str>,
+    /// What it does to a request, in a sentence.
+    pub effect: String,
+    /// Credentials it requires: one of these methods.
+    pub credentials: Vec<AuthMethod>,
+    /// The error kinds it may answer with.
+    pub errors: Vec<crate::ErrorKind>,
+}
+
 /// A validated `[middleware.NAME]` table.
 pub trait MiddlewareConfig: Send + Sync + fmt::Debug {
     /// The running middleware; one per configured name, shared by its routes.
@@ -257,6 +272,12 @@ pub trait MiddlewareConfig: Send + Sync + fmt::Debug {
     /// outlast the route's timeout).
     fn check_route(&self, _route: &ForwardRoute) -> Result<(), String> {
         Ok(())
+    }
+
+    /// What it means to callers; a kind that does not say is listed by
+    /// its configured name only.
+    fn contract(&self) -> Contract {
+        Contract::default()
     }
 }
 

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::kinds::{settings, Kind};
-use super::{Flow, Middleware, MiddlewareConfig, MiddlewareKind, RequestContext, Resources};
+use super::{
+    Contract, Flow, Middleware, MiddlewareConfig, MiddlewareKind, RequestContext, Resources,
+};
 use crate::upstream::UpstreamResponse;
 use crate::{ErrorKind, GatewayError};
 
@@ -152,6 +154,17 @@ impl MiddlewareConfig for TransformSpec {
     fn build(&self, name: &str, _: &Resources) -> Arc<dyn Middleware> {
         Arc::new(Transform::new(name.to_string(), self.clone()))
     }
+
+    fn contract(&self) -> Contract {
+        Contract {
+            kind: Some("transform"),
+            effect:
+                "rewrites top-level fields of the request body (an object) before it goes upstream"
+                    .into(),
+            credentials: Vec::new(),
+            errors: vec![ErrorKind::InvalidJson],
+        }
+    }
 }
 
 /// A [`TransformSpec`] applied to the upstream's successful JSON reply.
@@ -161,6 +174,15 @@ pub struct ResponseTransformSpec(pub TransformSpec);
 impl MiddlewareConfig for ResponseTransformSpec {
     fn build(&self, name: &str, _: &Resources) -> Arc<dyn Middleware> {
         Arc::new(ResponseTransform::new(name.to_string(), self.0.clone()))
+    }
+
+    fn contract(&self) -> Contract {
+        Contract {
+            kind: Some("response_transform"),
+            effect: "rewrites top-level fields of the upstream's successful JSON object reply"
+                .into(),
+            ..Contract::default()
+        }
     }
 }
 

@@ -82,6 +82,8 @@ enum Command {
     Routes { file: PathBuf },
     /// Print the annotated shipped configuration, a starting point for your own.
     GenerateConfig,
+    /// Print the AsyncAPI 3.0 document of a configuration's routes (secrets need not be present).
+    Asyncapi { file: PathBuf },
     /// Manage the service registry in Redis.
     Services {
         #[command(subcommand)]
@@ -202,6 +204,7 @@ async fn run(command: Command, kinds: MiddlewareKinds, traces: bool) -> anyhow::
             print_routes(&config);
             Ok(())
         }
+        Command::Asyncapi { file } => print_asyncapi(loader, &file),
         Command::GenerateConfig => {
             write_stdout(SHIPPED_CONFIG);
             Ok(())
@@ -251,6 +254,14 @@ fn check_config(loader: config::Loader, file: &std::path::Path) -> anyhow::Resul
     for warning in &config.warnings {
         println!("warning: {warning}");
     }
+    Ok(())
+}
+
+/// `asyncapi`: the routes' AsyncAPI 3.0 document (secrets need not be present).
+fn print_asyncapi(loader: config::Loader, file: &std::path::Path) -> anyhow::Result<()> {
+    let config = loader.defer_secrets().load(file)?;
+    let document = crate::asyncapi::document_yaml(&config).map_err(anyhow::Error::msg)?;
+    write_stdout(&document);
     Ok(())
 }
 

@@ -8,7 +8,10 @@ use serde::Deserialize;
 
 use super::{Auth, AuthMethod};
 use crate::middleware::kinds::{settings, Kind};
-use crate::middleware::{KindContext, Middleware, MiddlewareConfig, MiddlewareKind, Resources};
+use crate::middleware::{
+    Contract, KindContext, Middleware, MiddlewareConfig, MiddlewareKind, Resources,
+};
+use crate::ErrorKind;
 
 #[derive(Debug, Clone)]
 pub struct AuthSpec {
@@ -22,6 +25,26 @@ pub struct AuthSpec {
 impl MiddlewareConfig for AuthSpec {
     fn build(&self, name: &str, _: &Resources) -> Arc<dyn Middleware> {
         Arc::new(Auth::new(name.to_string(), self.clone()))
+    }
+
+    fn contract(&self) -> Contract {
+        let mut effect = "requires verified credentials".to_string();
+        if !self.scopes.is_empty() {
+            effect.push_str(&format!(" with the scopes {}", self.scopes.join(", ")));
+        }
+        if !self.roles.is_empty() {
+            effect.push_str(&format!(" and one of the roles {}", self.roles.join(", ")));
+        }
+        Contract {
+            kind: Some("auth"),
+            effect,
+            credentials: self.methods.clone(),
+            errors: vec![
+                ErrorKind::Unauthorized,
+                ErrorKind::Forbidden,
+                ErrorKind::AuthUnavailable,
+            ],
+        }
     }
 }
 

@@ -10,9 +10,10 @@ use serde::Deserialize;
 use super::CircuitBreaker;
 use crate::middleware::fail_mode::FailMode;
 use crate::middleware::kinds::{positive, validated};
-use crate::middleware::{Middleware, MiddlewareConfig, MiddlewareKind, Resources};
+use crate::middleware::{Contract, Middleware, MiddlewareConfig, MiddlewareKind, Resources};
 use crate::redis::scripts::BreakerLimits;
 use crate::route::ForwardRoute;
+use crate::ErrorKind;
 
 #[derive(Debug, Clone)]
 pub struct BreakerSpec {
@@ -55,6 +56,19 @@ impl MiddlewareConfig for BreakerSpec {
             &resources.process,
             Arc::clone(&resources.breakers),
         ))
+    }
+
+    fn contract(&self) -> Contract {
+        let mut errors = vec![ErrorKind::CircuitOpen];
+        if self.on_redis_error == FailMode::Closed {
+            errors.push(ErrorKind::StoreUnavailable);
+        }
+        Contract {
+            kind: Some("circuit_breaker"),
+            effect: "refuses with 503 circuit_open, and retry-after, while the service's breaker is open".into(),
+            credentials: Vec::new(),
+            errors,
+        }
     }
 
     /// A probe's lease must outlast the calls it admits, or a slow probe

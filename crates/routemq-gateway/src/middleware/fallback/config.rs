@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::Fallback;
 use crate::middleware::kinds::{positive, validated};
-use crate::middleware::{Middleware, MiddlewareConfig, MiddlewareKind, Resources};
+use crate::middleware::{Contract, Middleware, MiddlewareConfig, MiddlewareKind, Resources};
 
 #[derive(Debug, Clone)]
 pub struct FallbackSpec {
@@ -43,6 +43,14 @@ impl MiddlewareConfig for FallbackSpec {
             resources.redis.clone(),
             Arc::clone(&resources.forwarder),
         ))
+    }
+
+    fn contract(&self) -> Contract {
+        Contract {
+            kind: Some("fallback"),
+            effect: "when the upstream fails, may answer with its last good reply (source: cache) or the <service>-fallback service (source: fallback)".into(),
+            ..Contract::default()
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use super::{Algorithm, RateLimit};
 use crate::middleware::fail_mode::FailMode;
 use crate::middleware::kinds::{positive, validated};
-use crate::middleware::{Middleware, MiddlewareConfig, MiddlewareKind, Resources};
+use crate::middleware::{Contract, Middleware, MiddlewareConfig, MiddlewareKind, Resources};
+use crate::ErrorKind;
 
 #[derive(Debug, Clone)]
 pub struct RateLimitSpec {
@@ -35,6 +36,23 @@ impl MiddlewareConfig for RateLimitSpec {
             Arc::clone(&resources.metrics),
             Arc::clone(&resources.membership),
         ))
+    }
+
+    fn contract(&self) -> Contract {
+        let mut errors = vec![ErrorKind::RateLimited];
+        if self.on_redis_error == FailMode::Closed {
+            errors.push(ErrorKind::StoreUnavailable);
+        }
+        Contract {
+            kind: Some("rate_limit"),
+            effect: format!(
+                "at most {} requests per {} per caller, cluster-wide; replies carry x-ratelimit-limit and x-ratelimit-remaining, a refusal retry-after",
+                self.limit,
+                humantime::format_duration(self.window)
+            ),
+            credentials: Vec::new(),
+            errors,
+        }
     }
 }
 
