@@ -219,11 +219,14 @@ async fn measure_redis_commands_per_request() {
         };
         // docs/configuration.md: a full-chain GET costs at most one script
         // call (the rate limit; the breaker admits locally), a claimed POST
-        // three (rate limit, claim, outcome), gateway/metrics one HGETALL.
+        // three (rate limit, claim, outcome), gateway/metrics one HGETALL —
+        // plus what a busy worker's flushes add (the request log and metric
+        // flushes run only when there is something to flush, so the idle
+        // stretch does not subtract them): at most a quarter call more.
         let (name, bound) = match index {
-            0 => ("evalsha", 1.05),
-            1 => ("evalsha", 3.05),
-            _ => ("hgetall", 1.05),
+            0 => ("evalsha", 1.25),
+            1 => ("evalsha", 3.25),
+            _ => ("hgetall", 1.25),
         };
         assert!(
             net(name) <= bound,
