@@ -331,46 +331,14 @@ pub enum Outcome {
 mod kinds_listed {
     use super::ErrorKind;
 
-    /// Whether `kind` is in [`ErrorKind::ALL`]. The match is exhaustive on
-    /// purpose: a new kind does not compile here until it is listed.
-    fn listed(kind: ErrorKind) -> bool {
-        match kind {
-            ErrorKind::UpstreamRejected(_) => true,
-            ErrorKind::InvalidTopic
-            | ErrorKind::InvalidJson
-            | ErrorKind::InvalidParam
-            | ErrorKind::InvalidHeader
-            | ErrorKind::RouteNotFound
-            | ErrorKind::RequestInProgress
-            | ErrorKind::RequestIdReused
-            | ErrorKind::PayloadTooLarge
-            | ErrorKind::HeadersTooLarge
-            | ErrorKind::UriTooLong
-            | ErrorKind::DeadlineExceeded
-            | ErrorKind::UpstreamError
-            | ErrorKind::UpstreamTimeout
-            | ErrorKind::UpstreamUnavailable
-            | ErrorKind::NoHealthyInstance
-            | ErrorKind::StoreUnavailable
-            | ErrorKind::AuthUnavailable
-            | ErrorKind::Unauthorized
-            | ErrorKind::Forbidden
-            | ErrorKind::RateLimited
-            | ErrorKind::CircuitOpen
-            | ErrorKind::ServiceOverloaded
-            | ErrorKind::Overloaded
-            | ErrorKind::ReplyTooLarge
-            | ErrorKind::ReplyNotKept
-            | ErrorKind::Internal => ErrorKind::ALL.contains(&kind),
-        }
-    }
-
+    /// `ALL` names each kind once. (A kind added to the enum must be added
+    /// to `ALL` by hand: `type_name`'s exhaustive match is where it shows.)
     #[test]
     fn every_kind_the_gateway_answers_with_is_listed_once() {
-        assert!(ErrorKind::ALL.iter().all(|kind| listed(*kind)));
         let mut names: Vec<&str> = ErrorKind::ALL.iter().map(|kind| kind.type_name()).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ErrorKind::ALL.len());
+        assert!(!names.contains(&ErrorKind::UpstreamRejected(400).type_name()));
     }
 }
