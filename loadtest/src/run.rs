@@ -112,6 +112,7 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Report> {
         credentials: config.credentials.clone(),
         track_stray_replies: true,
         reply_topic: None,
+        max_chunked_reply_bytes: None,
     };
     let mut clients = Vec::new();
     for _ in 0..config.connections.max(1) {

@@ -201,3 +201,98 @@ pub async fn journal(delay: Duration) -> (SocketAddr, Journal) {
         }));
     (serve(router).await, journal)
 }
+
+/// The headers of every request a [`recorder`] upstream received, in order.
+pub type Recorded = std::sync::Arc<std::sync::Mutex<Vec<axum::http::HeaderMap>>>;
+
+/// An upstream that records each request's headers and answers 200.
+pub async fn recorder() -> (SocketAddr, Recorded) {
+    let recorded: Recorded = Default::default();
+    let log = std::sync::Arc::clone(&recorded);
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .fallback(any(move |headers: axum::http::HeaderMap| {
+            let log = std::sync::Arc::clone(&log);
+            async move {
+                log.lock().expect("recorder lock").push(headers);
+                Json(json!({"recorded": true}))
+            }
+        }));
+    (serve(router).await, recorded)
+}
+
+/// The JSON document a [`large`] upstream answers: `{"blob": "..."}` of
+/// about `bytes` bytes, not one repeated byte (so a misplaced chunk shows).
+pub fn large_document(bytes: usize) -> serde_json::Value {
+    let blob: String = (0..bytes)
+        .map(|index| {
+            char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(index * 7 + index / 36) % 36])
+        })
+        .collect();
+    json!({ "blob": blob })
+}
+
+/// An upstream whose every path answers [`large_document`] of `bytes`.
+pub async fn large(bytes: usize) -> SocketAddr {
+    let body = std::sync::Arc::new(serde_json::to_vec(&large_document(bytes)).expect("json"));
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .fallback(any(move || {
+            let body = std::sync::Arc::clone(&body);
+            async move {
+                (
+                    [("content-type", "application/json")],
+                    body.as_ref().clone(),
+                )
+            }
+        }));
+    serve(router).await
+}
+
+/// What a [`gated`] upstream has seen, and the gate its answers wait on.
+pub struct Gate {
+    /// Requests received (health probes excluded).
+    pub hits: std::sync::atomic::AtomicUsize,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    /// Lets every held answer (and every later one) go.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+/// An upstream that holds every answer until its gate opens, then answers
+/// 200 with the `x-request-id` and `x-user-id` it was sent and its hit count.
+pub async fn gated() -> (SocketAddr, std::sync::Arc<Gate>) {
+    use std::sync::atomic::Ordering;
+    let (open, _) = tokio::sync::watch::channel(false);
+    let gate = std::sync::Arc::new(Gate {
+        hits: Default::default(),
+        open,
+    });
+    let state = std::sync::Arc::clone(&gate);
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .fallback(any(move |headers: axum::http::HeaderMap| {
+            let gate = std::sync::Arc::clone(&state);
+            async move {
+                let hit = gate.hits.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut open = gate.open.subscribe();
+                open.wait_for(|open| *open).await.ok();
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_string)
+                };
+                Json(json!({
+                    "request_id": header("x-request-id"),
+                    "user": header("x-user-id"),
+                    "hit": hit,
+                }))
+            }
+        }));
+    (serve(router).await, gate)
+}

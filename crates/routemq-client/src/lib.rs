@@ -7,24 +7,28 @@
 //! can recognise them.
 #![forbid(unsafe_code)]
 
+mod assembly;
 mod backoff;
 mod broker_url;
+mod inbox;
+mod strays;
 
 pub use backoff::Backoff;
 pub use broker_url::{BrokerTransport, BrokerUrl};
 
-use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use inbox::Inbox;
+use routemq_router::chunk::ACCEPT_CHUNKS;
+use strays::Strays;
+
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::NetworkOptions;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -36,6 +40,18 @@ pub enum ClientError {
     Mqtt(Box<rumqttc::v5::ClientError>),
     #[error("invalid broker url `{0}`")]
     Url(String),
+    /// Part of a chunked reply arrived, not all of it, within the timeout
+    /// (the worker sending it may have stopped): never a truncated body.
+    #[error("incomplete reply: {received} of {count} chunks within {waited:?}")]
+    IncompleteReply {
+        received: u32,
+        count: u32,
+        waited: Duration,
+    },
+    /// A chunked reply that cannot be put back together: malformed, over
+    /// this client's bound, or not matching its checksum.
+    #[error("chunked reply refused: {0}")]
+    BadChunks(String),
 }
 
 impl From<rumqttc::v5::ClientError> for ClientError {
@@ -55,6 +71,25 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A reply with its status read from its `status` user property.
+    pub fn new(
+        payload: Bytes,
+        user_properties: Vec<(String, String)>,
+        content_type: Option<String>,
+    ) -> Reply {
+        let status = user_properties
+            .iter()
+            .find(|(key, _)| key == "status")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(0);
+        Reply {
+            status,
+            payload,
+            user_properties,
+            content_type,
+        }
+    }
+
     /// The payload parsed as JSON (`Null` when it is not JSON).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
@@ -81,6 +116,11 @@ pub struct RequestOptions {
     pub expiry: Option<Duration>,
     /// Retries after a timeout, each with the same request id.
     pub retries: u32,
+    /// Ask for a reply too large for one packet in chunks
+    /// (`x-accept-chunks: 1`), reassembled here: the caller gets one
+    /// whole, checksummed [`Reply`]. On by default; off, such a reply is
+    /// `502 reply_too_large`.
+    pub accept_chunks: bool,
 }
 
 impl Default for RequestOptions {
@@ -92,11 +132,13 @@ impl Default for RequestOptions {
             request_id: None,
             expiry: None,
             retries: 0,
+            accept_chunks: true,
         }
     }
 }
 
-type Pending = Arc<Mutex<HashMap<Bytes, oneshot::Sender<Reply>>>>;
+/// The largest chunked reply a client reassembles unless told otherwise.
+pub const DEFAULT_MAX_CHUNKED_REPLY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How to connect. The broker URL may also carry `user:password@`.
 #[derive(Debug, Clone, Default)]
@@ -113,6 +155,10 @@ pub struct ClientOptions {
     /// uses its own namespace, e.g. `replies/<sub>/<anything>` with the
     /// subject encoded by [`reply_level`].
     pub reply_topic: Option<String>,
+    /// The largest chunked reply reassembled (a reply that declares more
+    /// is refused at its first chunk). Default:
+    /// [`DEFAULT_MAX_CHUNKED_REPLY_BYTES`].
+    pub max_chunked_reply_bytes: Option<u64>,
 }
 
 /// One identity value (a JWT `sub` or `iss`) as the gateway maps it to a
@@ -134,50 +180,11 @@ pub struct StrayReplies {
     pub unknown: u64,
 }
 
-/// What became of the correlation data of finished requests.
-#[derive(Default)]
-struct Strays {
-    tracking: bool,
-    answered: Mutex<HashSet<Bytes>>,
-    timed_out: Mutex<HashSet<Bytes>>,
-    duplicates: AtomicU64,
-    late: AtomicU64,
-    unknown: AtomicU64,
-}
-
-impl Strays {
-    fn answered(&self, correlation: &Bytes) {
-        if self.tracking {
-            self.answered.lock().insert(correlation.clone());
-        }
-    }
-
-    fn timed_out(&self, correlation: Bytes) {
-        if self.tracking {
-            self.timed_out.lock().insert(correlation);
-        }
-    }
-
-    /// Classifies a reply nobody waits for.
-    fn stray(&self, correlation: &Bytes) {
-        let counter = if self.timed_out.lock().remove(correlation) {
-            self.answered.lock().insert(correlation.clone());
-            &self.late
-        } else if self.answered.lock().contains(correlation) {
-            &self.duplicates
-        } else {
-            &self.unknown
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// A connected request/response client. Cheap to share behind an `Arc`;
 /// any number of requests may be outstanding at once.
 pub struct RequestClient {
     client: AsyncClient,
-    pending: Pending,
-    strays: Arc<Strays>,
+    inbox: Arc<Inbox>,
     reply_topic: String,
     /// Whether the reply topic is subscribed on the current connection.
     subscribed: watch::Receiver<bool>,
@@ -211,11 +218,11 @@ impl RequestClient {
         network.set_tcp_nodelay(true);
         options.set_network_options(network);
         let (client, event_loop) = AsyncClient::new(options, 1024);
-        let pending: Pending = Arc::default();
-        let strays = Arc::new(Strays {
-            tracking: client_options.track_stray_replies,
-            ..Strays::default()
-        });
+        let strays = Strays::new(client_options.track_stray_replies);
+        let max_chunked = client_options
+            .max_chunked_reply_bytes
+            .unwrap_or(DEFAULT_MAX_CHUNKED_REPLY_BYTES);
+        let inbox = Arc::new(Inbox::new(strays, max_chunked));
         let reply_topic = client_options
             .reply_topic
             .clone()
@@ -225,8 +232,7 @@ impl RequestClient {
             event_loop,
             client.clone(),
             reply_topic.clone(),
-            Arc::clone(&pending),
-            Arc::clone(&strays),
+            Arc::clone(&inbox),
             ready_tx,
         ));
         let connect_timeout = Duration::from_secs(10);
@@ -236,8 +242,7 @@ impl RequestClient {
             .map_err(|_| ClientError::ConnectTimeout(connect_timeout))?;
         Ok(RequestClient {
             client,
-            pending,
-            strays,
+            inbox,
             reply_topic,
             subscribed: ready,
         })
@@ -245,11 +250,7 @@ impl RequestClient {
 
     /// Replies that matched no waiting request so far.
     pub fn stray_replies(&self) -> StrayReplies {
-        StrayReplies {
-            duplicates: self.strays.duplicates.load(Ordering::Relaxed),
-            late: self.strays.late.load(Ordering::Relaxed),
-            unknown: self.strays.unknown.load(Ordering::Relaxed),
-        }
+        self.inbox.strays().counts()
     }
 
     /// The topic this client's replies arrive on.
@@ -298,9 +299,11 @@ impl RequestClient {
             }
         }
         let correlation = Bytes::from(uuid::Uuid::new_v4().as_bytes().to_vec());
-        let (reply_tx, reply_rx) = oneshot::channel();
-        self.lock_pending().insert(correlation.clone(), reply_tx);
+        let answered = self.inbox.wait(correlation.clone());
         let mut user_properties = vec![("x-request-id".to_string(), request_id.to_string())];
+        if options.accept_chunks {
+            user_properties.push((ACCEPT_CHUNKS.to_string(), "1".to_string()));
+        }
         user_properties.extend(options.headers.iter().cloned());
         let properties = PublishProperties {
             response_topic: Some(self.reply_topic.clone()),
@@ -317,18 +320,12 @@ impl RequestClient {
             .publish_with_properties(topic, qos(options.qos), false, payload, properties)
             .await;
         if let Err(error) = sent {
-            self.lock_pending().remove(&correlation);
+            self.inbox.forget(&correlation);
             return Err(error.into());
         }
-        match tokio::time::timeout(options.timeout, reply_rx).await {
-            Ok(Ok(reply)) => Ok(reply),
-            _ => {
-                // The reply may have raced the timeout: then it was answered after all.
-                if self.lock_pending().remove(&correlation).is_some() {
-                    self.strays.timed_out(correlation);
-                }
-                Err(ClientError::Timeout(options.timeout))
-            }
+        match tokio::time::timeout(options.timeout, answered).await {
+            Ok(Ok(answer)) => answer,
+            _ => Err(self.inbox.timed_out(correlation, options.timeout)),
         }
     }
 
@@ -350,10 +347,6 @@ impl RequestClient {
     pub async fn disconnect(&self) {
         self.client.disconnect().await.ok();
     }
-
-    fn lock_pending(&self) -> parking_lot::MutexGuard<'_, HashMap<Bytes, oneshot::Sender<Reply>>> {
-        self.pending.lock()
-    }
 }
 
 fn qos(level: u8) -> QoS {
@@ -364,49 +357,19 @@ fn qos(level: u8) -> QoS {
     }
 }
 
-/// Hands a reply to the request waiting for its correlation data; one
-/// nobody waits for (late, or a duplicate) is counted as a stray.
-fn deliver(publish: Publish, pending: &Pending, strays: &Strays) {
-    let properties = publish.properties.unwrap_or_default();
-    let Some(correlation) = properties.correlation_data else {
-        return;
-    };
-    let waiter = pending.lock().remove(&correlation);
-    let Some(waiter) = waiter else {
-        strays.stray(&correlation);
-        return;
-    };
-    strays.answered(&correlation);
-    let status = properties
-        .user_properties
-        .iter()
-        .find(|(key, _)| key == "status")
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or(0);
-    waiter
-        .send(Reply {
-            status,
-            payload: publish.payload,
-            user_properties: properties.user_properties,
-            content_type: properties.content_type,
-        })
-        .ok();
-}
-
 /// Runs the event loop: (re)subscribes on every clean connection and hands
 /// each reply to the request waiting for its correlation data.
 async fn drive(
     mut event_loop: EventLoop,
     client: AsyncClient,
     reply_topic: String,
-    pending: Pending,
-    strays: Arc<Strays>,
+    inbox: Arc<Inbox>,
     ready: watch::Sender<bool>,
 ) {
     let mut backoff = Backoff::default();
     loop {
         // The RequestClient is gone: nobody can wait for a reply any more.
-        if Arc::strong_count(&pending) == 1 {
+        if inbox.is_orphaned() {
             return;
         }
         match event_loop.poll().await {
@@ -423,7 +386,7 @@ async fn drive(
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 ready.send_replace(true);
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => deliver(publish, &pending, &strays),
+            Ok(Event::Incoming(Packet::Publish(publish))) => inbox.deliver(publish),
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(error) => {

@@ -35,4 +35,6 @@ pub use gateway::{
 };
 pub use reply::{Outbound, Reply};
 pub use request::{Headers, Inbound, ReplyAddress};
-pub use route::{Builtin, ForwardRoute, Limits, RouteTarget};
+pub use route::{
+    Builtin, ChunkedReplies, Coalesce, ForwardRoute, Limits, RouteTarget, DEFAULT_DEADLINE_HEADER,
+};

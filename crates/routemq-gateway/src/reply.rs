@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use routemq_router::is_mqtt_string;
 
+use crate::upstream::LargeReply;
 use crate::{GatewayError, ReplyAddress};
 
 /// What the gateway answers: an HTTP-style status and the JSON payload,
@@ -17,6 +18,9 @@ pub struct Reply {
     pub replayed: bool,
     /// Extra user properties for the reply (CORS, rate-limit counters, …).
     pub properties: Vec<(String, String)>,
+    /// The worker's slot for a body over `max_response_bytes`, held until
+    /// the reply is written.
+    pub large: Option<LargeReply>,
 }
 
 /// Where a success reply's data came from when it was not the upstream itself.
@@ -94,6 +98,7 @@ impl Reply {
             payload: encode(&envelope),
             replayed: false,
             properties: Vec::new(),
+            large: None,
         }
     }
 
@@ -104,6 +109,7 @@ impl Reply {
             payload: encode(&body),
             replayed: false,
             properties: Vec::new(),
+            large: None,
         }
     }
 
@@ -125,6 +131,7 @@ impl Reply {
             payload: encode(&envelope),
             replayed: false,
             properties: error.properties.clone(),
+            large: None,
         }
     }
 }
@@ -142,6 +149,10 @@ pub struct Outbound {
     pub payload: Bytes,
     pub user_properties: Vec<(String, String)>,
     pub status: u16,
+    /// The caller takes this reply in chunks if the broker would refuse it whole.
+    pub chunks: bool,
+    /// See [`Reply::large`].
+    pub large: Option<LargeReply>,
     request_id: String,
 }
 
@@ -172,7 +183,7 @@ impl Outbound {
         }
     }
 
-    pub(crate) fn new(address: ReplyAddress, reply: Reply, request_id: &str) -> Outbound {
+    pub fn new(address: ReplyAddress, reply: Reply, request_id: &str) -> Outbound {
         let payload = match address.from_payload {
             // MQTT 3.1.1 clients read the correlation id from the body.
             true => with_correlation_id(reply.payload, address.correlation_data.as_deref()),
@@ -209,6 +220,8 @@ impl Outbound {
             payload,
             user_properties,
             status: reply.status,
+            chunks: false,
+            large: reply.large,
             request_id: request_id.to_string(),
         }
     }

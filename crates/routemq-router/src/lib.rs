@@ -6,6 +6,7 @@
 //! the operator could have been told at start-up.
 #![forbid(unsafe_code)]
 
+pub mod chunk;
 mod error;
 mod filter;
 mod group;

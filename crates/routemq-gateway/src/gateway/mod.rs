@@ -43,7 +43,7 @@ use crate::middleware::{Authenticator, Resources};
 use crate::registry::Balancer;
 use crate::replay::Replays;
 use crate::route::Limits;
-use crate::upstream::{Bulkheads, Forwarder, ServiceLimits};
+use crate::upstream::{BodyLimits, Bulkheads, Forwarder, ServiceLimits};
 use crate::{Inbound, Outbound};
 
 /// One worker's request pipeline. Stateless apart from read caches and
@@ -59,7 +59,7 @@ pub struct Gateway {
     forwarder: Arc<Forwarder>,
     /// What the forwarder was built from: a reload with the same settings
     /// keeps it, so bulkhead slots held by calls in flight stay counted.
-    forwarder_settings: (ServiceLimits, usize, u32),
+    forwarder_settings: (ServiceLimits, BodyLimits, u32),
     claims: RetryClaims,
     limits: Limits,
     reply_policy: ReplyPolicy,
@@ -89,7 +89,7 @@ impl Gateway {
     ) -> Result<Gateway, String> {
         let forwarder_settings = (
             config.service_limits.clone(),
-            config.limits.max_response_bytes,
+            config.limits.body_limits(),
             config.round_robin_lease,
         );
         let forwarder = match previous {
@@ -180,6 +180,6 @@ fn forwarder(shared: &Shared, config: &GatewayConfig) -> Arc<Forwarder> {
         shared.http.clone(),
         balancer,
         Bulkheads::new(config.service_limits.clone()),
-        config.limits.max_response_bytes,
+        config.limits.body_limits(),
     ))
 }

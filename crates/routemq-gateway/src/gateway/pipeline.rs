@@ -35,8 +35,8 @@ use crate::middleware::{Credentials, Flow, Outcome, RequestContext};
 use crate::observe;
 use crate::request::{parse_payload, take_payload_address};
 use crate::request_log::LogRecord;
-use crate::route::{Builtin, ForwardRoute, RouteTarget};
-use crate::upstream::{PreparedCall, UpstreamResponse};
+use crate::route::{Builtin, Coalesce, ForwardRoute, RouteTarget};
+use crate::upstream::{CallKey, PreparedCall, Role, UpstreamResponse};
 use crate::{ErrorKind, GatewayError, Headers, Inbound, Outbound, Reply, ReplyAddress};
 
 /// Phases 1–6 end here: an answer, or the error the reply phase renders.
@@ -83,6 +83,8 @@ impl Gateway {
         let plan = &found.route.target;
         ex.route = Some(plan.label.clone());
         ex.service = plan.target.forward().map(|route| route.service.clone());
+        let chunking = plan.target.forward().map(|route| route.chunked_replies);
+        ex.chunks = ex.takes_chunks(chunking.unwrap_or_default());
         let mut ctx = RequestContext {
             request_id: &ex.request_id,
             topic,
@@ -191,7 +193,7 @@ impl Gateway {
         route: &ForwardRoute,
         ex: &Exchange<'_>,
     ) -> Answer {
-        let mut call = prepare(route, ctx, ex.inbound.deadline())?;
+        let mut call = prepare(route, ctx, ex.inbound.deadline(), ex.chunks)?;
 
         // 4. Admission.
         let (properties, proceed) = self
@@ -212,13 +214,27 @@ impl Gateway {
             );
         }
 
-        // 5. Upstream peer and call.
+        // 5. Upstream peer and call (shared, on a coalescing route).
         let started = Instant::now();
-        let result = self.forwarder.call(&route.service, &call).await;
-        permits.settle(match &result {
-            Ok(_) => Outcome::Success,
-            Err(error) => error.kind.breaker_evidence(),
+        let (result, role) = match route.coalesce {
+            None => (
+                self.forwarder.call(&route.service, &call).await,
+                Role::Leader,
+            ),
+            Some(scope) => {
+                let key = CallKey::new(&route.service, &call, caller_key(scope, ctx));
+                self.forwarder.call_shared(&route.service, &call, key).await
+            }
+        };
+        permits.settle(match (&result, role) {
+            // One call is one piece of evidence, however many shared it.
+            (_, Role::Follower) => Outcome::NotSent,
+            (Ok(_), Role::Leader) => Outcome::Success,
+            (Err(error), Role::Leader) => error.kind.breaker_evidence(),
         });
+        if role == Role::Follower {
+            telemetry::count_coalesced(ex);
+        }
 
         // 6. Response filters; the answer is kept for retries, a fallback is not.
         let result =
@@ -302,7 +318,9 @@ impl Gateway {
             properties.push(("x-trace-id".to_string(), trace_id.to_string()));
         }
         reply.properties = properties;
-        Some(Outbound::new(address, reply, request_id))
+        let mut outbound = Outbound::new(address, reply, request_id);
+        outbound.chunks = ex.chunks;
+        Some(outbound)
     }
 
     /// Phase 8: counters, histograms, span attributes and the request log.
@@ -326,6 +344,23 @@ impl Gateway {
     }
 }
 
+/// Who a coalescing route's call may be shared with: the verified caller
+/// (issuer and subject) or an anonymous caller's reply topic, compared
+/// whole; anyone when the route's reply is the same for every caller.
+fn caller_key(scope: Coalesce, ctx: &RequestContext<'_>) -> Option<String> {
+    if scope == Coalesce::AcrossCallers {
+        return None;
+    }
+    Some(match (&ctx.identity, ctx.response_topic) {
+        (Some(identity), _) => format!(
+            "verified\0{}\0{}",
+            identity.issuer.as_deref().unwrap_or_default(),
+            identity.subject
+        ),
+        (None, topic) => format!("anonymous\0{}", topic.unwrap_or_default()),
+    })
+}
+
 /// The upstream's answer through the response filters, as a reply.
 fn upstream_reply(
     plan: &Plan,
@@ -345,5 +380,6 @@ fn upstream_reply(
         started.elapsed().as_secs_f64(),
     );
     reply.properties = response.properties;
+    reply.large = response.large;
     Ok(reply)
 }

@@ -21,6 +21,7 @@ pub(super) fn prepare(
     route: &ForwardRoute,
     ctx: &RequestContext<'_>,
     deadline: Option<Instant>,
+    accepts_chunks: bool,
 ) -> Result<PreparedCall, GatewayError> {
     let params: &Params<'_> = ctx.params;
     let timeout = upstream_timeout(route.timeout, deadline);
@@ -47,6 +48,8 @@ pub(super) fn prepare(
         headers,
         timeout,
         deadline_bound: timeout < route.timeout,
+        deadline_header: route.deadline_header.clone(),
+        accepts_chunks,
         caller: caller(ctx),
     })
 }

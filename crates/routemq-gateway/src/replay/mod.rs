@@ -153,6 +153,7 @@ impl Replays {
                 payload: Bytes::from(payload.into_owned()),
                 replayed: true,
                 properties: Vec::new(),
+                large: None,
             }),
             Some(ReplayRecord::Pending { .. }) => Claim::InProgress,
             None => {

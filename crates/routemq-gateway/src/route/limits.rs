@@ -3,6 +3,7 @@
 
 use routemq_router::Params;
 
+use crate::upstream::BodyLimits;
 use crate::{ErrorKind, GatewayError, Headers, Inbound};
 
 /// Bounds on what a request may carry; beyond them it gets a typed error.
@@ -14,6 +15,10 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_param_bytes: usize,
     pub max_response_bytes: usize,
+    /// An upstream body for a caller that takes chunked replies.
+    pub max_chunked_reply_bytes: usize,
+    /// Bodies over `max_response_bytes` a worker holds at once.
+    pub max_large_replies: usize,
     /// Request and reply topics; a longer request topic gets 400, a longer
     /// reply topic is refused.
     pub max_topic_bytes: usize,
@@ -31,6 +36,8 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_param_bytes: 256,
             max_response_bytes: 4 * 1024 * 1024,
+            max_chunked_reply_bytes: 16 * 1024 * 1024,
+            max_large_replies: 4,
             max_topic_bytes: 512,
             max_topic_levels: 128,
         }
@@ -38,6 +45,15 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The bounds of an upstream response body.
+    pub fn body_limits(&self) -> BodyLimits {
+        BodyLimits {
+            max_response_bytes: self.max_response_bytes,
+            max_chunked_reply_bytes: self.max_chunked_reply_bytes,
+            max_large_replies: self.max_large_replies,
+        }
+    }
+
     pub(crate) fn check_request(
         &self,
         inbound: &Inbound,

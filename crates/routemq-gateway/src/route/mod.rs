@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use reqwest::header::HeaderName;
 use reqwest::Method;
 
 use crate::upstream::{HeaderPolicy, PathTemplate};
@@ -60,4 +61,58 @@ pub struct ForwardRoute {
     /// caller's request id and reply address can be guessed and chosen by
     /// anyone, so a stored reply could reach someone else.
     pub anonymous_replay: bool,
+    /// The header that tells the upstream how many milliseconds it has
+    /// (`None`: not sent).
+    pub deadline_header: Option<HeaderName>,
+    /// When a reply larger than the broker takes goes out in chunks.
+    pub chunked_replies: ChunkedReplies,
+    /// Whether identical concurrent GETs share one upstream call, and whose.
+    pub coalesce: Option<Coalesce>,
+}
+
+/// The header routes send their deadline in unless configured otherwise.
+pub const DEFAULT_DEADLINE_HEADER: &str = "x-request-timeout-ms";
+
+/// When a reply larger than the broker's packet size is sent in chunks
+/// (`docs/protocol.md`, Chunked replies) rather than answered `502
+/// reply_too_large`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChunkedReplies {
+    /// When the request says it reassembles them (`x-accept-chunks: 1`).
+    #[default]
+    OnRequest,
+    /// Always: the route's callers all reassemble chunks.
+    Always,
+    /// Never, even when asked.
+    Never,
+}
+
+impl ChunkedReplies {
+    /// The setting a route names in configuration.
+    pub fn parse(name: &str) -> Option<ChunkedReplies> {
+        Some(match name {
+            "on_request" => ChunkedReplies::OnRequest,
+            "always" => ChunkedReplies::Always,
+            "never" => ChunkedReplies::Never,
+            _ => return None,
+        })
+    }
+
+    /// Whether a request that did (or did not) ask for chunks gets them.
+    pub fn allows(self, asked: bool) -> bool {
+        match self {
+            ChunkedReplies::OnRequest => asked,
+            ChunkedReplies::Always => true,
+            ChunkedReplies::Never => false,
+        }
+    }
+}
+
+/// Whose identical GETs share one upstream call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coalesce {
+    /// Only the same caller's: the reply may depend on who asks.
+    PerCaller,
+    /// Anyone's: the route declared its reply the same for every caller.
+    AcrossCallers,
 }

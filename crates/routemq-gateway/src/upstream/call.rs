@@ -1,9 +1,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reqwest::header::HeaderValue;
 use tracing::Instrument;
 
-use super::{forward, Bulkheads, PreparedCall, UpstreamRequest, UpstreamResponse};
+use super::{
+    forward, BodyLimits, Bulkheads, CallKey, Coalescer, LargeReplies, PreparedCall, Role,
+    UpstreamRequest, UpstreamResponse,
+};
 use crate::observe;
 use crate::registry::{Balancer, Instance};
 use crate::{ErrorKind, GatewayError};
@@ -13,7 +17,8 @@ pub struct Forwarder {
     http: reqwest::Client,
     balancer: Arc<Balancer>,
     bulkheads: Bulkheads,
-    max_response_bytes: usize,
+    bodies: LargeReplies,
+    coalescer: Coalescer,
 }
 
 impl Forwarder {
@@ -21,13 +26,14 @@ impl Forwarder {
         http: reqwest::Client,
         balancer: Arc<Balancer>,
         bulkheads: Bulkheads,
-        max_response_bytes: usize,
+        body_limits: BodyLimits,
     ) -> Self {
         Forwarder {
             http,
             balancer,
             bulkheads,
-            max_response_bytes,
+            bodies: LargeReplies::new(body_limits),
+            coalescer: Coalescer::default(),
         }
     }
 
@@ -48,22 +54,14 @@ impl Forwarder {
             .enter(service, call.caller, call.timeout)
             .await?;
         let waited = queued_at.elapsed();
-        let shortened;
-        let call = if waited.is_zero() || !call.deadline_bound {
-            call
-        } else {
-            // The wait counts against the caller's deadline (the route's
-            // timeout is the upstream's own allowance).
-            shortened = PreparedCall {
-                timeout: call
-                    .timeout
-                    .saturating_sub(waited)
-                    .max(Duration::from_millis(1)),
-                ..call.clone()
-            };
-            &shortened
+        // The wait counts against the caller's deadline (the route's
+        // timeout is the upstream's own allowance, and starts now).
+        let timeout = match call.deadline_bound {
+            true => call.timeout.saturating_sub(waited),
+            false => call.timeout,
         };
-        match self.call_instances(service, call).await {
+        let deadline = Instant::now() + timeout.max(Duration::from_millis(1));
+        match self.call_instances(service, call, deadline).await {
             Err(error) if error.kind == ErrorKind::UpstreamTimeout && call.deadline_bound => {
                 Err(GatewayError::new(
                     ErrorKind::DeadlineExceeded,
@@ -74,10 +72,25 @@ impl Forwarder {
         }
     }
 
+    /// [`Forwarder::call`], shared with the identical calls in flight under
+    /// `key` (`coalesce.rs`).
+    pub async fn call_shared(
+        &self,
+        service: &str,
+        call: &PreparedCall,
+        key: CallKey,
+    ) -> (Result<UpstreamResponse, GatewayError>, Role) {
+        let (timeout, deadline_bound) = (call.timeout, call.deadline_bound);
+        self.coalescer
+            .call(key, timeout, deadline_bound, || self.call(service, call))
+            .await
+    }
+
     async fn call_instances(
         &self,
         service: &str,
         call: &PreparedCall,
+        deadline: Instant,
     ) -> Result<UpstreamResponse, GatewayError> {
         let mut refused_instance: Option<String> = None;
         loop {
@@ -94,11 +107,19 @@ impl Forwarder {
                 span.clone()
             };
             observe::inject_trace_context(&context_source, &mut headers);
+            // A retry on another instance has only what the first attempt left.
+            let timeout = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            if let Some(name) = &call.deadline_header {
+                headers.insert(name.clone(), HeaderValue::from(timeout.as_millis() as u64));
+            }
             let request = UpstreamRequest {
                 call,
                 base_url: &instance.base_url,
                 headers,
-                max_response_bytes: self.max_response_bytes,
+                timeout,
+                bodies: &self.bodies,
             };
             let started = Instant::now();
             // Boxed: the HTTP client's future is large, and moving it through every

@@ -1,8 +1,8 @@
-use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::Url;
 use serde_json::value::RawValue;
 
+use super::body::{encoded_body, LargeReplies, LargeReply};
 use super::prepared::PreparedCall;
 use crate::{ErrorKind, GatewayError};
 
@@ -12,20 +12,24 @@ pub struct UpstreamRequest<'a> {
     pub call: &'a PreparedCall,
     /// The instance's parsed base URL (parsed once per registry refresh, not per request).
     pub base_url: &'a Url,
-    /// The call's headers with this attempt's trace context.
+    /// The call's headers with this attempt's trace context and deadline.
     pub headers: HeaderMap,
-    pub max_response_bytes: usize,
+    /// What is left of the call's time when this attempt starts.
+    pub timeout: std::time::Duration,
+    pub bodies: &'a LargeReplies,
 }
 
 /// A 2xx or 3xx answer: its status and body, kept encoded (the body as sent
 /// when it is JSON, else as a JSON string), and the response headers a caller
 /// needs to act on it (`location` of a redirect, `etag` for conditional GETs).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct UpstreamResponse {
     pub status: u16,
     pub body: Box<RawValue>,
     /// Passed to the caller as reply user properties.
     pub properties: Vec<(String, String)>,
+    /// The worker's slot for a body over `max_response_bytes`.
+    pub large: Option<LargeReply>,
 }
 
 /// Response headers passed to the caller as reply user properties.
@@ -49,7 +53,7 @@ pub async fn forward(
     let mut builder = client
         .request(call.method.clone(), url)
         .headers(request.headers)
-        .timeout(call.timeout);
+        .timeout(request.timeout);
     if let Some(body) = &call.body {
         builder = builder
             .header(CONTENT_TYPE, "application/json")
@@ -69,13 +73,20 @@ pub async fn forward(
             Some((name.as_str().to_string(), value.to_string()))
         })
         .collect();
-    let raw = read_body(&mut response, request.max_response_bytes).await?;
+    let (raw, large) = request
+        .bodies
+        .read(
+            &mut response,
+            call.accepts_chunks && !status.is_client_error(),
+        )
+        .await?;
     let body = encoded_body(raw, is_json);
     if status.is_success() || status.is_redirection() {
         return Ok(UpstreamResponse {
             status: status.as_u16(),
             body,
             properties,
+            large,
         });
     }
     if status.is_client_error() {
@@ -92,24 +103,6 @@ pub async fn forward(
     ))
 }
 
-/// The response body, refused past `max_bytes` (read no further).
-async fn read_body(
-    response: &mut reqwest::Response,
-    max_bytes: usize,
-) -> Result<Bytes, GatewayError> {
-    let mut raw = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(classify)? {
-        if raw.len() + chunk.len() > max_bytes {
-            return Err(GatewayError::new(
-                ErrorKind::ReplyTooLarge,
-                format!("upstream response exceeds {max_bytes} bytes"),
-            ));
-        }
-        raw.extend_from_slice(&chunk);
-    }
-    Ok(raw.into())
-}
-
 /// Appends the rendered path to the base URL's path. Only the path and query
 /// are touched: the host was parsed when the instance entered the cache.
 fn build_url(base: &Url, path: &str, query: &[(String, String)]) -> Url {
@@ -123,31 +116,10 @@ fn build_url(base: &Url, path: &str, query: &[(String, String)]) -> Url {
     url
 }
 
-/// The body as a JSON value without parsing it into a tree: validated JSON
-/// passes through as is, anything else becomes a JSON string, empty is null.
-fn encoded_body(raw: Bytes, is_json: bool) -> Box<RawValue> {
-    let null = || RawValue::from_string("null".into()).expect("null is JSON");
-    if raw.is_empty() {
-        return null();
-    }
-    if is_json {
-        if let Ok(text) = String::from_utf8(raw.to_vec()) {
-            if let Ok(value) = RawValue::from_string(text) {
-                return value;
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&raw);
-    serde_json::to_string(&text)
-        .ok()
-        .and_then(|quoted| RawValue::from_string(quoted).ok())
-        .unwrap_or_else(null)
-}
-
 /// The error's reply, without the URL: its query string is built from the
 /// caller's payload, which the reply must not echo (a 256 KiB GET payload
 /// came back whole in a `502`).
-fn classify(error: reqwest::Error) -> GatewayError {
+pub(super) fn classify(error: reqwest::Error) -> GatewayError {
     let error = error.without_url();
     if error.is_timeout() {
         return GatewayError::new(

@@ -156,6 +156,16 @@ fn gateway_settings(raw: &RawConfig) -> Vec<Setting> {
             Rule::AtLeastOne,
         ),
         (
+            &["limits", "max_chunked_reply_bytes"],
+            Count(raw.limits.max_chunked_reply_bytes.map(as_u64)),
+            Rule::AtLeastOne,
+        ),
+        (
+            &["limits", "max_large_replies"],
+            Count(raw.limits.max_large_replies.map(as_u64)),
+            Rule::AtLeastOne,
+        ),
+        (
             &["limits", "max_topic_bytes"],
             Count(raw.limits.max_topic_bytes.map(as_u64)),
             Rule::CountBetween(1, 65_535),

@@ -97,6 +97,8 @@ pub struct RawGateway {
     pub service_max_held: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub queue_timeout: Option<Duration>,
+    /// The default of every route's `deadline_header`.
+    pub deadline_header: Option<String>,
 }
 
 /// Where replies may be published.
@@ -121,6 +123,8 @@ pub struct RawLimits {
     pub max_header_bytes: Option<usize>,
     pub max_param_bytes: Option<usize>,
     pub max_response_bytes: Option<usize>,
+    pub max_chunked_reply_bytes: Option<usize>,
+    pub max_large_replies: Option<usize>,
     pub max_topic_bytes: Option<usize>,
     pub max_topic_levels: Option<usize>,
 }
@@ -205,6 +209,8 @@ pub struct RawInherited {
     pub timeout: Option<Duration>,
     pub forward_headers: Option<Vec<String>>,
     pub anonymous_replay: Option<bool>,
+    pub deadline_header: Option<String>,
+    pub chunked_replies: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +224,8 @@ pub struct RawGroup {
     pub timeout: Option<Duration>,
     pub forward_headers: Option<Vec<String>>,
     pub anonymous_replay: Option<bool>,
+    pub deadline_header: Option<String>,
+    pub chunked_replies: Option<String>,
     #[serde(default)]
     pub groups: Vec<Spanned<RawGroup>>,
     #[serde(default)]
@@ -239,4 +247,10 @@ pub struct RawRoute {
     pub timeout: Option<Duration>,
     pub forward_headers: Option<Vec<String>>,
     pub anonymous_replay: Option<bool>,
+    pub deadline_header: Option<String>,
+    pub chunked_replies: Option<String>,
+    /// Identical concurrent GETs share one upstream call.
+    pub coalesce: Option<bool>,
+    /// The reply does not depend on who asks: coalescing may join callers.
+    pub coalesce_across_callers: Option<bool>,
 }

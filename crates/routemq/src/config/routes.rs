@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Duration;
 
+use reqwest::header::HeaderName;
 use reqwest::Method;
 use routemq_gateway::middleware::MiddlewareConfigs;
 use routemq_gateway::upstream::{HeaderPolicy, PathTemplate};
-use routemq_gateway::{Builtin, ForwardRoute, RouteTarget};
+use routemq_gateway::{
+    Builtin, ChunkedReplies, Coalesce, ForwardRoute, RouteTarget, DEFAULT_DEADLINE_HEADER,
+};
 use routemq_router::{Group, Qos, RouteSpec, RouteTable, TopicPattern};
 use toml::Spanned;
 
@@ -19,17 +22,19 @@ use super::validate::ConfigError;
 
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The routes and groups of a file, as one table.
+/// The routes and groups of a file, as one table; `defaults` holds what
+/// the `[gateway]` table sets for every route.
 pub(super) fn route_table(
     routes: Vec<Spanned<RawRoute>>,
     groups: Vec<Spanned<RawGroup>>,
     middleware: &MiddlewareConfigs,
     at: &At<'_>,
     file: &str,
+    defaults: RawInherited,
 ) -> Result<RouteTable<RouteTarget>, ConfigError> {
     let mut lines = HashMap::new();
     let mut root = Group::root();
-    let inherited = RawInherited::default();
+    let inherited = defaults;
     let known = Known { middleware, at };
     for route in routes {
         root = root.route_spec(route_spec(route, "", &inherited, &mut lines, &known)?);
@@ -107,6 +112,12 @@ fn group_spec(
             .forward_headers
             .or_else(|| parent.forward_headers.clone()),
         anonymous_replay: raw.anonymous_replay.or(parent.anonymous_replay),
+        deadline_header: raw
+            .deadline_header
+            .or_else(|| parent.deadline_header.clone()),
+        chunked_replies: raw
+            .chunked_replies
+            .or_else(|| parent.chunked_replies.clone()),
     };
     let mut group = Group::new(raw.prefix).middleware(raw.middleware);
     for route in raw.routes {
@@ -211,6 +222,22 @@ fn forward_target(
     if timeout.is_zero() {
         return Err("timeout must be above zero".into());
     }
+    let deadline_header = deadline_header(
+        raw.deadline_header
+            .as_deref()
+            .or(inherited.deadline_header.as_deref()),
+    )?;
+    let chunked_replies = match raw
+        .chunked_replies
+        .as_deref()
+        .or(inherited.chunked_replies.as_deref())
+    {
+        None => ChunkedReplies::default(),
+        Some(name) => ChunkedReplies::parse(name).ok_or_else(|| {
+            format!("chunked_replies must be on_request, always or never, not `{name}`")
+        })?,
+    };
+    let coalesce = coalesce(raw, &method)?;
     Ok(RouteTarget::Forward(ForwardRoute {
         service,
         method,
@@ -221,7 +248,54 @@ fn forward_target(
             .anonymous_replay
             .or(inherited.anonymous_replay)
             .unwrap_or(false),
+        deadline_header,
+        chunked_replies,
+        coalesce,
     }))
+}
+
+/// The deadline header a route sends: the default's name unless it names
+/// another, none when it names `""`.
+fn deadline_header(name: Option<&str>) -> Result<Option<HeaderName>, String> {
+    let name = name.unwrap_or(DEFAULT_DEADLINE_HEADER);
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("deadline_header `{name}` is not an HTTP header name"))?;
+    if SET_BY_THE_GATEWAY.contains(&header.as_str()) || header.as_str().starts_with("x-user-") {
+        return Err(format!(
+            "deadline_header `{name}` is a header the gateway sets itself"
+        ));
+    }
+    Ok(Some(header))
+}
+
+/// Headers the gateway writes on every upstream call.
+const SET_BY_THE_GATEWAY: [&str; 8] = [
+    "x-request-id",
+    "x-request-attempt",
+    "x-gateway-service",
+    "accept",
+    "content-type",
+    "content-length",
+    "traceparent",
+    "tracestate",
+];
+
+/// Coalescing, which only a GET may ask for (any other method changes
+/// something, so two calls are two calls).
+fn coalesce(raw: &RawRoute, method: &Method) -> Result<Option<Coalesce>, String> {
+    let across = raw.coalesce_across_callers.unwrap_or(false);
+    match raw.coalesce.unwrap_or(false) {
+        false if across => Err("coalesce_across_callers needs coalesce = true".into()),
+        false => Ok(None),
+        true if method != Method::GET => {
+            Err(format!("coalesce is for GET routes; this one is {method}"))
+        }
+        true if across => Ok(Some(Coalesce::AcrossCallers)),
+        true => Ok(Some(Coalesce::PerCaller)),
+    }
 }
 
 /// The HTTP method a route names; POST when it names none.

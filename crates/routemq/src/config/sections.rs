@@ -174,6 +174,12 @@ pub fn limits(given: &RawLimits, mqtt: &MqttSettings) -> Result<Limits, String> 
         max_response_bytes: given
             .max_response_bytes
             .unwrap_or(defaults.max_response_bytes),
+        max_chunked_reply_bytes: given
+            .max_chunked_reply_bytes
+            .unwrap_or(defaults.max_chunked_reply_bytes),
+        max_large_replies: given
+            .max_large_replies
+            .unwrap_or(defaults.max_large_replies),
         max_topic_bytes: given.max_topic_bytes.unwrap_or(defaults.max_topic_bytes),
         max_topic_levels: given.max_topic_levels.unwrap_or(defaults.max_topic_levels),
     };

@@ -80,6 +80,16 @@ pub fn packet_size_bound(reply: &Outbound) -> usize {
     )
 }
 
+/// [`packet_size_bound`] of `reply` with a payload of `payload` bytes and
+/// `extra` user properties: what sizing its chunks starts from.
+pub fn size_bound_with(reply: &Outbound, payload: usize, extra: &[(String, String)]) -> usize {
+    let extra: usize = extra
+        .iter()
+        .map(|(name, value)| 5 + name.len() + value.len())
+        .sum();
+    packet_size_bound(reply) - reply.payload.len() + payload + extra
+}
+
 fn size_bound(
     topic: usize,
     payload: usize,

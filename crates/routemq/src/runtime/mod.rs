@@ -2,6 +2,7 @@
 //! derived from the route table, feeds requests to the gateway pipeline and
 //! publishes its replies.
 
+mod chunked;
 mod dispatch;
 mod event_loop;
 mod memory;

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, Semaphore};
+use routemq_gateway::upstream::LargeReply;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::memory::Held;
@@ -32,8 +33,34 @@ use crate::telemetry::Readiness;
 /// One reply in rumqttc's queue.
 struct Handed {
     at: Instant,
-    /// Its request's share of the intake budget (none for a shed reply).
+    _keep: Keep,
+}
+
+/// What a reply in the queue holds until it is written (given back when
+/// it is dropped).
+#[derive(Default)]
+pub struct Keep {
     _held: Option<Held>,
+    _chunk: Option<OwnedSemaphorePermit>,
+    _large: Option<LargeReply>,
+}
+
+impl Keep {
+    /// `held`: its request's share of the intake budget (none for a shed
+    /// reply, nor for a chunk before the last); `chunk`: a chunk's place
+    /// among the chunks a worker has in flight; `large`: the worker's slot
+    /// for a body over `max_response_bytes`.
+    pub fn new(
+        held: Option<Held>,
+        chunk: Option<OwnedSemaphorePermit>,
+        large: Option<LargeReply>,
+    ) -> Keep {
+        Keep {
+            _held: held,
+            _chunk: chunk,
+            _large: large,
+        }
+    }
 }
 
 /// Replies handed to the client and not yet written, oldest first.
@@ -63,15 +90,15 @@ impl Outflow {
     }
 
     /// Waits for a place, then queues a reply with `queue` (which must not
-    /// wait: a `try_` call on the client) holding `held` until it is written.
+    /// wait: a `try_` call on the client) holding `keep` until it is written.
     pub async fn hand(
         &self,
-        held: Held,
+        keep: Keep,
         queue: impl FnOnce() -> Result<(), QueueError>,
     ) -> Result<(), NotHanded> {
         let place = self.room.acquire().await.map_err(|_| NotHanded)?;
         place.forget();
-        self.queue(Some(held), queue)
+        self.queue(keep, queue)
     }
 
     /// Queues a reply only if a place is free now.
@@ -81,12 +108,12 @@ impl Outflow {
     ) -> Result<(), NotHanded> {
         let place = self.room.try_acquire().map_err(|_| NotHanded)?;
         place.forget();
-        self.queue(None, queue)
+        self.queue(Keep::default(), queue)
     }
 
     fn queue(
         &self,
-        held: Option<Held>,
+        keep: Keep,
         queue: impl FnOnce() -> Result<(), QueueError>,
     ) -> Result<(), NotHanded> {
         let mut waiting = self.waiting.lock();
@@ -97,7 +124,7 @@ impl Outflow {
         }
         waiting.push_back(Handed {
             at: Instant::now(),
-            _held: held,
+            _keep: keep,
         });
         Ok(())
     }
@@ -182,7 +209,10 @@ mod tests {
         let budget = MemoryBudget::new(1 << 20);
         let request = Publish::new("api/x", QoS::AtLeastOnce, "", None);
         let held = budget.try_take(&request).expect("fits");
-        outflow.hand(held, || Ok(())).await.expect("a place");
+        outflow
+            .hand(Keep::new(Some(held), None, None), || Ok(()))
+            .await
+            .expect("a place");
         std::thread::sleep(Duration::from_millis(5));
         outflow.try_hand(|| Ok(())).expect("a second place");
         assert!(outflow.try_hand(|| Ok(())).is_err(), "the queue is full");

@@ -17,18 +17,21 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, MqttOptions};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use routemq_gateway::Outbound;
 
+use super::chunked::{self, Chunks};
 use super::event_loop::LoopEvent;
 use super::memory::Held;
 use super::message;
-use super::outflow::{self, Outflow};
+use super::outflow::{self, Keep, Outflow};
 use super::reply_loop;
 use crate::telemetry::Readiness;
 
@@ -42,6 +45,8 @@ pub struct Replies {
     /// The largest packet the broker takes (CONNACK's Maximum Packet Size,
     /// capped by the configured one); kept current by the event loop.
     max_packet: Arc<AtomicU32>,
+    /// Places for chunks in the client's queue: half of it.
+    chunk_places: Arc<Semaphore>,
 }
 
 /// A started reply connection.
@@ -103,6 +108,7 @@ impl Replies {
             client,
             outflow,
             max_packet,
+            chunk_places: Arc::new(Semaphore::new((places / 2).max(1))),
         };
         Started {
             replies: Arc::new(replies),
@@ -112,10 +118,11 @@ impl Replies {
     }
 
     /// Publishes a reply, holding its request's budget (`held`) until it is
-    /// written; or a small `502 reply_too_large` in its place when the broker
-    /// would refuse it: handed to rumqttc, an oversized packet fails inside
-    /// its event loop and drops the connection with every reply in flight.
-    /// Waits while the queue is full.
+    /// written. A reply the broker would refuse goes out in chunks when its
+    /// caller takes them (`chunked.rs`), else as a small `502
+    /// reply_too_large` in its place: handed to rumqttc, an oversized packet
+    /// fails inside its event loop and drops the connection with every
+    /// reply in flight. Waits while the queue is full.
     pub async fn publish(&self, reply: Outbound, qos: QoS, held: Held) {
         let limit = self.max_packet.load(Ordering::Relaxed) as usize;
         let size = if message::packet_size_bound(&reply) <= limit {
@@ -123,6 +130,11 @@ impl Replies {
         } else {
             message::packet_size(&reply, qos)
         };
+        if size > limit && reply.chunks {
+            if let Some(chunk_size) = chunked::chunk_size(&reply, limit) {
+                return self.publish_chunks(reply, qos, held, chunk_size).await;
+            }
+        }
         let reply = if size > limit {
             tracing::warn!(
                 size,
@@ -134,16 +146,57 @@ impl Replies {
         } else {
             reply
         };
+        let keep = Keep::new(Some(held), None, reply.large.clone());
         let (topic, payload, properties) = message::into_publish(reply);
+        self.hand(keep, qos, (topic, payload, properties)).await;
+    }
+
+    /// Publishes `reply` as chunks of `chunk_size` bytes, in order. Each
+    /// waits for a place among the worker's chunks in flight (half the
+    /// reply queue), so however large the replies, the other half is left
+    /// for ordinary replies; the request's budget and large-body slot are
+    /// held by the last chunk, until it is written.
+    async fn publish_chunks(&self, reply: Outbound, qos: QoS, held: Held, chunk_size: usize) {
+        let large = reply.large.clone();
+        let hashing = tokio::task::spawn_blocking(move || Chunks::new(reply, chunk_size));
+        let Ok(chunks) = hashing.await else {
+            metrics::counter!("routemq_replies_failed_total", "reason" => "publish_error")
+                .increment(1);
+            return;
+        };
+        let count = chunks.chunk_count();
+        metrics::counter!("routemq_chunked_replies_total").increment(1);
+        metrics::counter!("routemq_reply_chunks_total").increment(count as u64);
+        let mut last = Some((held, large));
+        for (index, parts) in chunks.enumerate() {
+            let Ok(place) = Arc::clone(&self.chunk_places).acquire_owned().await else {
+                return;
+            };
+            let (held, large) = match index + 1 == count {
+                true => last.take().unzip(),
+                false => (None, None),
+            };
+            let keep = Keep::new(held, Some(place), large.flatten());
+            if !self.hand(keep, qos, parts).await {
+                return;
+            }
+        }
+    }
+
+    /// Queues one PUBLISH; `false` (and counted) when the client refused it.
+    async fn hand(&self, keep: Keep, qos: QoS, parts: (String, Bytes, PublishProperties)) -> bool {
+        let (topic, payload, properties) = parts;
         let queue = || {
             self.client
                 .try_publish_with_properties(topic, qos, false, payload, properties)
                 .map_err(Box::new)
         };
-        if self.outflow.hand(held, queue).await.is_err() {
+        let handed = self.outflow.hand(keep, queue).await.is_ok();
+        if !handed {
             metrics::counter!("routemq_replies_failed_total", "reason" => "publish_error")
                 .increment(1);
         }
+        handed
     }
 
     /// Publishes a QoS 0 reply only if the queue has room now: shedding

@@ -176,6 +176,8 @@ fn settings() -> impl Strategy<Value = String> {
         ("limits", "max_header_bytes"),
         ("limits", "max_param_bytes"),
         ("limits", "max_response_bytes"),
+        ("limits", "max_chunked_reply_bytes"),
+        ("limits", "max_large_replies"),
         ("limits", "max_topic_bytes"),
         ("limits", "max_topic_levels"),
         ("telemetry", "request_log_length"),
