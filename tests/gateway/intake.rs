@@ -16,7 +16,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
 use serde_json::json;
 
-use crate::stack::{ask, error_type, observer, Stack};
+use crate::stack::{ask, ask_whole, error_type, observer, Stack};
 
 const ROUTES: &str = r#"
 [[groups]]
@@ -243,7 +243,7 @@ async fn a_reply_over_the_brokers_packet_size_gets_502_and_the_rest_are_unaffect
         let client = Arc::clone(&client);
         async move { ask(&client, &format!("api/in/fast/{id}"), "").await }
     }));
-    let (big, fast) = tokio::join!(ask(&client, "api/in/big", ""), fast);
+    let (big, fast) = tokio::join!(ask_whole(&client, "api/in/big"), fast);
     assert_eq!(
         (big.status, error_type(&big)),
         (502, "reply_too_large".into())

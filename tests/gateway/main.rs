@@ -6,6 +6,7 @@ mod bad_input;
 mod balancing;
 mod browser;
 mod bursts;
+mod chunks;
 mod deadlines;
 mod deploy;
 mod edge;

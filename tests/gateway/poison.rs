@@ -320,7 +320,7 @@ async fn a_reply_over_an_unannounced_broker_limit_is_counted_and_the_worker_reco
     )
     .await;
     let client = stack.client().await;
-    let reply = ask(&client, "api/p/big", "").await;
+    let reply = crate::stack::ask_whole(&client, "api/p/big").await;
     assert_eq!(
         (reply.status, crate::stack::error_type(&reply).as_str()),
         (502, "reply_too_large")

@@ -291,6 +291,20 @@ pub async fn ask_with(
     }
 }
 
+/// A request from a caller that takes no chunked replies (as MQTT.js or
+/// `mosquitto_rr` callers don't): a reply the broker would refuse whole is
+/// `502 reply_too_large`.
+pub async fn ask_whole(client: &RequestClient, topic: &str) -> Reply {
+    let options = RequestOptions {
+        accept_chunks: false,
+        ..options()
+    };
+    match client.request(topic, "", &options).await {
+        Ok(reply) => reply,
+        Err(error) => panic!("{topic}: {error}"),
+    }
+}
+
 pub fn error_type(reply: &Reply) -> String {
     reply.json()["error"]["type"]
         .as_str()
@@ -298,7 +312,6 @@ pub fn error_type(reply: &Reply) -> String {
         .to_string()
 }
 
-/// A raw MQTT 5 client that records what arrives on `filter`.
 /// A raw MQTT 5 client that records what arrives on `filter`.
 pub async fn observer(
     url: &str,

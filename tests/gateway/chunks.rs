@@ -1,0 +1,176 @@
+//! Replies larger than the broker's packet size reach callers that take
+//! them in chunks, whole and checksummed; other callers get `502
+//! reply_too_large`; nothing else in flight notices.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use routemq_client::{ClientError, RequestOptions};
+use routemq_router::chunk::{chunk_count, sha256_hex, ChunkHeader};
+use routemq_tests::{upstream, Mosquitto};
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use rumqttc::v5::mqttbytes::QoS;
+
+use crate::stack::{error_type, observer, options, Stack};
+
+const ROUTES: &str = r#"
+[[groups]]
+prefix = "api/c"
+routes = [
+  { topic = "big",       service = "big-service",  method = "GET", path = "/big" },
+  { topic = "never",     service = "big-service",  method = "GET", path = "/big", chunked_replies = "never" },
+  { topic = "fast/{id}", service = "fast-service", method = "GET", path = "/fast/{id}" },
+]
+"#;
+
+const FIVE_MIB: usize = 5 << 20;
+
+fn patient(accept_chunks: bool) -> RequestOptions {
+    RequestOptions {
+        timeout: Duration::from_secs(60),
+        accept_chunks,
+        ..options()
+    }
+}
+
+#[tokio::test]
+async fn a_5_mib_reply_reaches_an_opted_in_client_whole_through_a_broker_limited_to_256_kib() {
+    let broker = Mosquitto::start_with("max_packet_size 262144\n");
+    let stack = Stack::start_on(broker, 1, 1, ROUTES, false, &[]).await;
+    stack
+        .register("big-service", "big-1", upstream::large(FIVE_MIB).await)
+        .await;
+    stack.demo_instances("fast-service", 1).await;
+    stack.settle().await;
+    let client = Arc::new(stack.client().await);
+
+    let fast = join_all((0..20).map(|id| {
+        let client = Arc::clone(&client);
+        async move {
+            let topic = format!("api/c/fast/{id}");
+            client.request(&topic, "{}", &options()).await
+        }
+    }));
+    let (takes_chunks, whole_only) = (patient(true), patient(false));
+    let (whole, refused, never, fast) = tokio::join!(
+        client.request("api/c/big", "{}", &takes_chunks),
+        client.request("api/c/big", "{}", &whole_only),
+        client.request("api/c/never", "{}", &takes_chunks),
+        fast,
+    );
+
+    let whole = whole.expect("the chunked reply, reassembled");
+    assert_eq!(whole.status, 200);
+    assert!(
+        whole.payload.len() > FIVE_MIB,
+        "{} bytes",
+        whole.payload.len()
+    );
+    assert_eq!(
+        whole.json()["data"],
+        upstream::large_document(FIVE_MIB),
+        "whole and in order"
+    );
+    assert_eq!(
+        whole.property("x-chunk-index"),
+        None,
+        "no chunk header left"
+    );
+    for (reply, why) in [(refused, "did not opt in"), (never, "the route says never")] {
+        let reply = reply.expect("an answer");
+        assert_eq!(
+            (reply.status, error_type(&reply).as_str()),
+            (502, "reply_too_large"),
+            "{why}"
+        );
+    }
+    assert!(
+        fast.iter()
+            .all(|reply| reply.as_ref().is_ok_and(|reply| reply.status == 200)),
+        "the requests in flight beside it are answered"
+    );
+    let worker = &stack.workers[0];
+    let metrics = worker.probes();
+    assert_eq!(
+        metrics.metric("routemq_chunked_replies_total", &[]).await,
+        1.0
+    );
+    let chunks = metrics.metric("routemq_reply_chunks_total", &[]).await;
+    assert!(chunks >= (FIVE_MIB / (256 << 10)) as f64, "{chunks} chunks");
+    assert_eq!(worker.count_log("broker connection lost"), 0);
+}
+
+/// The chunks of `payload` as a worker publishes them, `size` bytes each.
+fn chunks_of(payload: &[u8], size: usize) -> Vec<(Bytes, Vec<(String, String)>)> {
+    let digest = sha256_hex(payload);
+    let count = chunk_count(payload.len(), size);
+    (0..count)
+        .map(|index| {
+            let header = ChunkHeader::new(index as u32, count as u32, payload.len(), &digest);
+            let mut properties = vec![("status".to_string(), "200".to_string())];
+            properties.extend(header.properties());
+            let end = ((index + 1) * size).min(payload.len());
+            (
+                Bytes::copy_from_slice(&payload[index * size..end]),
+                properties,
+            )
+        })
+        .collect()
+}
+
+/// A chunked reply that stops part way (its worker died) ends in a clear
+/// incomplete-reply error with how many chunks came, never a truncated
+/// body; chunks a broker delivers twice or out of order are reassembled
+/// once. The chunks come from a responder of the test's own, through the
+/// real broker, so exactly which chunks arrive is chosen.
+#[tokio::test]
+async fn a_client_reports_a_reply_cut_short_and_reassembles_repeated_chunks() {
+    let broker = Mosquitto::start();
+    let client = routemq_client::RequestClient::connect(&broker.url())
+        .await
+        .expect("client");
+    let (responder, mut requests) = observer(&broker.url(), "api/c/fake").await;
+    let payload: Vec<u8> = (0..40_000u32).map(|i| (i % 241) as u8).collect();
+    let chunks = chunks_of(&payload, 10_000);
+    let cut_short = vec![0, 0, 1];
+    let repeated_out_of_order = vec![3, 0, 2, 2, 1, 3];
+    let plans = [cut_short, repeated_out_of_order];
+    let answering = tokio::spawn(async move {
+        for plan in plans {
+            let request = requests.recv().await.expect("a request");
+            let properties = request.properties.expect("MQTT 5 properties");
+            let topic = properties.response_topic.expect("a response topic");
+            for index in plan {
+                let (payload, user_properties) = chunks[index].clone();
+                let properties = PublishProperties {
+                    correlation_data: properties.correlation_data.clone(),
+                    user_properties,
+                    ..PublishProperties::default()
+                };
+                responder
+                    .publish_with_properties(&topic, QoS::AtLeastOnce, false, payload, properties)
+                    .await
+                    .expect("publish");
+            }
+        }
+    });
+    let quick = RequestOptions {
+        timeout: Duration::from_secs(3),
+        ..options()
+    };
+    match client.request("api/c/fake", "{}", &quick).await {
+        Err(ClientError::IncompleteReply {
+            received, count, ..
+        }) => assert_eq!((received, count), (2, 4)),
+        other => panic!("expected an incomplete reply, got {other:?}"),
+    }
+    let reply = client
+        .request("api/c/fake", "{}", &options())
+        .await
+        .expect("reassembled");
+    assert_eq!(reply.payload, payload);
+    assert_eq!(reply.status, 200);
+    answering.await.expect("responder");
+}
