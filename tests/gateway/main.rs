@@ -7,6 +7,7 @@ mod balancing;
 mod browser;
 mod bursts;
 mod chunks;
+mod coalescing;
 mod deadlines;
 mod deploy;
 mod edge;

@@ -223,7 +223,11 @@ impl Gateway {
             ),
             Some(scope) => {
                 let key = CallKey::new(&route.service, &call, caller_key(scope, ctx));
-                self.forwarder.call_shared(&route.service, &call, key).await
+                let joined = || telemetry::count_coalesced(ex);
+                let shared = self
+                    .forwarder
+                    .call_shared(&route.service, &call, key, joined);
+                shared.await
             }
         };
         permits.settle(match (&result, role) {
@@ -232,9 +236,6 @@ impl Gateway {
             (Ok(_), Role::Leader) => Outcome::Success,
             (Err(error), Role::Leader) => error.kind.breaker_evidence(),
         });
-        if role == Role::Follower {
-            telemetry::count_coalesced(ex);
-        }
 
         // 6. Response filters; the answer is kept for retries, a fallback is not.
         let result =

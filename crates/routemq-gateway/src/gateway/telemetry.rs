@@ -100,7 +100,7 @@ pub(super) fn observe_answer(
         .record(elapsed.as_secs_f64());
 }
 
-/// A request that shared another's upstream call (a coalescing route).
+/// A request that joined another's upstream call (a coalescing route).
 pub(super) fn count_coalesced(ex: &Exchange<'_>) {
     let route = ex.route.clone().unwrap_or_default();
     metrics::counter!("routemq_coalesced_requests_total", "route" => route).increment(1);

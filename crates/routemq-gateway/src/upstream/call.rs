@@ -73,16 +73,17 @@ impl Forwarder {
     }
 
     /// [`Forwarder::call`], shared with the identical calls in flight under
-    /// `key` (`coalesce.rs`).
+    /// `key` (`coalesce.rs`); `joined` runs when this request joins another's.
     pub async fn call_shared(
         &self,
         service: &str,
         call: &PreparedCall,
         key: CallKey,
+        joined: impl FnOnce(),
     ) -> (Result<UpstreamResponse, GatewayError>, Role) {
-        let (timeout, deadline_bound) = (call.timeout, call.deadline_bound);
+        let bounds = (call.timeout, call.deadline_bound);
         self.coalescer
-            .call(key, timeout, deadline_bound, || self.call(service, call))
+            .call(key, bounds, joined, || self.call(service, call))
             .await
     }
 

@@ -86,19 +86,20 @@ pub enum Role {
 }
 
 impl Coalescer {
-    /// Joins the call in flight under `key`, or makes it with `call`.
-    /// `timeout` bounds a follower's wait (its own deadline).
+    /// Joins the call in flight under `key` (then runs `joined`, when it
+    /// joins: an observer can count followers while they wait), or makes
+    /// it with `call`. `timeout` bounds a follower's wait (its own deadline).
     pub async fn call<F>(
         &self,
         key: CallKey,
-        timeout: Duration,
-        deadline_bound: bool,
+        (timeout, deadline_bound): (Duration, bool),
+        joined: impl FnOnce(),
         call: impl FnOnce() -> F,
     ) -> (Shared, Role)
     where
         F: Future<Output = Shared>,
     {
-        let joined = {
+        let follows = {
             let mut flights = self.flights.lock();
             match flights.get_mut(&key) {
                 Some(followers) => {
@@ -112,7 +113,7 @@ impl Coalescer {
                 }
             }
         };
-        let Some(answer) = joined else {
+        let Some(answer) = follows else {
             let flight = Flight {
                 coalescer: self,
                 key: Some(key),
@@ -121,6 +122,7 @@ impl Coalescer {
             flight.land(&shared);
             return (shared, Role::Leader);
         };
+        joined();
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(shared)) if !is_the_leaders_own(&shared) => (shared, Role::Follower),
             Ok(_) => (call().await, Role::Leader),
