@@ -163,6 +163,39 @@ fn spawn_redis(port: u16, dir: &Path, extra: &[&str]) -> Process {
     process
 }
 
+/// A redis-server of its own on a free port. Two tests can be given the
+/// same free port at once: then one server cannot bind, and the port
+/// answers for the other test's server, which that test may stop. So the
+/// server on the port must be ours (its `process_id`), else another port.
+fn spawn_own_redis(dir: &Path) -> (u16, Process) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut process = spawn_redis(port, dir, &[]);
+        if redis_pid(port) == Some(process.pid()) {
+            return (port, process);
+        }
+        process.kill();
+    }
+    panic!("no redis-server of this test's own could start");
+}
+
+/// The `process_id` of the redis-server answering on `port`.
+fn redis_pid(port: u16) -> Option<u32> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&reply).contains("process_id:") || !reply.ends_with(b"\r\n") {
+        let read = stream.read(&mut buffer).ok().filter(|read| *read > 0)?;
+        reply.extend_from_slice(&buffer[..read]);
+    }
+    let text = String::from_utf8_lossy(&reply);
+    let line = text.lines().find(|line| line.starts_with("process_id:"))?;
+    line["process_id:".len()..].trim().parse().ok()
+}
+
 fn start_redis_process(port: u16, dir: &Path, extra: &[&str]) -> Process {
     let child = Command::new("redis-server")
         .args([
@@ -223,8 +256,7 @@ fn spawn_cluster_node(dir: &Path) -> (u16, Process) {
 impl Redis {
     pub fn start() -> Redis {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let process = spawn_redis(port, dir.path(), &[]);
+        let (port, process) = spawn_own_redis(dir.path());
         Redis { port, process, dir }
     }
 

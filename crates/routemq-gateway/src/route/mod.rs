@@ -98,6 +98,15 @@ impl ChunkedReplies {
         })
     }
 
+    /// The setting's name in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChunkedReplies::OnRequest => "on_request",
+            ChunkedReplies::Always => "always",
+            ChunkedReplies::Never => "never",
+        }
+    }
+
     /// Whether a request that did (or did not) ask for chunks gets them.
     pub fn allows(self, asked: bool) -> bool {
         match self {
@@ -115,4 +124,14 @@ pub enum Coalesce {
     PerCaller,
     /// Anyone's: the route declared its reply the same for every caller.
     AcrossCallers,
+}
+
+impl Coalesce {
+    /// How a published contract names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Coalesce::PerCaller => "per_caller",
+            Coalesce::AcrossCallers => "across_callers",
+        }
+    }
 }

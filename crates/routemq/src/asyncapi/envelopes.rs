@@ -12,7 +12,14 @@ exactly one reply to that topic with the same Correlation Data, a `status` user 
 property (HTTP-style) and the reply envelope.\n\n\
 MQTT 5 user properties are the request headers: `x-request-id` (a retry with the \
 same id is answered once), `authorization: Bearer <JWT>` or `x-api-key`, \
-`traceparent`, `origin`. The Message Expiry Interval is the request's deadline.\n\n\
+`traceparent`, `origin`. The Message Expiry Interval is the request's deadline; \
+the service is told the time left (`X-Request-Timeout-Ms`).\n\n\
+A reply larger than the broker's Maximum Packet Size is answered \
+`502 reply_too_large`, or, to a caller that sent `x-accept-chunks: 1` (or on a \
+route with `chunked_replies = \"always\"`), sent as ordered chunks on the same \
+Response Topic with the same Correlation Data; each chunk carries `x-chunk-index`, \
+`x-chunk-count`, `x-chunk-total` and `x-chunk-sha256`, and the payloads in index \
+order are the reply (docs/protocol.md, Chunked replies).\n\n\
 MQTT 3.1.1 clients, which have no Response Topic, put `reply_to` (the reply \
 topic) and `correlation_id` in the JSON payload instead; the reply then carries \
 `correlation_id` in its body.";
@@ -96,6 +103,7 @@ fn request_message() -> Value {
                 "x-api-key": { "type": "string" },
                 "traceparent": { "type": "string", "description": "W3C trace context." },
                 "origin": { "type": "string", "description": "For CORS." },
+                "x-accept-chunks": { "type": "string", "enum": ["1"], "description": "The caller reassembles a reply too large for one packet from chunks." },
             },
         },
         "payload": {
@@ -146,6 +154,10 @@ fn reply_message(name: &str, envelope: &str, description: &str) -> Value {
                 "x-ratelimit-limit": { "type": "string" },
                 "x-ratelimit-remaining": { "type": "string" },
                 "retry-after": { "type": "string", "description": "Seconds, on 429 and retryable 503s." },
+                "x-chunk-index": { "type": "string", "description": "A chunk of a chunked reply: its position, from 0." },
+                "x-chunk-count": { "type": "string", "description": "A chunk of a chunked reply: how many chunks the reply has." },
+                "x-chunk-total": { "type": "string", "description": "A chunk of a chunked reply: the whole payload's length in bytes." },
+                "x-chunk-sha256": { "type": "string", "pattern": "^[0-9a-f]{64}$", "description": "A chunk of a chunked reply: SHA-256 of the whole payload." },
             },
         },
         "payload": { "$ref": format!("#/components/schemas/{envelope}") },

@@ -188,6 +188,12 @@ fn operation(id: &str, route: &Route<RouteTarget>, contracts: &[(String, Contrac
     if !security.is_empty() {
         operation["security"] = Value::Array(security);
     }
+    if let Some(forward) = route.target.forward() {
+        operation["x-routemq-chunked-replies"] = json!(forward.chunked_replies.name());
+        if let Some(coalesce) = forward.coalesce {
+            operation["x-routemq-coalesce"] = json!(coalesce.name());
+        }
+    }
     operation
 }
 

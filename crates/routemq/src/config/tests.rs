@@ -314,3 +314,86 @@ fn a_jwks_url_must_be_https_or_loopback_http_with_sane_bounds() {
         assert!(error.contains(says), "{refused}: {error}");
     }
 }
+
+/// The forwarding route `topic` names in `config`.
+fn forward_route<'c>(
+    config: &'c WorkerConfig,
+    topic: &'c str,
+) -> &'c routemq_gateway::ForwardRoute {
+    let found = config.gateway.routes.find(topic).expect("matches");
+    found.route.target.forward().expect("a forwarding route")
+}
+
+#[test]
+fn deadline_headers_chunking_and_coalescing_follow_gateway_group_and_route() {
+    use routemq_gateway::{ChunkedReplies, Coalesce};
+    let text = r#"
+[gateway]
+deadline_header = "x-budget-ms"
+
+[[groups]]
+prefix = "api"
+service = "s"
+chunked_replies = "always"
+routes = [
+  { topic = "a", method = "GET", path = "/a" },
+  { topic = "b", method = "GET", path = "/b", deadline_header = "", chunked_replies = "never", coalesce = true },
+  { topic = "c", method = "GET", path = "/c", coalesce = true, coalesce_across_callers = true },
+]
+"#;
+    let config = parse_text(text).expect("valid");
+    let a = forward_route(&config, "api/a");
+    assert_eq!(
+        a.deadline_header.as_ref().map(|h| h.as_str()),
+        Some("x-budget-ms")
+    );
+    assert_eq!(a.chunked_replies, ChunkedReplies::Always);
+    assert_eq!(a.coalesce, None);
+    let b = forward_route(&config, "api/b");
+    assert_eq!(b.deadline_header, None);
+    assert_eq!(b.chunked_replies, ChunkedReplies::Never);
+    assert_eq!(b.coalesce, Some(Coalesce::PerCaller));
+    let c = forward_route(&config, "api/c");
+    assert_eq!(c.coalesce, Some(Coalesce::AcrossCallers));
+
+    let plain =
+        parse_text("[[routes]]\ntopic = \"x\"\nservice = \"s\"\npath = \"/x\"\n").expect("valid");
+    let x = forward_route(&plain, "x");
+    assert_eq!(
+        x.deadline_header.as_ref().map(|h| h.as_str()),
+        Some("x-request-timeout-ms"),
+        "the default"
+    );
+    assert_eq!(x.chunked_replies, ChunkedReplies::OnRequest);
+}
+
+#[test]
+fn route_options_that_cannot_work_are_refused_on_their_line() {
+    let route = |options: &str| {
+        format!("[[routes]]\ntopic = \"x\"\nservice = \"s\"\npath = \"/x\"\n{options}\n")
+    };
+    for (options, expected) in [
+        (
+            "method = \"POST\"\ncoalesce = true",
+            "coalesce is for GET routes",
+        ),
+        ("coalesce_across_callers = true", "needs coalesce = true"),
+        (
+            "chunked_replies = \"sometimes\"",
+            "on_request, always or never",
+        ),
+        (
+            "deadline_header = \"bad header\"",
+            "not an HTTP header name",
+        ),
+        (
+            "deadline_header = \"x-request-id\"",
+            "the gateway sets itself",
+        ),
+        ("deadline_header = \"X-User-Id\"", "the gateway sets itself"),
+    ] {
+        let error = parse_text(&route(options)).expect_err(options);
+        assert!(error.contains(expected), "{options}: {error}");
+        assert!(error.starts_with("test.toml:1:"), "{error}");
+    }
+}
