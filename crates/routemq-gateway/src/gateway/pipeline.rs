@@ -216,20 +216,7 @@ impl Gateway {
 
         // 5. Upstream peer and call (shared, on a coalescing route).
         let started = Instant::now();
-        let (result, role) = match route.coalesce {
-            None => (
-                self.forwarder.call(&route.service, &call).await,
-                Role::Leader,
-            ),
-            Some(scope) => {
-                let key = CallKey::new(&route.service, &call, caller_key(scope, ctx));
-                let joined = || telemetry::count_coalesced(ex);
-                let shared = self
-                    .forwarder
-                    .call_shared(&route.service, &call, key, joined);
-                shared.await
-            }
-        };
+        let (result, role) = self.call_upstream(route, ctx, ex, &call).await;
         permits.settle(match (&result, role) {
             // One call is one piece of evidence, however many shared it.
             (_, Role::Follower) => Outcome::NotSent,
@@ -247,6 +234,28 @@ impl Gateway {
             Ok(reply) => Ok(reply),
             Err(error) => self.fall_back(plan, ctx, &call, error).await,
         }
+    }
+
+    /// Phase 5: the call, or on a coalescing route the identical call in
+    /// flight that this request joins.
+    async fn call_upstream(
+        &self,
+        route: &ForwardRoute,
+        ctx: &RequestContext<'_>,
+        ex: &Exchange<'_>,
+        call: &PreparedCall,
+    ) -> (Result<UpstreamResponse, GatewayError>, Role) {
+        let Some(scope) = route.coalesce else {
+            return (
+                self.forwarder.call(&route.service, call).await,
+                Role::Leader,
+            );
+        };
+        let key = CallKey::new(&route.service, call, caller_key(scope, ctx));
+        let joined = || telemetry::count_coalesced(ex);
+        self.forwarder
+            .call_shared(&route.service, call, key, joined)
+            .await
     }
 
     /// The chain's admissions and the safe-retry claim, concurrently. A

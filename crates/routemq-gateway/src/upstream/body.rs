@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::forward::classify;
+use super::http_error::classify;
 use crate::{ErrorKind, GatewayError};
 
 /// How large a response body may grow, per call and per worker.

@@ -8,6 +8,7 @@ mod concurrency;
 mod fair_queue;
 mod forward;
 mod headers;
+mod http_error;
 mod path;
 mod prepared;
 

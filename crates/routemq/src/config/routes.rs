@@ -17,24 +17,27 @@ use routemq_router::{Group, Qos, RouteSpec, RouteTable, TopicPattern};
 use toml::Spanned;
 
 use super::guards::check_routes_against_middleware;
-use super::raw::{RawGroup, RawInherited, RawRoute};
+use super::raw::{RawGateway, RawGroup, RawInherited, RawRoute};
 use super::validate::ConfigError;
 
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The routes and groups of a file, as one table; `defaults` holds what
-/// the `[gateway]` table sets for every route.
+/// The routes and groups of a file, as one table, with what the
+/// `[gateway]` table sets for every route.
 pub(super) fn route_table(
     routes: Vec<Spanned<RawRoute>>,
     groups: Vec<Spanned<RawGroup>>,
     middleware: &MiddlewareConfigs,
     at: &At<'_>,
     file: &str,
-    defaults: RawInherited,
+    gateway: &RawGateway,
 ) -> Result<RouteTable<RouteTarget>, ConfigError> {
     let mut lines = HashMap::new();
     let mut root = Group::root();
-    let inherited = defaults;
+    let inherited = RawInherited {
+        deadline_header: gateway.deadline_header.clone(),
+        ..RawInherited::default()
+    };
     let known = Known { middleware, at };
     for route in routes {
         root = root.route_spec(route_spec(route, "", &inherited, &mut lines, &known)?);
@@ -197,17 +200,7 @@ fn forward_target(
         .clone()
         .or_else(|| inherited.service.clone())
         .ok_or("no `service` on the route or its groups, and no `handler`")?;
-    let path = raw
-        .path
-        .as_deref()
-        .ok_or("a forwarding route needs an upstream `path`")?;
-    let path = PathTemplate::parse(path).map_err(|e| e.to_string())?;
-    let topic_params: Vec<&str> = pattern.param_names().collect();
-    if let Some(missing) = path.param_names().find(|name| !topic_params.contains(name)) {
-        return Err(format!(
-            "path parameter `{{{missing}}}` is not in the topic"
-        ));
-    }
+    let path = upstream_path(raw, pattern)?;
     let method = method(raw.method.as_deref())?;
     let forward_headers = raw
         .forward_headers
@@ -227,16 +220,11 @@ fn forward_target(
             .as_deref()
             .or(inherited.deadline_header.as_deref()),
     )?;
-    let chunked_replies = match raw
-        .chunked_replies
-        .as_deref()
-        .or(inherited.chunked_replies.as_deref())
-    {
-        None => ChunkedReplies::default(),
-        Some(name) => ChunkedReplies::parse(name).ok_or_else(|| {
-            format!("chunked_replies must be on_request, always or never, not `{name}`")
-        })?,
-    };
+    let chunked_replies = chunked_replies(
+        raw.chunked_replies
+            .as_deref()
+            .or(inherited.chunked_replies.as_deref()),
+    )?;
     let coalesce = coalesce(raw, &method)?;
     Ok(RouteTarget::Forward(ForwardRoute {
         service,
@@ -254,6 +242,22 @@ fn forward_target(
     }))
 }
 
+/// The route's upstream path, whose every parameter is in its topic.
+fn upstream_path(raw: &RawRoute, pattern: &TopicPattern) -> Result<PathTemplate, String> {
+    let path = raw
+        .path
+        .as_deref()
+        .ok_or("a forwarding route needs an upstream `path`")?;
+    let path = PathTemplate::parse(path).map_err(|e| e.to_string())?;
+    let topic_params: Vec<&str> = pattern.param_names().collect();
+    if let Some(missing) = path.param_names().find(|name| !topic_params.contains(name)) {
+        return Err(format!(
+            "path parameter `{{{missing}}}` is not in the topic"
+        ));
+    }
+    Ok(path)
+}
+
 /// The deadline header a route sends: the default's name unless it names
 /// another, none when it names `""`.
 fn deadline_header(name: Option<&str>) -> Result<Option<HeaderName>, String> {
@@ -269,6 +273,15 @@ fn deadline_header(name: Option<&str>) -> Result<Option<HeaderName>, String> {
         ));
     }
     Ok(Some(header))
+}
+
+/// When a route sends its replies in chunks; on request unless it says.
+fn chunked_replies(name: Option<&str>) -> Result<ChunkedReplies, String> {
+    let Some(name) = name else {
+        return Ok(ChunkedReplies::default());
+    };
+    ChunkedReplies::parse(name)
+        .ok_or_else(|| format!("chunked_replies must be on_request, always or never, not `{name}`"))
 }
 
 /// Headers the gateway writes on every upstream call.

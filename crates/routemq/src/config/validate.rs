@@ -11,7 +11,7 @@ use routemq_gateway::middleware::MiddlewareKinds;
 use super::bounds;
 use super::guards::{reply_topics, service_limits};
 use super::middleware::{auth_settings, middleware_configs, Secret, Secrets};
-use super::raw::{RawConfig, RawGateway, RawInherited};
+use super::raw::{RawConfig, RawGateway};
 use super::routes::route_table;
 pub use super::sections::MqttSettings;
 use super::sections::{
@@ -148,11 +148,7 @@ fn parse_with(
     let middleware = middleware_configs(raw.middleware, &auth, kinds)
         .map_err(|(span, message)| at(Some(span), message))?;
 
-    let root = RawInherited {
-        deadline_header: raw.gateway.deadline_header.clone(),
-        ..RawInherited::default()
-    };
-    let routes = route_table(raw.routes, raw.groups, &middleware, &at, file, root)?;
+    let routes = route_table(raw.routes, raw.groups, &middleware, &at, file, &raw.gateway)?;
     let (round_robin_lease, replay_window, replay_max_reply_bytes) = lease_and_replay(&raw.gateway);
     let gateway = GatewayConfig {
         routes,
