@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::join_all;
 use routemq_client::{ClientError, RequestOptions};
-use routemq_router::chunk::{chunk_count, sha256_hex, ChunkHeader};
+use routemq_router::chunk::{sha256_hex, Split};
 use routemq_tests::{upstream, Mosquitto};
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::v5::mqttbytes::QoS;
@@ -104,18 +104,11 @@ async fn a_5_mib_reply_reaches_an_opted_in_client_whole_through_a_broker_limited
 
 /// The chunks of `payload` as a worker publishes them, `size` bytes each.
 fn chunks_of(payload: &[u8], size: usize) -> Vec<(Bytes, Vec<(String, String)>)> {
-    let digest = sha256_hex(payload);
-    let count = chunk_count(payload.len(), size);
-    (0..count)
-        .map(|index| {
-            let header = ChunkHeader::new(index as u32, count as u32, payload.len(), &digest);
+    Split::new(payload.len(), size, sha256_hex(payload))
+        .map(|(header, range)| {
             let mut properties = vec![("status".to_string(), "200".to_string())];
             properties.extend(header.properties());
-            let end = ((index + 1) * size).min(payload.len());
-            (
-                Bytes::copy_from_slice(&payload[index * size..end]),
-                properties,
-            )
+            (Bytes::copy_from_slice(&payload[range]), properties)
         })
         .collect()
 }

@@ -134,6 +134,58 @@ pub fn chunk_count(payload_len: usize, chunk_size: usize) -> usize {
     payload_len.div_ceil(chunk_size.max(1)).max(1)
 }
 
+/// The chunks of a payload: each one's header and the byte range of the
+/// payload it carries, in order.
+#[derive(Debug, Clone)]
+pub struct Split {
+    payload_len: usize,
+    chunk_size: usize,
+    sha256: String,
+    next: usize,
+    count: usize,
+}
+
+impl Split {
+    /// `payload_len` bytes whose digest is `sha256`, in pieces of
+    /// `chunk_size` bytes (the last may be shorter).
+    pub fn new(payload_len: usize, chunk_size: usize, sha256: String) -> Split {
+        let chunk_size = chunk_size.max(1);
+        Split {
+            payload_len,
+            chunk_size,
+            sha256,
+            next: 0,
+            count: chunk_count(payload_len, chunk_size),
+        }
+    }
+
+    /// How many chunks there are in all.
+    pub fn chunk_count(&self) -> usize {
+        self.count
+    }
+}
+
+impl Iterator for Split {
+    type Item = (ChunkHeader, std::ops::Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.count {
+            return None;
+        }
+        let index = self.next;
+        self.next += 1;
+        let start = index * self.chunk_size;
+        let end = (start + self.chunk_size).min(self.payload_len);
+        let header = ChunkHeader::new(
+            index as u32,
+            self.count as u32,
+            self.payload_len,
+            &self.sha256,
+        );
+        Some((header, start..end))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +235,15 @@ mod tests {
 
     #[test]
     fn chunks_cover_the_payload() {
+        let ranges: Vec<_> = Split::new(25, 10, sha256_hex(b""))
+            .map(|(h, r)| (h.index, r))
+            .collect();
+        assert_eq!(ranges, [(0, 0..10), (1, 10..20), (2, 20..25)]);
+        assert_eq!(
+            Split::new(0, 10, String::new()).count(),
+            1,
+            "an empty reply is one chunk"
+        );
         assert_eq!(chunk_count(0, 10), 1);
         assert_eq!(chunk_count(10, 10), 1);
         assert_eq!(chunk_count(11, 10), 2);

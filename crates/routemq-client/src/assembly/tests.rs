@@ -1,22 +1,18 @@
 use bytes::Bytes;
-use routemq_router::chunk::{chunk_count, sha256_hex, ChunkHeader};
+use routemq_router::chunk::{sha256_hex, Split};
 
 use super::{Chunk, Fed, Reassembly};
 use crate::ClientError;
 
 /// The chunks of `payload`, `size` bytes each, as a worker sends them.
 fn chunks_of(payload: &[u8], size: usize) -> Vec<Chunk> {
-    let digest = sha256_hex(payload);
-    let count = chunk_count(payload.len(), size);
-    (0..count)
-        .map(|index| {
-            let header = ChunkHeader::new(index as u32, count as u32, payload.len(), &digest);
+    Split::new(payload.len(), size, sha256_hex(payload))
+        .map(|(header, range)| {
             let mut user_properties = vec![("status".to_string(), "200".to_string())];
             user_properties.extend(header.properties());
-            let end = ((index + 1) * size).min(payload.len());
             Chunk {
                 header,
-                payload: Bytes::copy_from_slice(&payload[index * size..end]),
+                payload: Bytes::copy_from_slice(&payload[range]),
                 user_properties,
                 content_type: Some("application/json".into()),
             }

@@ -80,3 +80,67 @@ fn only_allowed_headers_are_copied() {
     let error = policy.apply(&bad, &mut out).expect_err("invalid value");
     assert_eq!(error.kind, ErrorKind::InvalidHeader);
 }
+
+/// A GET of `path` with the given headers.
+fn get(path: &str, headers: &[(&'static str, &str)]) -> super::PreparedCall {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        map.insert(*name, value.parse().expect("header value"));
+    }
+    super::PreparedCall {
+        method: reqwest::Method::GET,
+        path: path.into(),
+        query: vec![("q".into(), "1".into())],
+        body: None,
+        headers: map,
+        timeout: std::time::Duration::from_secs(1),
+        deadline_bound: false,
+        deadline_header: Some(reqwest::header::HeaderName::from_static(
+            "x-request-timeout-ms",
+        )),
+        accepts_chunks: false,
+        caller: 0,
+    }
+}
+
+#[test]
+fn calls_share_a_key_only_when_nothing_the_answer_may_depend_on_differs() {
+    use super::CallKey;
+    let key = |call: &super::PreparedCall, caller: Option<&str>| {
+        CallKey::new("s", call, caller.map(String::from))
+    };
+    let first = get("/items/1", &[("x-request-id", "a"), ("traceparent", "t1")]);
+    let retry = get(
+        "/items/1",
+        &[("x-request-id", "b"), ("x-request-attempt", "2")],
+    );
+    assert_eq!(
+        key(&first, Some("ada")),
+        key(&retry, Some("ada")),
+        "per-request headers aside"
+    );
+    assert_ne!(
+        key(&first, Some("ada")),
+        key(&first, Some("bob")),
+        "another caller"
+    );
+    assert_ne!(
+        key(&first, Some("ada")),
+        key(&get("/items/2", &[]), Some("ada")),
+        "another path"
+    );
+    let german = get("/items/1", &[("accept-language", "de")]);
+    assert_ne!(key(&first, None), key(&german, None), "a forwarded header");
+    let ada = get("/items/1", &[("x-user-id", "ada")]);
+    let bob = get("/items/1", &[("x-user-id", "bob")]);
+    assert_eq!(
+        key(&ada, None),
+        key(&bob, None),
+        "across callers: identity aside"
+    );
+    assert_ne!(
+        key(&ada, Some("c")),
+        key(&bob, Some("c")),
+        "per caller: identity counts"
+    );
+}

@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use routemq_gateway::Outbound;
-use routemq_router::chunk::{chunk_count, sha256_hex, ChunkHeader};
+use routemq_router::chunk::{sha256_hex, ChunkHeader, Split};
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
 use super::message;
@@ -34,10 +34,7 @@ pub struct Chunks {
     topic: String,
     payload: Bytes,
     properties: PublishProperties,
-    sha256: String,
-    size: usize,
-    next: usize,
-    count: usize,
+    split: Split,
 }
 
 impl Chunks {
@@ -45,24 +42,20 @@ impl Chunks {
     /// shorter). Hashes the whole payload: call it off the async threads
     /// for a large one.
     pub fn new(reply: Outbound, size: usize) -> Chunks {
-        let sha256 = sha256_hex(&reply.payload);
-        let count = chunk_count(reply.payload.len(), size);
+        let split = Split::new(reply.payload.len(), size, sha256_hex(&reply.payload));
         let (topic, payload, mut properties) = message::into_publish(reply);
         properties.payload_format_indicator = None;
         Chunks {
             topic,
             payload,
             properties,
-            sha256,
-            size,
-            next: 0,
-            count,
+            split,
         }
     }
 
     /// How many chunks the reply has.
     pub fn chunk_count(&self) -> usize {
-        self.count
+        self.split.chunk_count()
     }
 }
 
@@ -70,26 +63,10 @@ impl Iterator for Chunks {
     type Item = (String, Bytes, PublishProperties);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.next >= self.count {
-            return None;
-        }
-        let index = self.next;
-        self.next += 1;
-        let start = index * self.size;
-        let end = (start + self.size).min(self.payload.len());
-        let header = ChunkHeader::new(
-            index as u32,
-            self.count as u32,
-            self.payload.len(),
-            &self.sha256,
-        );
+        let (header, range) = self.split.next()?;
         let mut properties = self.properties.clone();
         properties.user_properties.extend(header.properties());
-        Some((
-            self.topic.clone(),
-            self.payload.slice(start..end),
-            properties,
-        ))
+        Some((self.topic.clone(), self.payload.slice(range), properties))
     }
 }
 
