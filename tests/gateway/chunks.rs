@@ -167,3 +167,80 @@ async fn a_client_reports_a_reply_cut_short_and_reassembles_repeated_chunks() {
     assert_eq!(reply.status, 200);
     answering.await.expect("responder");
 }
+
+/// A worker holds at most `max_large_replies` bodies over
+/// `max_response_bytes` at once: past that, a large answer is refused `503
+/// overloaded` at once rather than held, and the slot comes back once the
+/// reply holding it is written.
+#[tokio::test]
+async fn large_bodies_beyond_the_workers_slots_are_refused_and_the_slot_comes_back() {
+    let broker = Mosquitto::start_with("max_packet_size 65536\n");
+    let mut stack = Stack::start_on(broker, 0, 1, ROUTES, false, &[]).await;
+    let text = std::fs::read_to_string(&stack.config).expect("config");
+    let limits = "max_param_bytes = 64\nmax_response_bytes = 100000\nmax_large_replies = 1";
+    let text = text.replace("max_param_bytes = 64", limits);
+    std::fs::write(&stack.config, text).expect("config");
+    stack.add_worker("worker-0");
+    let (addr, gate) = upstream::held_midway(150_000, 50_000).await;
+    stack.register("big-service", "big-1", addr).await;
+    stack.settle().await;
+    let client = stack.client().await;
+    let worker = &stack.workers[0];
+
+    let takes_chunks = patient(true);
+    let held = client.request("api/c/big", "{}", &takes_chunks);
+    let refused = async {
+        // The first body is past max_response_bytes and waits for the rest.
+        worker
+            .metric_reaches(
+                "routemq_large_replies_held",
+                &[],
+                1.0,
+                Duration::from_secs(20),
+            )
+            .await;
+        let refused = client.request("api/c/big", "{}", &takes_chunks).await;
+        gate.open();
+        refused
+    };
+    let (held, refused) = tokio::join!(held, refused);
+    let refused = refused.expect("an answer");
+    assert_eq!(
+        (refused.status, error_type(&refused).as_str()),
+        (503, "overloaded")
+    );
+    let held = held.expect("the first, whole");
+    assert_eq!(held.status, 200);
+    assert_eq!(
+        held.json()["data"]["blob"].as_str().map(str::len),
+        Some(200_000)
+    );
+    eventually_slot_free(worker).await;
+    let again = client
+        .request("api/c/big", "{}", &patient(true))
+        .await
+        .expect("an answer");
+    assert_eq!(again.status, 200, "the slot came back");
+    assert_eq!(
+        worker
+            .probes()
+            .metric("routemq_large_replies_refused_total", &[])
+            .await,
+        1.0
+    );
+}
+
+async fn eventually_slot_free(worker: &routemq_tests::Worker) {
+    routemq_tests::eventually(
+        "the large-body slot given back",
+        Duration::from_secs(20),
+        || async {
+            let held = worker
+                .probes()
+                .metric("routemq_large_replies_held", &[])
+                .await;
+            (held == 0.0).then_some(())
+        },
+    )
+    .await;
+}

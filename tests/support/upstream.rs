@@ -296,3 +296,38 @@ pub async fn gated() -> (SocketAddr, std::sync::Arc<Gate>) {
         }));
     (serve(router).await, gate)
 }
+
+/// An upstream that answers a JSON document of about `first + rest` bytes,
+/// sending the first `first` bytes at once and the rest only once its gate
+/// opens: a large body held part way, for as long as a test needs.
+pub async fn held_midway(first: usize, rest: usize) -> (SocketAddr, std::sync::Arc<Gate>) {
+    use std::sync::atomic::Ordering;
+    let (open, _) = tokio::sync::watch::channel(false);
+    let gate = std::sync::Arc::new(Gate {
+        hits: Default::default(),
+        open,
+    });
+    let state = std::sync::Arc::clone(&gate);
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .fallback(any(move || {
+            let gate = std::sync::Arc::clone(&state);
+            async move {
+                gate.hits.fetch_add(1, Ordering::SeqCst);
+                let head = format!("{{\"blob\":\"{}", "a".repeat(first));
+                let tail = format!("{}\"}}", "b".repeat(rest));
+                let mut open = gate.open.subscribe();
+                let rest = futures::stream::once(async move {
+                    open.wait_for(|open| *open).await.ok();
+                    Ok(tail)
+                });
+                let head = futures::stream::iter([Ok::<_, std::io::Error>(head)]);
+                let parts = futures::StreamExt::chain(head, rest);
+                (
+                    [("content-type", "application/json")],
+                    axum::body::Body::from_stream(parts),
+                )
+            }
+        }));
+    (serve(router).await, gate)
+}

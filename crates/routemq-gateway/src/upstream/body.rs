@@ -38,7 +38,28 @@ pub struct LargeReplies {
 /// A slot for one large body, held until its reply is written: cloned
 /// with the reply, given back when the last copy is dropped.
 #[derive(Debug, Clone)]
-pub struct LargeReply(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+pub struct LargeReply {
+    _slot: Arc<Slot>,
+}
+
+/// A taken slot, shown in `routemq_large_replies_held` while it is held.
+#[derive(Debug)]
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit) -> Slot {
+        metrics::gauge!("routemq_large_replies_held").increment(1.0);
+        Slot { _permit: permit }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        metrics::gauge!("routemq_large_replies_held").decrement(1.0);
+    }
+}
 
 impl LargeReplies {
     pub fn new(limits: BodyLimits) -> LargeReplies {
@@ -88,7 +109,9 @@ impl LargeReplies {
 
     fn slot(&self) -> Result<LargeReply, GatewayError> {
         match Arc::clone(&self.slots).try_acquire_owned() {
-            Ok(permit) => Ok(LargeReply(Arc::new(permit))),
+            Ok(permit) => Ok(LargeReply {
+                _slot: Arc::new(Slot::new(permit)),
+            }),
             Err(_) => {
                 metrics::counter!("routemq_large_replies_refused_total").increment(1);
                 Err(GatewayError::new(

@@ -223,6 +223,13 @@ const METRICS: &[Metric] = &[
         known: None,
     },
     Metric {
+        name: "routemq_large_replies_held",
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help: "Upstream bodies over max_response_bytes this worker holds (until their last chunk is written), at most max_large_replies.",
+        known: None,
+    },
+    Metric {
         name: "routemq_coalesced_requests_total",
         kind: Kind::Counter,
         unit: Unit::Count,
