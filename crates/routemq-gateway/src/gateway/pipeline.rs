@@ -8,8 +8,9 @@
 //! 4. **admission** — rate limits, circuit breakers and the safe-retry claim,
 //!    concurrently: one Redis round trip of latency however many there are;
 //! 5. **upstream peer and call** — a healthy instance, round robin, within
-//!    the service's bulkhead; retried on another instance when the error
-//!    says the request never reached the first;
+//!    the service's bulkhead, told the time left; retried on another
+//!    instance when the error says the request never reached the first; on
+//!    a coalescing route, shared with the identical calls in flight;
 //! 6. **response filters** — innermost first, on the upstream's answer;
 //!    then a fallback if the error allows one;
 //! 7. **reply** — the envelope is built once, its properties gathered here;
