@@ -257,6 +257,14 @@ pub struct Gate {
 }
 
 impl Gate {
+    fn closed() -> std::sync::Arc<Gate> {
+        let (open, _) = tokio::sync::watch::channel(false);
+        std::sync::Arc::new(Gate {
+            hits: Default::default(),
+            open,
+        })
+    }
+
     /// Lets every held answer (and every later one) go.
     pub fn open(&self) {
         self.open.send_replace(true);
@@ -267,11 +275,7 @@ impl Gate {
 /// 200 with the `x-request-id` and `x-user-id` it was sent and its hit count.
 pub async fn gated() -> (SocketAddr, std::sync::Arc<Gate>) {
     use std::sync::atomic::Ordering;
-    let (open, _) = tokio::sync::watch::channel(false);
-    let gate = std::sync::Arc::new(Gate {
-        hits: Default::default(),
-        open,
-    });
+    let gate = Gate::closed();
     let state = std::sync::Arc::clone(&gate);
     let router = Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -302,11 +306,7 @@ pub async fn gated() -> (SocketAddr, std::sync::Arc<Gate>) {
 /// opens: a large body held part way, for as long as a test needs.
 pub async fn held_midway(first: usize, rest: usize) -> (SocketAddr, std::sync::Arc<Gate>) {
     use std::sync::atomic::Ordering;
-    let (open, _) = tokio::sync::watch::channel(false);
-    let gate = std::sync::Arc::new(Gate {
-        hits: Default::default(),
-        open,
-    });
+    let gate = Gate::closed();
     let state = std::sync::Arc::clone(&gate);
     let router = Router::new()
         .route("/health", get(|| async { "ok" }))
