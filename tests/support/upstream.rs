@@ -207,6 +207,11 @@ pub type Recorded = std::sync::Arc<std::sync::Mutex<Vec<axum::http::HeaderMap>>>
 
 /// An upstream that records each request's headers and answers 200.
 pub async fn recorder() -> (SocketAddr, Recorded) {
+    recorder_after(Duration::ZERO).await
+}
+
+/// A [`recorder`] that answers `delay` after recording a request.
+pub async fn recorder_after(delay: Duration) -> (SocketAddr, Recorded) {
     let recorded: Recorded = Default::default();
     let log = std::sync::Arc::clone(&recorded);
     let router = Router::new()
@@ -215,6 +220,7 @@ pub async fn recorder() -> (SocketAddr, Recorded) {
             let log = std::sync::Arc::clone(&log);
             async move {
                 log.lock().expect("recorder lock").push(headers);
+                tokio::time::sleep(delay).await;
                 Json(json!({"recorded": true}))
             }
         }));
