@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::join_all;
 use routemq_client::{ClientError, RequestOptions};
-use routemq_router::chunk::{sha256_hex, Split};
+use routemq_router::chunk::{sha256_hex, ChunkHeader, Split};
 use routemq_tests::{upstream, Mosquitto};
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::v5::mqttbytes::QoS;
@@ -22,6 +22,7 @@ routes = [
   { topic = "big",       service = "big-service",  method = "GET", path = "/big" },
   { topic = "never",     service = "big-service",  method = "GET", path = "/big", chunked_replies = "never" },
   { topic = "fast/{id}", service = "fast-service", method = "GET", path = "/fast/{id}" },
+  { topic = "medium",    service = "medium-service", method = "GET", path = "/medium" },
 ]
 "#;
 
@@ -243,4 +244,47 @@ async fn eventually_slot_free(worker: &routemq_tests::Worker) {
         },
     )
     .await;
+}
+
+/// A device with a small buffer names its own packet size
+/// (`x-accept-chunks: 4096`): its reply comes in chunks that each fit it,
+/// though the broker would take the reply whole.
+#[tokio::test]
+async fn a_caller_that_names_its_packet_size_gets_chunks_that_fit_it() {
+    let stack = Stack::start_with(1, 1, ROUTES, false, &[]).await;
+    let medium = upstream::large(100_000).await;
+    stack.register("medium-service", "medium-1", medium).await;
+    stack.settle().await;
+    let client = stack.client().await;
+    let (_watcher, mut seen) = observer(&stack.mosquitto.url(), client.reply_topic()).await;
+    let small_buffer = RequestOptions {
+        accept_chunks: false,
+        headers: vec![("x-accept-chunks".into(), "4096".into())],
+        ..options()
+    };
+    let reply = client
+        .request("api/c/medium", "{}", &small_buffer)
+        .await
+        .expect("reassembled");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["data"], upstream::large_document(100_000));
+    let mut packets = Vec::new();
+    let mut count = usize::MAX;
+    while packets.len() < count {
+        let publish = tokio::time::timeout(Duration::from_secs(20), seen.recv())
+            .await
+            .expect("the watcher sees every chunk")
+            .expect("watching");
+        let properties = publish.properties.clone().unwrap_or_default();
+        let header = ChunkHeader::parse(&properties.user_properties)
+            .expect("a chunk")
+            .expect("well formed");
+        count = header.count as usize;
+        packets.push(publish.size());
+    }
+    assert!(count >= 25, "{count} chunks of at most 4 KiB for 100 kB");
+    assert!(
+        packets.iter().all(|size| *size <= 4096),
+        "packet sizes {packets:?}"
+    );
 }

@@ -149,8 +149,10 @@ pub struct Outbound {
     pub payload: Bytes,
     pub user_properties: Vec<(String, String)>,
     pub status: u16,
-    /// The caller takes this reply in chunks if the broker would refuse it whole.
-    pub chunks: bool,
+    /// The caller takes this reply in chunks, in packets of at most this
+    /// many bytes (`usize::MAX`: as large as the broker takes), when one
+    /// packet would be larger; `None`: whole or `502 reply_too_large`.
+    pub chunks: Option<usize>,
     /// See [`Reply::large`].
     pub large: Option<LargeReply>,
     request_id: String,
@@ -163,7 +165,9 @@ impl Outbound {
     pub fn too_large(&self, size: usize, limit: usize) -> Outbound {
         let error = GatewayError::new(
             crate::ErrorKind::ReplyTooLarge,
-            format!("the reply of {size} bytes exceeds the broker's packet size of {limit}"),
+            format!(
+                "the reply of {size} bytes exceeds the largest packet it may go in ({limit} bytes)"
+            ),
         );
         let reply = Reply::error(&error, &self.request_id, None);
         Outbound::new(self.address.clone(), reply, &self.request_id)
@@ -220,7 +224,7 @@ impl Outbound {
             payload,
             user_properties,
             status: reply.status,
-            chunks: false,
+            chunks: None,
             large: reply.large,
             request_id: request_id.to_string(),
         }

@@ -11,8 +11,13 @@
 use sha2::{Digest, Sha256};
 
 /// The request user property by which a caller says it reassembles
-/// chunked replies (value `1`).
+/// chunked replies: `1`, or the largest packet it takes in bytes (see
+/// [`accepted_packet_size`]).
 pub const ACCEPT_CHUNKS: &str = "x-accept-chunks";
+
+/// The smallest packet size a caller may name: less leaves no useful room
+/// for a chunk beside the packet's properties.
+pub const MIN_ACCEPTED_PACKET: usize = 1024;
 /// The chunk's position, from 0.
 pub const CHUNK_INDEX: &str = "x-chunk-index";
 /// How many chunks the reply has.
@@ -119,6 +124,19 @@ impl ChunkHeader {
     pub fn widest(payload_len: usize) -> ChunkHeader {
         ChunkHeader::new(u32::MAX, u32::MAX, payload_len, &"0".repeat(64))
     }
+}
+
+/// The packet size a caller that sent `x-accept-chunks: value` takes:
+/// `1` means as large as the broker takes (`usize::MAX` here); a number of
+/// at least [`MIN_ACCEPTED_PACKET`] is the caller's own Maximum Packet Size
+/// (a device with a small buffer), so its replies come in chunks that fit
+/// it. Anything else is no opt-in: `None`.
+pub fn accepted_packet_size(value: &str) -> Option<usize> {
+    if value == "1" {
+        return Some(usize::MAX);
+    }
+    let size: usize = value.parse().ok()?;
+    (size >= MIN_ACCEPTED_PACKET).then_some(size)
 }
 
 /// The SHA-256 of `payload` as 64 lower-case hex digits.
@@ -231,6 +249,16 @@ mod tests {
         }
         let missing = vec![(CHUNK_INDEX.to_string(), "0".to_string())];
         assert!(matches!(ChunkHeader::parse(&missing), Some(Err(_))));
+    }
+
+    #[test]
+    fn an_opt_in_is_one_or_a_packet_size() {
+        assert_eq!(accepted_packet_size("1"), Some(usize::MAX));
+        assert_eq!(accepted_packet_size("16384"), Some(16384));
+        assert_eq!(accepted_packet_size("1024"), Some(1024));
+        for refused in ["0", "2", "1023", "yes", "", "-4096", "1e6"] {
+            assert_eq!(accepted_packet_size(refused), None, "{refused}");
+        }
     }
 
     #[test]

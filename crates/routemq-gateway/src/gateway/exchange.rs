@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::time::Instant;
 
 use metrics::SharedString;
-use routemq_router::chunk::ACCEPT_CHUNKS;
+use routemq_router::chunk::{accepted_packet_size, ACCEPT_CHUNKS};
 
 use crate::middleware::Credentials;
 use crate::request::is_acceptable_request_id;
@@ -33,8 +33,10 @@ pub(super) struct Exchange<'r> {
     pub service: Option<String>,
     /// Reply properties the chain added (CORS, rate-limit counters).
     pub reply_properties: Vec<(String, String)>,
-    /// A reply too large for one packet goes out in chunks (phase 2 decides).
-    pub chunks: bool,
+    /// A reply too large for one packet goes out in chunks of packets of
+    /// at most this many bytes (`usize::MAX`: the broker's limit); `None`:
+    /// whole or not at all. Phase 2 decides.
+    pub chunks: Option<usize>,
 }
 
 impl<'r> Exchange<'r> {
@@ -61,22 +63,28 @@ impl<'r> Exchange<'r> {
             route: None,
             service: None,
             reply_properties: Vec::new(),
-            chunks: false,
+            chunks: None,
         }
     }
 
-    /// Whether this request takes a chunked reply on a route with
-    /// `setting`: the caller asked (`x-accept-chunks: 1`) or the route
-    /// says all its callers do, and its reply goes to an MQTT 5 Response
-    /// Topic (an MQTT 3.1.1 client reads no user properties, so it cannot
-    /// tell chunks apart).
-    pub(super) fn takes_chunks(&self, setting: ChunkedReplies) -> bool {
-        let asked = self.headers.get(ACCEPT_CHUNKS) == Some("1");
+    /// Whether (and in what packet size) this request takes a chunked
+    /// reply on a route with `setting`: the caller asked (`x-accept-chunks`)
+    /// or the route says all its callers do, and its reply goes to an MQTT 5
+    /// Response Topic (an MQTT 3.1.1 client reads no user properties, so it
+    /// cannot tell chunks apart).
+    pub(super) fn takes_chunks(&self, setting: ChunkedReplies) -> Option<usize> {
         let mqtt5 = self
             .address
             .as_ref()
             .is_some_and(|address| !address.from_payload);
-        mqtt5 && setting.allows(asked)
+        if !mqtt5 {
+            return None;
+        }
+        let asked = self
+            .headers
+            .get(ACCEPT_CHUNKS)
+            .and_then(accepted_packet_size);
+        setting.packet_size(asked)
     }
 
     /// The topic for logs and spans: as decoded, or lossily when it is not

@@ -194,7 +194,8 @@ impl Gateway {
         route: &ForwardRoute,
         ex: &Exchange<'_>,
     ) -> Answer {
-        let mut call = prepare(route, ctx, ex.inbound.deadline(), ex.chunks)?;
+        let accepts_chunks = ex.chunks.is_some();
+        let mut call = prepare(route, ctx, ex.inbound.deadline(), accepts_chunks)?;
 
         // 4. Admission.
         let (properties, proceed) = self

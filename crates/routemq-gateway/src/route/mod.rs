@@ -78,7 +78,7 @@ pub const DEFAULT_DEADLINE_HEADER: &str = "x-request-timeout-ms";
 /// reply_too_large`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ChunkedReplies {
-    /// When the request says it reassembles them (`x-accept-chunks: 1`).
+    /// When the request says it reassembles them (`x-accept-chunks`).
     #[default]
     OnRequest,
     /// Always: the route's callers all reassemble chunks.
@@ -107,12 +107,14 @@ impl ChunkedReplies {
         }
     }
 
-    /// Whether a request that did (or did not) ask for chunks gets them.
-    pub fn allows(self, asked: bool) -> bool {
+    /// The packet size in which a request gets chunks, given the one it
+    /// asked for (`None`: it did not ask); `None`: no chunks. `usize::MAX`
+    /// stands for the broker's own limit.
+    pub fn packet_size(self, asked: Option<usize>) -> Option<usize> {
         match self {
             ChunkedReplies::OnRequest => asked,
-            ChunkedReplies::Always => true,
-            ChunkedReplies::Never => false,
+            ChunkedReplies::Always => Some(asked.unwrap_or(usize::MAX)),
+            ChunkedReplies::Never => None,
         }
     }
 }

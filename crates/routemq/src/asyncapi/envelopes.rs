@@ -15,7 +15,8 @@ same id is answered once), `authorization: Bearer <JWT>` or `x-api-key`, \
 `traceparent`, `origin`. The Message Expiry Interval is the request's deadline; \
 the service is told the time left (`X-Request-Timeout-Ms`).\n\n\
 A reply larger than the broker's Maximum Packet Size is answered \
-`502 reply_too_large`, or, to a caller that sent `x-accept-chunks: 1` (or on a \
+`502 reply_too_large`, or, to a caller that sent `x-accept-chunks: 1` (or its own \
+packet size in bytes; or on a \
 route with `chunked_replies = \"always\"`), sent as ordered chunks on the same \
 Response Topic with the same Correlation Data; each chunk carries `x-chunk-index`, \
 `x-chunk-count`, `x-chunk-total` and `x-chunk-sha256`, and the payloads in index \
@@ -103,7 +104,7 @@ fn request_message() -> Value {
                 "x-api-key": { "type": "string" },
                 "traceparent": { "type": "string", "description": "W3C trace context." },
                 "origin": { "type": "string", "description": "For CORS." },
-                "x-accept-chunks": { "type": "string", "enum": ["1"], "description": "The caller reassembles a reply too large for one packet from chunks." },
+                "x-accept-chunks": { "type": "string", "pattern": "^(1|[1-9][0-9]{3,})$", "description": "The caller reassembles a reply too large for one packet from chunks: `1`, or the largest packet it takes in bytes (at least 1024)." },
             },
         },
         "payload": {

@@ -124,13 +124,15 @@ impl Replies {
     /// fails inside its event loop and drops the connection with every
     /// reply in flight. Waits while the queue is full.
     pub async fn publish(&self, reply: Outbound, qos: QoS, held: Held) {
-        let limit = self.max_packet.load(Ordering::Relaxed) as usize;
+        let broker_limit = self.max_packet.load(Ordering::Relaxed) as usize;
+        // A caller that named its own packet size gets chunks that fit it.
+        let limit = broker_limit.min(reply.chunks.unwrap_or(usize::MAX));
         let size = if message::packet_size_bound(&reply) <= limit {
             0
         } else {
             message::packet_size(&reply, qos)
         };
-        if size > limit && reply.chunks {
+        if size > limit && reply.chunks.is_some() {
             if let Some(chunk_size) = chunked::chunk_size(&reply, limit) {
                 return self.publish_chunks(reply, qos, held, chunk_size).await;
             }
