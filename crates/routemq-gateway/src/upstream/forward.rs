@@ -74,15 +74,15 @@ pub async fn forward(
             Some((name.as_str().to_string(), value.to_string()))
         })
         .collect();
+    // Only an answer that becomes the reply may be large: an error's body
+    // keeps the single-packet bound, and takes no large-body slot.
+    let answers = status.is_success() || status.is_redirection();
     let (raw, large) = request
         .bodies
-        .read(
-            &mut response,
-            call.accepts_chunks && !status.is_client_error(),
-        )
+        .read(&mut response, call.accepts_chunks && answers)
         .await?;
     let body = encoded_body(raw, is_json);
-    if status.is_success() || status.is_redirection() {
+    if answers {
         return Ok(UpstreamResponse {
             status: status.as_u16(),
             body,
